@@ -1,0 +1,173 @@
+//! The implementations under test: cenote and its peers.
+//!
+//! Every worker pool is driven through [`WorkerPeer`], whose `execute` is
+//! generic over the job, so each peer receives the job closure exactly as its
+//! own API takes it (no extra boxing by the harness). Experiments are written
+//! once as generic functions and instantiated per peer with [`with_peer!`].
+
+use std::sync::{Arc, Barrier};
+
+use serde::{Deserialize, Serialize};
+
+pub mod cenote;
+pub mod crossbeam;
+pub mod rayon;
+pub mod rusty_pool;
+pub mod thread_per_task;
+pub mod threadpool;
+pub mod tokio;
+
+/// An implementation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Impl {
+    /// `cenote::workers::Pool`.
+    Cenote,
+    /// `cenote::workers::FnPool`, a pool bound to one function.
+    CenoteFn,
+    /// A fresh `std::thread` per task: no pool at all.
+    ThreadPerTask,
+    /// `threadpool::ThreadPool`.
+    Threadpool,
+    /// A `rayon::ThreadPool` fed with `spawn`.
+    Rayon,
+    /// `rusty_pool::ThreadPool`.
+    RustyPool,
+    /// tokio's blocking pool, fed with `Runtime::spawn_blocking`.
+    Tokio,
+    /// A hand-rolled pool of threads looping on a crossbeam channel.
+    Crossbeam,
+}
+
+impl Impl {
+    /// Every thread pool (everything but thread-per-task and `FnPool`).
+    pub const POOLS: [Impl; 6] = [
+        Impl::Cenote,
+        Impl::Threadpool,
+        Impl::Rayon,
+        Impl::RustyPool,
+        Impl::Tokio,
+        Impl::Crossbeam,
+    ];
+
+    /// The name used in tables, JSON and child specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Cenote => "cenote",
+            Impl::CenoteFn => "cenote-fnpool",
+            Impl::ThreadPerTask => "thread-per-task",
+            Impl::Threadpool => "threadpool",
+            Impl::Rayon => "rayon",
+            Impl::RustyPool => "rusty_pool",
+            Impl::Tokio => "tokio-spawn_blocking",
+            Impl::Crossbeam => "crossbeam-pool",
+        }
+    }
+
+    /// The implementation called `name`.
+    pub fn from_name(name: &str) -> Option<Impl> {
+        const ALL: [Impl; 8] = [
+            Impl::Cenote,
+            Impl::CenoteFn,
+            Impl::ThreadPerTask,
+            Impl::Threadpool,
+            Impl::Rayon,
+            Impl::RustyPool,
+            Impl::Tokio,
+            Impl::Crossbeam,
+        ];
+        ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+/// How to build a pool.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolCfg {
+    /// Worker threads: the fixed size, or the cap of an on-demand pool.
+    pub size: usize,
+    /// Stack size of every worker thread, where the API allows one.
+    pub stack_size: Option<usize>,
+    /// Start all `size` threads up front, where the API has such a switch
+    /// (cenote's `prestart`); other pools are warmed up by
+    /// [`WorkerPeer::start_all`].
+    pub prestart: bool,
+    /// Never retire idle threads, where the API has such a switch (cenote's
+    /// `idle_timeout(None)`).
+    pub keep_idle: bool,
+}
+
+/// A worker pool as the experiments drive it.
+pub trait WorkerPeer: Sized {
+    /// Builds the pool.
+    fn build(cfg: &PoolCfg) -> Result<Self, String>;
+
+    /// Hands `job` to the pool, to run on one of its threads.
+    fn execute<F>(&self, job: F) -> Result<(), String>
+    where
+        F: FnOnce() + Send + 'static;
+
+    /// Makes sure that `n` worker threads exist, and returns once they are
+    /// all idle again. By default, `n` jobs meet at a barrier, so that `n`
+    /// threads have to run at the same time.
+    fn start_all(&self, n: usize) -> Result<(), String> {
+        start_all_with_barrier(self, n)
+    }
+}
+
+/// Runs `n` jobs that all wait for each other (and for the caller), which a
+/// pool can only complete with `n` threads alive at once; returns when the
+/// jobs have finished.
+pub fn start_all_with_barrier<P: WorkerPeer>(pool: &P, n: usize) -> Result<(), String> {
+    let meet = Arc::new(Barrier::new(n + 1));
+    let done = Arc::new(Barrier::new(n + 1));
+    for _ in 0..n {
+        let meet = Arc::clone(&meet);
+        let done = Arc::clone(&done);
+        pool.execute(move || {
+            meet.wait();
+            done.wait();
+        })?;
+    }
+    meet.wait();
+    done.wait();
+    Ok(())
+}
+
+/// Instantiates `$body` for the [`WorkerPeer`] type of `$imp`, bound to the
+/// type alias `$P`. `$body` must evaluate to `Result<_, String>`.
+#[macro_export]
+macro_rules! with_peer {
+    ($imp:expr, $P:ident => $body:expr) => {{
+        use $crate::peers::Impl;
+        match $imp {
+            Impl::Cenote => {
+                type $P = $crate::peers::cenote::CenotePeer;
+                $body
+            }
+            Impl::ThreadPerTask => {
+                type $P = $crate::peers::thread_per_task::ThreadPerTask;
+                $body
+            }
+            Impl::Threadpool => {
+                type $P = $crate::peers::threadpool::ThreadpoolPeer;
+                $body
+            }
+            Impl::Rayon => {
+                type $P = $crate::peers::rayon::RayonPeer;
+                $body
+            }
+            Impl::RustyPool => {
+                type $P = $crate::peers::rusty_pool::RustyPoolPeer;
+                $body
+            }
+            Impl::Tokio => {
+                type $P = $crate::peers::tokio::TokioBlockingPeer;
+                $body
+            }
+            Impl::Crossbeam => {
+                type $P = $crate::peers::crossbeam::CrossbeamPool;
+                $body
+            }
+            other @ Impl::CenoteFn => Err(format!("{} is not a general worker pool", other.name())),
+        }
+    }};
+}

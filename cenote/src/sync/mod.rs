@@ -1,0 +1,272 @@
+//! The one place cenote imports its synchronisation primitives from.
+//!
+//! Under `--cfg loom` every type here is swapped for its [loom] model so the
+//! same protocol code is model-checked; otherwise atomics come from `std`,
+//! locks from `parking_lot` (smaller and faster uncontended than `std`'s on
+//! the paths we use), and the bounded job queue is `crossbeam_queue::ArrayQueue`.
+//!
+//! The wrappers give both worlds one API: `lock()` never returns a poison
+//! error and condition-variable waits take `&mut guard`.
+
+#![allow(dead_code)] // not every item is used under every cfg
+
+use std::time::{Duration, Instant};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
+
+/// Computes `now + d`, or `None` when that instant cannot be represented
+/// (a "huge" duration means "no deadline", never a panic).
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+// ---------------------------------------------------------------------------
+// Mutex and Condvar
+// ---------------------------------------------------------------------------
+
+#[cfg(not(loom))]
+mod lock {
+    use std::time::Instant;
+
+    pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(parking_lot::Mutex::new(value))
+        }
+        #[inline]
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock()
+        }
+    }
+
+    #[derive(Default)]
+    pub(crate) struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(parking_lot::Condvar::new())
+        }
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            self.0.wait(guard);
+        }
+        /// Waits until notified or `deadline` (None: no deadline). Returns
+        /// true when the deadline passed.
+        pub(crate) fn wait_until<T>(
+            &self,
+            guard: &mut MutexGuard<'_, T>,
+            deadline: Option<Instant>,
+        ) -> bool {
+            match deadline {
+                Some(d) => self.0.wait_until(guard, d).timed_out(),
+                None => {
+                    self.0.wait(guard);
+                    false
+                }
+            }
+        }
+        #[inline]
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+        #[inline]
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+#[cfg(loom)]
+mod lock {
+    use std::time::Instant;
+
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> std::ops::Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_ref().expect("guard present")
+        }
+    }
+    impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_mut().expect("guard present")
+        }
+    }
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            MutexGuard(Some(self.0.lock().unwrap()))
+        }
+    }
+
+    #[derive(Default)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            let g = guard.0.take().expect("guard present");
+            guard.0 = Some(self.0.wait(g).unwrap());
+        }
+        /// Loom has no clock: a timed wait is an untimed one that never
+        /// reports a timeout, so models must not rely on deadlines.
+        pub(crate) fn wait_until<T>(
+            &self,
+            guard: &mut MutexGuard<'_, T>,
+            _deadline: Option<Instant>,
+        ) -> bool {
+            self.wait(guard);
+            false
+        }
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+#[allow(unused_imports)]
+pub(crate) use lock::{Condvar, Mutex, MutexGuard};
+
+// ---------------------------------------------------------------------------
+// The bounded job queue
+// ---------------------------------------------------------------------------
+
+/// A bounded MPMC FIFO queue.
+///
+/// Protocol requirement (see `workers/DESIGN.md`): a successful `push` or
+/// `pop` is a SeqCst read-modify-write and `is_empty` does SeqCst loads, so
+/// the Dekker-style hand-shakes between submitters and parking workers need
+/// no extra fences. `crossbeam_queue::ArrayQueue` guarantees this (its
+/// head/tail CAS and `is_empty` loads are SeqCst); the loom model's `Mutex`
+/// is stronger still.
+#[cfg(not(loom))]
+pub(crate) struct Queue<T>(crossbeam_queue::ArrayQueue<T>);
+
+#[cfg(not(loom))]
+impl<T> Queue<T> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Queue(crossbeam_queue::ArrayQueue::new(cap))
+    }
+    #[inline]
+    pub(crate) fn push(&self, value: T) -> Result<(), T> {
+        self.0.push(value)
+    }
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.0.pop()
+    }
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(loom)]
+pub(crate) struct Queue<T> {
+    cap: usize,
+    items: loom::sync::Mutex<std::collections::VecDeque<T>>,
+}
+
+#[cfg(loom)]
+impl<T> Queue<T> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Queue {
+            cap,
+            items: loom::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+    pub(crate) fn push(&self, value: T) -> Result<(), T> {
+        let mut q = self.items.lock().unwrap();
+        if q.len() >= self.cap {
+            return Err(value);
+        }
+        q.push_back(value);
+        Ok(())
+    }
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.items.lock().unwrap().pop_front()
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.lock().unwrap().is_empty()
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.items.lock().unwrap().len()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Threads
+// ---------------------------------------------------------------------------
+
+/// Starts an OS thread (a loom thread under the model).
+#[cfg(not(loom))]
+pub(crate) fn spawn_thread(
+    name: String,
+    stack_size: Option<usize>,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
+    let mut b = std::thread::Builder::new().name(name);
+    if let Some(size) = stack_size {
+        b = b.stack_size(size);
+    }
+    b.spawn(body).map(drop)
+}
+
+#[cfg(loom)]
+pub(crate) fn spawn_thread(
+    _name: String,
+    _stack_size: Option<usize>,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
+    loom::thread::spawn(body);
+    Ok(())
+}
+
+/// Spin-then-yield back-off for short searches.
+#[cfg(not(loom))]
+pub(crate) use crossbeam_utils::Backoff;
+
+/// Under loom a search gives up at once (spinning only multiplies states).
+#[cfg(loom)]
+pub(crate) struct Backoff;
+
+#[cfg(loom)]
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff
+    }
+    pub(crate) fn snooze(&self) {
+        loom::thread::yield_now();
+    }
+    pub(crate) fn is_completed(&self) -> bool {
+        true
+    }
+}
+
+/// `thread_local!` that loom understands (loom threads share one OS thread).
+#[cfg(loom)]
+pub(crate) use loom::thread_local;
+#[cfg(not(loom))]
+pub(crate) use std::thread_local;

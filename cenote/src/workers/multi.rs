@@ -1,0 +1,185 @@
+//! `MultiPool`: several pools behind one handle (ants' `MultiPool`), to
+//! spread submitters over independent queues and locks.
+
+use std::time::Duration;
+
+use super::builder::Builder;
+use super::errors::{BuildError, ShutdownError, SubmitError, TuneError};
+use super::join::JoinHandle;
+use super::pool::unit;
+use super::task::Task;
+use super::{Pool, Stats};
+use crate::sync::{AtomicUsize, Ordering::*};
+
+/// How a [`MultiPool`] picks the sub-pool for a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Each submit goes to the next pool in turn.
+    #[default]
+    RoundRobin,
+    /// Each submit goes to the pool with the fewest busy threads plus queued
+    /// tasks.
+    LeastTasks,
+}
+
+/// N independent pools behind one handle.
+///
+/// ```
+/// use cenote::workers::{Balance, MultiPool, Pool};
+/// let multi = MultiPool::new(4, Pool::builder().capacity(2), Balance::LeastTasks).unwrap();
+/// for i in 0..100 {
+///     multi.submit(move || { std::hint::black_box(i); }).unwrap();
+/// }
+/// multi.wait_idle();
+/// assert_eq!(multi.stats().completed, 100);
+/// ```
+#[derive(Debug)]
+pub struct MultiPool {
+    pools: Vec<Pool>,
+    balance: Balance,
+    next: AtomicUsize,
+}
+
+impl MultiPool {
+    /// `n` pools, each built from `builder` (its capacity is per pool).
+    pub fn new(n: usize, builder: Builder, balance: Balance) -> Result<MultiPool, BuildError> {
+        if n == 0 {
+            return Err(BuildError::ZeroCapacity);
+        }
+        let pools = (0..n)
+            .map(|_| builder.clone().build())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MultiPool {
+            pools,
+            balance,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn pick(&self) -> usize {
+        match self.balance {
+            Balance::RoundRobin => self.next.fetch_add(1, Relaxed) % self.pools.len(),
+            Balance::LeastTasks => {
+                let mut best = (usize::MAX, 0);
+                for (i, p) in self.pools.iter().enumerate() {
+                    let load = p.busy() + p.queued();
+                    if load < best.0 {
+                        best = (load, i);
+                    }
+                    if load == 0 {
+                        break;
+                    }
+                }
+                best.1
+            }
+        }
+    }
+
+    /// Submits to the chosen pool (see [`Pool::submit`]).
+    pub fn submit<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), SubmitError> {
+        self.pools[self.pick()].submit(f)
+    }
+
+    /// Offers the task to the chosen pool, then to each other pool once;
+    /// never blocks. `Err(SubmitError::Full)` only when every pool is full.
+    pub fn try_submit<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), SubmitError> {
+        let start = self.pick();
+        let n = self.pools.len();
+        let mut task = Task::new(unit(f));
+        let mut closed = 0;
+        for k in 0..n {
+            let pool = &self.pools[(start + k) % n];
+            if pool.is_closed() {
+                closed += 1;
+                continue;
+            }
+            task = match pool.inner.offer(task) {
+                Ok(()) => return Ok(()),
+                Err(t) => t,
+            };
+        }
+        if closed == n {
+            return Err(SubmitError::Closed);
+        }
+        self.pools[start].inner.count_rejected();
+        Err(SubmitError::Full)
+    }
+
+    /// Waits at most `timeout` for room in the chosen pool.
+    pub fn submit_timeout<F: FnOnce() + Send + 'static>(
+        &self,
+        f: F,
+        timeout: Duration,
+    ) -> Result<(), SubmitError> {
+        self.pools[self.pick()].submit_timeout(f, timeout)
+    }
+
+    /// Spawns on the chosen pool (see [`Pool::spawn`]).
+    pub fn spawn<T, F>(&self, f: F) -> Result<JoinHandle<T>, SubmitError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.pools[self.pick()].spawn(f)
+    }
+
+    /// The sub-pools.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// Sets every sub-pool's capacity to `n`.
+    pub fn tune(&self, n: usize) -> Result<(), TuneError> {
+        self.pools.iter().try_for_each(|p| p.tune(n))
+    }
+    /// Threads alive, summed.
+    pub fn running(&self) -> usize {
+        self.pools.iter().map(Pool::running).sum()
+    }
+    /// Threads parked, summed.
+    pub fn idle(&self) -> usize {
+        self.pools.iter().map(Pool::idle).sum()
+    }
+    /// Capacity in force, summed.
+    pub fn capacity(&self) -> usize {
+        self.pools.iter().map(Pool::capacity).sum()
+    }
+    /// Blocked submitters, summed.
+    pub fn waiting(&self) -> usize {
+        self.pools.iter().map(Pool::waiting).sum()
+    }
+    /// Queued tasks, summed.
+    pub fn queued(&self) -> usize {
+        self.pools.iter().map(Pool::queued).sum()
+    }
+    /// Counters, summed.
+    pub fn stats(&self) -> Stats {
+        self.pools.iter().map(Pool::stats).fold(Stats::default(), |a, b| a + b)
+    }
+    /// Waits until every sub-pool is idle.
+    pub fn wait_idle(&self) {
+        self.pools.iter().for_each(Pool::wait_idle);
+    }
+    /// Closes every sub-pool.
+    pub fn close(&self) {
+        self.pools.iter().for_each(Pool::close);
+    }
+    /// Closes every sub-pool and waits at most `timeout` in all.
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        let start = std::time::Instant::now();
+        self.close();
+        for p in &self.pools {
+            let left = timeout.saturating_sub(start.elapsed());
+            p.shutdown_timeout(left)?;
+        }
+        Ok(())
+    }
+    /// Reopens every sub-pool.
+    pub fn reboot(&self) {
+        self.pools.iter().for_each(Pool::reboot);
+    }
+    /// True when every sub-pool is closed.
+    pub fn is_closed(&self) -> bool {
+        self.pools.iter().all(Pool::is_closed)
+    }
+}

@@ -1,0 +1,236 @@
+//! `Pool`: the handle users hold.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use super::builder::Builder;
+use super::core::{How, Inner, TaskRunner};
+use super::errors::{BuildError, JoinError, ShutdownError, SubmitError, TuneError};
+use super::join::{CompleteOnDrop, JoinHandle, JoinState};
+use super::task::Task;
+use super::Stats;
+use crate::sync::{deadline_after, Arc, Ordering::*};
+
+/// A pool of at most `capacity` OS threads for blocking or CPU-bound work.
+///
+/// Cloning a `Pool` gives another handle to the same pool. See the
+/// [module documentation](super) for the model and an example.
+///
+/// # Drop
+/// Dropping the last handle closes the pool, like [`close`](Pool::close):
+/// tasks already accepted (queued or running) still run to completion on
+/// their threads, which then exit. Drop never blocks; call
+/// [`shutdown_timeout`](Pool::shutdown_timeout) to wait for them.
+pub struct Pool {
+    pub(crate) inner: Arc<Inner<TaskRunner>>,
+}
+
+impl Pool {
+    pub(crate) fn from_inner(inner: Arc<Inner<TaskRunner>>) -> Pool {
+        Pool { inner }
+    }
+
+    /// A pool of at most `capacity` threads with the default settings
+    /// (`queue(1024)`, `Policy::Block`, 10 s idle timeout).
+    pub fn new(capacity: usize) -> Result<Pool, BuildError> {
+        Builder::new().capacity(capacity).build()
+    }
+
+    /// A builder to configure a pool (or an [`FnPool`](super::FnPool)).
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// Runs `f` on the pool. When the pool is full, what happens depends on
+    /// the [`Policy`](super::Policy): wait (default), fail with
+    /// `SubmitError::Full`, or run `f` on this thread.
+    #[inline]
+    pub fn submit<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), SubmitError> {
+        self.inner.submit(Task::new(unit(f)), How::Policy)
+    }
+
+    /// Like `submit`, but never blocks and never runs `f` on this thread: a
+    /// full pool is `Err(SubmitError::Full)`.
+    #[inline]
+    pub fn try_submit<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), SubmitError> {
+        self.inner.submit(Task::new(unit(f)), How::Try)
+    }
+
+    /// Like `submit`, but waits at most `timeout` for room, whatever the
+    /// policy; then `Err(SubmitError::Timeout(_))`. A zero timeout is a
+    /// `try_submit` that reports `Timeout`; a huge one never expires.
+    pub fn submit_timeout<F: FnOnce() + Send + 'static>(
+        &self,
+        f: F,
+        timeout: Duration,
+    ) -> Result<(), SubmitError> {
+        self.inner.submit(
+            Task::new(unit(f)),
+            How::Wait(deadline_after(timeout), timeout),
+        )
+    }
+
+    /// Runs `f` on the pool and returns a handle to its result. The handle
+    /// can be joined from a thread or awaited from async code; a panic in `f`
+    /// arrives as [`JoinError::Panicked`]. Waits for room like `submit`.
+    pub fn spawn<T, F>(&self, f: F) -> Result<JoinHandle<T>, SubmitError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let state = JoinState::new(None);
+        let task = Task::new(handle_task(f, CompleteOnDrop(Some(state.clone()))));
+        self.inner.submit(task, How::Policy)?;
+        Ok(JoinHandle::new(state, Some(self.inner.clone())))
+    }
+
+    /// Changes the capacity at once. Growing lets blocked submitters in and
+    /// starts threads for queued work; shrinking retires parked threads now
+    /// and busy ones as they finish their task. While a shrink is pending,
+    /// [`capacity`](Pool::capacity) reports the capacity still in force
+    /// (never below [`running`](Pool::running)), falling to `n` as threads
+    /// retire; [`target_capacity`](Pool::target_capacity) reports `n`.
+    pub fn tune(&self, n: usize) -> Result<(), TuneError> {
+        self.inner.tune(n)
+    }
+
+    /// Threads alive (running a task, searching or parked). Never above
+    /// [`capacity`](Pool::capacity).
+    pub fn running(&self) -> usize {
+        self.inner.running()
+    }
+
+    /// Threads parked, waiting for a task.
+    pub fn idle(&self) -> usize {
+        self.inner.idle()
+    }
+
+    /// Threads running a task right now (approximate while threads move).
+    pub fn busy(&self) -> usize {
+        self.inner.busy()
+    }
+
+    /// The capacity in force (see [`tune`](Pool::tune)).
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// The capacity last asked for by `build` or `tune`.
+    pub fn target_capacity(&self) -> usize {
+        self.inner.target()
+    }
+
+    /// `(running, capacity)` read at one instant.
+    pub fn running_and_capacity(&self) -> (usize, usize) {
+        self.inner.running_and_capacity()
+    }
+
+    /// Submitters blocked waiting for room.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiting()
+    }
+
+    /// Tasks in the queue, not yet picked up by a thread.
+    pub fn queued(&self) -> usize {
+        self.inner.queued()
+    }
+
+    /// Counters since the pool was built.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// Blocks until everything submitted so far has finished (the queue is
+    /// empty and every thread is parked). The pool stays open. Called from a
+    /// task of this pool, it waits for all the *other* tasks.
+    pub fn wait_idle(&self) {
+        self.inner.wait_idle(None);
+    }
+
+    /// `wait_idle` for at most `timeout`; true if the pool became idle.
+    pub fn wait_idle_timeout(&self, timeout: Duration) -> bool {
+        self.inner.wait_idle(deadline_after(timeout))
+    }
+
+    /// Refuses new work from now on (`SubmitError::Closed`, blocked
+    /// submitters included) and lets threads exit once the queue is drained.
+    /// Queued and running tasks still run. Does not wait.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Closes the pool and waits at most `timeout` for every queued and
+    /// running task to finish and every thread to exit (ants'
+    /// `ReleaseTimeout`).
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        self.inner.shutdown_timeout(timeout)
+    }
+
+    /// Reopens a closed pool; threads start again on demand. A no-op on an
+    /// open pool.
+    pub fn reboot(&self) {
+        self.inner.reboot();
+    }
+
+    /// True after `close`/`shutdown_timeout` until `reboot`.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
+
+/// Adapts a user closure to the engine's `FnOnce() -> bool`.
+#[inline]
+pub(crate) fn unit<F: FnOnce()>(f: F) -> impl FnOnce() -> bool {
+    move || {
+        f();
+        false
+    }
+}
+
+/// The closure a `spawn` submits: run `f`, deliver its outcome.
+pub(crate) fn handle_task<T, F>(f: F, out: CompleteOnDrop<T>) -> impl FnOnce() -> bool
+where
+    F: FnOnce() -> T,
+{
+    move || match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => {
+            out.finish(Ok(v));
+            false
+        }
+        Err(p) => {
+            out.finish(Err(JoinError::Panicked(p)));
+            true
+        }
+    }
+}
+
+impl Clone for Pool {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Relaxed);
+        Pool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, AcqRel) == 1 {
+            self.inner.close();
+        }
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("capacity", &self.capacity())
+            .field("running", &self.running())
+            .field("idle", &self.idle())
+            .field("queued", &self.queued())
+            .field("waiting", &self.waiting())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
