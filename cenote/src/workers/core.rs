@@ -246,7 +246,8 @@ pub(crate) struct Inner<R: Runner> {
     /// Parked workers, most recently parked last (LIFO reuse keeps hot
     /// threads busy and lets cold ones reach their idle timeout).
     idle: Mutex<Vec<Arc<Worker<R::Job>>>>,
-    space: Mutex<()>,
+    /// Generation of "room may have appeared" events, for blocked submitters.
+    space: Mutex<u64>,
     space_cv: Condvar,
     quiet: Mutex<()>,
     quiet_cv: Condvar,
@@ -275,7 +276,7 @@ impl<R: Runner> Inner<R> {
             target: AtomicUsize::new(config.capacity),
             closed: AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
-            space: Mutex::new(()),
+            space: Mutex::new(0),
             space_cv: Condvar::new(),
             quiet: Mutex::new(()),
             quiet_cv: Condvar::new(),
@@ -503,20 +504,20 @@ impl<R: Runner> Inner<R> {
             if self.closed.load(SeqCst) {
                 return Err(SubmitError::Closed);
             }
+            // No lock is held while placing (placing may take the idle lock,
+            // start a thread or run tasks). A room event between the failed
+            // try and the wait bumps the generation, so it is not lost: the
+            // notifier saw `waiting > 0` (we registered before trying) and
+            // bumps under the lock we then check under.
+            let generation = *self.space.lock();
             job = match self.try_place(job) {
                 Ok(()) => return Ok(()),
                 Err(job) => job,
             };
             let mut g = self.space.lock();
-            // Retry under the lock: a worker that made room after our last
-            // try either is seen now or notifies after we wait.
-            if self.closed.load(SeqCst) {
-                return Err(SubmitError::Closed);
+            if *g != generation || self.closed.load(SeqCst) {
+                continue;
             }
-            job = match self.try_place(job) {
-                Ok(()) => return Ok(()),
-                Err(job) => job,
-            };
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 drop(g);
                 return self.reject(SubmitError::Timeout(asked));
@@ -529,13 +530,15 @@ impl<R: Runner> Inner<R> {
     #[inline]
     fn notify_space(&self) {
         if self.waiting.load(SeqCst) > 0 {
-            let _g = self.space.lock();
+            let mut g = self.space.lock();
+            *g = g.wrapping_add(1);
             self.space_cv.notify_one();
         }
     }
 
     fn notify_space_all(&self) {
-        let _g = self.space.lock();
+        let mut g = self.space.lock();
+        *g = g.wrapping_add(1);
         self.space_cv.notify_all();
     }
 
@@ -637,9 +640,18 @@ impl<R: Runner> Inner<R> {
         }
     }
 
-    /// Gives back one thread slot; lowers the capacity in force toward the
-    /// target while a shrink is pending.
+    /// Gives back one thread slot and tells whoever may care: blocked
+    /// submitters (a slot is room in hand-off mode) and `wait_idle`/shutdown.
+    /// Never called with a lock held.
     fn release_thread(&self) {
+        self.release_slot();
+        self.notify_space();
+        self.notify_quiet();
+    }
+
+    /// Gives back one thread slot; lowers the capacity in force toward the
+    /// target while a shrink is pending. Takes no lock.
+    fn release_slot(&self) {
         let mut cur = self.threads.load(SeqCst);
         loop {
             let (limit, running) = (limit_of(cur), running_of(cur));
@@ -659,8 +671,6 @@ impl<R: Runner> Inner<R> {
                 Err(now) => cur = now,
             }
         }
-        self.notify_space();
-        self.notify_quiet();
     }
 
     /// A busy worker above the target retires after its task.
@@ -932,11 +942,23 @@ impl<R: Runner> Inner<R> {
         } else if n < old {
             // Shrink: parked threads above the target retire now (oldest
             // first); busy ones retire as they finish their task.
-            let mut idle = self.idle.lock();
-            while running_of(self.threads.load(SeqCst)) > n && !idle.is_empty() {
-                let w = idle.remove(0);
-                self.idle_word.fetch_sub(SLEEPER_ONE, SeqCst);
-                self.release_thread();
+            // Slots are released under the idle lock (so the count is
+            // exact), notifications and signals after it (lock order: never
+            // take another pool lock while holding `idle`).
+            let mut retired = Vec::new();
+            {
+                let mut idle = self.idle.lock();
+                while running_of(self.threads.load(SeqCst)) > n && !idle.is_empty() {
+                    retired.push(idle.remove(0));
+                    self.idle_word.fetch_sub(SLEEPER_ONE, SeqCst);
+                    self.release_slot();
+                }
+            }
+            if !retired.is_empty() {
+                self.notify_space();
+                self.notify_quiet();
+            }
+            for w in retired {
                 w.signal(Signal::Retire, None);
             }
         }
