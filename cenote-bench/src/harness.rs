@@ -34,7 +34,7 @@ pub const CHILD_SUBCOMMAND: &str = "__child";
 const RESULT_PREFIX: &str = "@cenote-bench-result ";
 
 /// The relative limit of [`Settings::slow_factor`] is never shorter than this.
-pub const SLOW_LIMIT_FLOOR: Duration = Duration::from_secs(5);
+pub const SLOW_LIMIT_FLOOR: Duration = Duration::from_secs(6);
 
 /// Exit status of a child whose measurement returned an error.
 const EXIT_ERROR: i32 = 2;
@@ -552,4 +552,30 @@ fn proc_status_field(key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median([f64::NAN]), None);
+        assert_eq!(median(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn failure_reason_prefers_the_panic_message() {
+        let stderr =
+            "thread 'main' panicked at src/x.rs:1:2:\nboom\nnote: run with RUST_BACKTRACE=1";
+        // Exit status 101, as a wait status.
+        let reason = failure_reason(101 << 8, stderr);
+        assert_eq!(reason, "exit 101: boom");
+        assert_eq!(
+            failure_reason(2 << 8, "error: no threads\n"),
+            "exit 2: no threads"
+        );
+    }
 }

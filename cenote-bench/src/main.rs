@@ -65,12 +65,12 @@ struct Cli {
 
     /// Start no further run of a row that would likely take its runs past
     /// SECS in total (slow rows get fewer runs).
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 4.0)]
     row_budget: f64,
 
     /// Stop a peer's run once it takes K times as long as cenote in the same
-    /// scenario (but not before 5 s); its row fails. 0: only --timeout.
-    #[arg(long, global = true, value_name = "K", default_value_t = 10.0)]
+    /// scenario (but not before 6 s); its row fails. 0: only --timeout.
+    #[arg(long, global = true, value_name = "K", default_value_t = 5.0)]
     slow_limit: f64,
 
     /// Only measure rows whose "experiment scenario impl" contains TEXT
@@ -106,7 +106,7 @@ struct SeedArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     small_sleep_us: u64,
 
-    /// seed002: size of every pool (default: the size in the seed's own
+    /// seed002: size of every pool (100 is the size in the seed's own
     /// example, `SetGopool(100, ...)`).
     #[arg(long, value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..))]

@@ -270,3 +270,19 @@ pub fn write_svgs(dir: &Path, results: &Results<'_>) -> io::Result<Vec<PathBuf>>
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_scale_units() {
+        assert_eq!(Fmt::Nanos.format(50.4), "50.4 ns");
+        assert_eq!(Fmt::Nanos.format(43_300.0), "43.3 µs");
+        assert_eq!(Fmt::Nanos.format(4.33e9), "4.33 s");
+        assert_eq!(Fmt::KiB.format(3_980.0), "3.89 MiB");
+        assert_eq!(Fmt::Metric(Unit::Micros).format(7.22), "7.22 µs");
+        assert_eq!(Fmt::Metric(Unit::Percent).format(0.002), "0.002%");
+        assert_eq!(Fmt::Metric(Unit::Plain(3)).format(1.0318), "1.032");
+    }
+}

@@ -1,4 +1,5 @@
 //! The process-wide default pool (its own test binary: it is global state).
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! `tune` between 1 and 64 and a checker asserts `running() <= capacity()`
 //! on every read. Afterwards every task that did not panic ran exactly once
 //! and the pool's counters add up.
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::Arc;
@@ -55,7 +56,10 @@ fn run(policy: Policy, queue: usize) {
         thread::spawn(move || {
             while !stop.load(Relaxed) {
                 let (running, capacity) = pool.running_and_capacity();
-                assert!(running <= capacity, "running {running} > capacity {capacity}");
+                assert!(
+                    running <= capacity,
+                    "running {running} > capacity {capacity}"
+                );
                 assert!(capacity <= 64, "capacity {capacity} above the largest tune");
                 checks.fetch_add(1, Relaxed);
                 thread::yield_now();
@@ -93,14 +97,18 @@ fn run(policy: Policy, queue: usize) {
         }
     }
     let st = pool.stats();
-    let panicked = (0..TASKS).step_by(PANIC_EVERY).filter(|&i| runs[i].load(Relaxed) == 1).count();
+    let panicked = (0..TASKS)
+        .step_by(PANIC_EVERY)
+        .filter(|&i| runs[i].load(Relaxed) == 1)
+        .count();
     assert_eq!(ran + rejected, TASKS);
     assert_eq!(st.panicked as usize, panicked);
     assert_eq!(st.completed as usize, ran - panicked);
     assert_eq!(st.rejected as usize, rejected);
     assert!(tunes > 10, "the tuner should have raced the submitters");
     assert!(checks.load(Relaxed) > 10);
-    pool.shutdown_timeout(std::time::Duration::from_secs(60)).unwrap();
+    pool.shutdown_timeout(std::time::Duration::from_secs(60))
+        .unwrap();
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! list is the checklist). No sleeps as synchronisation and no timing
 //! asserts: tests wait on latches, barriers and channels, and poll only for
 //! conditions that are asynchronous by nature (an idle timeout firing).
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
@@ -85,7 +86,10 @@ fn invalid_settings_are_build_errors() {
         b().idle_timeout(Some(Duration::ZERO)).build().unwrap_err(),
         BuildError::ZeroIdleTimeout
     );
-    assert_eq!(b().stack_size(0).build().unwrap_err(), BuildError::ZeroStackSize);
+    assert_eq!(
+        b().stack_size(0).build().unwrap_err(),
+        BuildError::ZeroStackSize
+    );
     assert!(matches!(
         b().queue(usize::MAX).build(),
         Err(BuildError::QueueTooLarge(_))
@@ -366,7 +370,9 @@ fn a_panic_reaches_the_handle_with_its_payload() {
 #[test]
 fn a_join_handle_is_a_future() {
     let pool = Pool::new(2).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let v = rt.block_on(async {
         let h = pool.spawn(|| {
             thread::sleep(Duration::from_millis(5));
@@ -487,7 +493,11 @@ fn tune_down_retires_parked_threads_at_once() {
 
 #[test]
 fn tune_down_retires_busy_threads_as_they_finish() {
-    let pool = Pool::builder().capacity(4).idle_timeout(None).build().unwrap();
+    let pool = Pool::builder()
+        .capacity(4)
+        .idle_timeout(None)
+        .build()
+        .unwrap();
     let gate = occupy(&pool, 4);
     pool.tune(1).unwrap();
     assert_eq!(pool.target_capacity(), 1);
@@ -571,7 +581,9 @@ fn close_wakes_blocked_submitters_with_an_error() {
 fn shutdown_timeout_reports_what_is_still_running() {
     let pool = Pool::new(1).unwrap();
     let gate = occupy(&pool, 1);
-    let err = pool.shutdown_timeout(Duration::from_millis(20)).unwrap_err();
+    let err = pool
+        .shutdown_timeout(Duration::from_millis(20))
+        .unwrap_err();
     assert_eq!(err.threads, 1);
     assert!(err.to_string().contains("still running"));
     gate.open();
@@ -616,9 +628,10 @@ fn dropping_the_last_handle_closes_the_pool_and_runs_queued_work() {
     drop(pool);
     assert!(!clone.is_closed(), "a clone keeps the pool open");
     drop(clone);
-    eventually("queued work runs and threads exit after the last drop", || {
-        ran.load(SeqCst) == 50 && stopped.load(SeqCst) == started.load(SeqCst)
-    });
+    eventually(
+        "queued work runs and threads exit after the last drop",
+        || ran.load(SeqCst) == 50 && stopped.load(SeqCst) == started.load(SeqCst),
+    );
 }
 
 // ----- nested submits, scope ---------------------------------------------------
@@ -686,7 +699,10 @@ fn scope_waits_for_its_tasks_even_when_the_body_panics() {
         })
     }));
     assert!(r.is_err());
-    assert!(finished.load(SeqCst), "the scope returned before its task finished");
+    assert!(
+        finished.load(SeqCst),
+        "the scope returned before its task finished"
+    );
 }
 
 #[test]
@@ -753,8 +769,11 @@ fn multi_pool_least_tasks_avoids_the_busy_pool() {
     let (tx, rx) = mpsc::channel();
     for _ in 0..5 {
         let tx = tx.clone();
-        m.submit(move || tx.send(thread::current().name().map(str::to_owned)).unwrap())
-            .unwrap();
+        m.submit(move || {
+            tx.send(thread::current().name().map(str::to_owned))
+                .unwrap()
+        })
+        .unwrap();
         rx.recv().unwrap();
         // Let pool 1's thread park, so its load reads 0 again.
         m.pools()[1].wait_idle();
@@ -767,12 +786,7 @@ fn multi_pool_least_tasks_avoids_the_busy_pool() {
 
 #[test]
 fn multi_pool_try_submit_falls_over_to_a_free_pool() {
-    let m = MultiPool::new(
-        2,
-        Pool::builder().capacity(1).queue(0),
-        Balance::RoundRobin,
-    )
-    .unwrap();
+    let m = MultiPool::new(2, Pool::builder().capacity(1).queue(0), Balance::RoundRobin).unwrap();
     let gate = occupy(&m.pools()[0], 1);
     for _ in 0..4 {
         // Whichever pool round-robin picks, the free one takes it.

@@ -300,3 +300,28 @@ pub fn count_label(n: u64) -> String {
         n.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_labels() {
+        assert_eq!(count_label(2_000), "2k");
+        assert_eq!(count_label(100_000), "100k");
+        assert_eq!(count_label(1_000_000), "1M");
+        assert_eq!(count_label(1_500), "1500");
+    }
+
+    #[test]
+    fn latch_fires_on_the_last_count_down() {
+        DONE.arm(3);
+        let workers: Vec<_> = (0..3)
+            .map(|i| thread::spawn(move || trivial_task(i)))
+            .collect();
+        DONE.wait();
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+}

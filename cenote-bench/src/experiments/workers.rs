@@ -250,8 +250,8 @@ fn wake(smoke: bool) -> Experiment {
         name: WAKE,
         title: "wake latency of an idle pool: submit to task start".to_owned(),
         notes: vec![format!(
-            "pool of {} with all threads started (cenote: builder prestart, default idle timeout; \
-             peers: one job per thread meeting at a barrier), then {} samples: sleep {} ms \
+            "pool of {} (default settings) with all threads started by one job per thread \
+             meeting at a barrier, then {} samples: sleep {} ms \
              (workers park), take the time, submit a task that takes the time again; \
              thread-per-task: the start latency of a fresh thread; wall = whole sample loop",
             params.size, params.samples, params.gap_ms
@@ -282,7 +282,7 @@ fn wake_on<P: WorkerPeer>(p: &WakeParams) -> Result<Outcome, String> {
     let pool = P::build(&PoolCfg {
         size: p.size,
         stack_size: None,
-        prestart: true,
+        prestart: false,
         keep_idle: false,
     })?;
     pool.start_all(p.size)?;

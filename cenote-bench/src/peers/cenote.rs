@@ -1,11 +1,21 @@
 //! cenote's worker pools: [`Pool`] through [`WorkerPeer`], and [`FnPool`].
 
-use super::{start_all_with_barrier, PoolCfg, WorkerPeer};
+use std::thread;
+use std::time::{Duration, Instant};
+
 use cenote::workers::{FnPool, Pool};
+
+use super::{start_all_with_barrier, PoolCfg, WorkerPeer};
+
+/// How long [`WorkerPeer::start_all`] waits for prestarted threads to show up.
+const PRESTART_WAIT: Duration = Duration::from_secs(5);
 
 /// `cenote::workers::Pool` with its defaults (bounded queue, `Block`
 /// policy), sized by [`PoolCfg`].
-pub struct CenotePeer(Pool);
+pub struct CenotePeer {
+    pool: Pool,
+    prestarted: bool,
+}
 
 impl WorkerPeer for CenotePeer {
     fn build(cfg: &PoolCfg) -> Result<Self, String> {
@@ -19,24 +29,36 @@ impl WorkerPeer for CenotePeer {
         if cfg.keep_idle {
             builder = builder.idle_timeout(None);
         }
-        builder.build().map(CenotePeer).map_err(|e| e.to_string())
+        let pool = builder.build().map_err(|e| e.to_string())?;
+        Ok(CenotePeer {
+            pool,
+            prestarted: cfg.prestart,
+        })
     }
 
     fn execute<F>(&self, job: F) -> Result<(), String>
     where
         F: FnOnce() + Send + 'static,
     {
-        self.0.submit(job).map_err(|e| e.to_string())
+        self.pool.submit(job).map_err(|e| e.to_string())
     }
 
     fn start_all(&self, n: usize) -> Result<(), String> {
-        if self.0.running() >= n {
-            // Prestarted: nothing to do, and nothing the pool would not do
-            // by itself.
-            Ok(())
-        } else {
-            start_all_with_barrier(self, n)
+        if !self.prestarted {
+            return start_all_with_barrier(self, n);
         }
+        // The builder started the threads; only make sure they are there.
+        let since = Instant::now();
+        while self.pool.running() < n {
+            if since.elapsed() > PRESTART_WAIT {
+                return Err(format!(
+                    "prestart({n}) left {} threads running",
+                    self.pool.running()
+                ));
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 }
 

@@ -383,3 +383,26 @@ fn esc(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_steps_and_tick_labels() {
+        assert_eq!(nice_step(0.3), 0.5);
+        assert_eq!(nice_step(17.0), 20.0);
+        assert_eq!(tick_label(Fmt::Nanos, 1_000.0), "1 µs");
+        assert_eq!(tick_label(Fmt::Nanos, 10.0), "10 ns");
+        assert_eq!(tick_label(Fmt::KiB, 2.5 * 1024.0), "2.5 MiB");
+        assert_eq!(tick_label(Fmt::KiB, 0.0), "0");
+    }
+
+    #[test]
+    fn wide_ranges_get_a_log_scale() {
+        let scale = Scale::fit([40.0, 40_000.0].into_iter(), Fmt::Nanos);
+        assert!(matches!(scale, Scale::Log { lo: 1, hi: 5, .. }));
+        let scale = Scale::fit([4.0, 9.0].into_iter(), Fmt::Nanos);
+        assert!(matches!(scale, Scale::Linear { .. }));
+    }
+}

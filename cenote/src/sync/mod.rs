@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(loom))]
-pub(crate) use std::sync::Arc;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-#[cfg(loom)]
-pub(crate) use loom::sync::Arc;
+
+/// Shared ownership stays `std`'s `Arc` under loom too: the models check the
+/// protocols built from the atomics, locks and threads above, not reference
+/// counting, and loom's `Arc` cannot be a method receiver (`self: &Arc<Self>`).
+pub(crate) use std::sync::Arc;
 
 /// Computes `now + d`, or `None` when that instant cannot be represented
 /// (a "huge" duration means "no deadline", never a panic).
@@ -265,8 +266,46 @@ impl Backoff {
     }
 }
 
-/// `thread_local!` that loom understands (loom threads share one OS thread).
-#[cfg(loom)]
-pub(crate) use loom::thread_local;
-#[cfg(not(loom))]
-pub(crate) use std::thread_local;
+/// A load that is one half of a Dekker-style hand-shake (see
+/// `workers/DESIGN.md`, "Why no wake-up and no job is lost").
+///
+/// Outside loom it is a SeqCst load, which the C++ memory model orders
+/// against the other side's SeqCst read-modify-write (and which costs a
+/// plain `mov` on x86). Loom models SeqCst as AcqRel, under which such a
+/// hand-shake can fail in the model though not on real hardware, so under
+/// loom the load is a read-modify-write (`fetch_add(0)`): RMWs always read
+/// the latest value, which restores the guarantee in the model.
+pub(crate) trait HandshakeLoad {
+    type Value;
+    fn handshake_load(&self) -> Self::Value;
+}
+
+impl HandshakeLoad for AtomicU64 {
+    type Value = u64;
+    #[inline]
+    fn handshake_load(&self) -> u64 {
+        #[cfg(not(loom))]
+        {
+            self.load(Ordering::SeqCst)
+        }
+        #[cfg(loom)]
+        {
+            self.fetch_add(0, Ordering::SeqCst)
+        }
+    }
+}
+
+impl HandshakeLoad for AtomicUsize {
+    type Value = usize;
+    #[inline]
+    fn handshake_load(&self) -> usize {
+        #[cfg(not(loom))]
+        {
+            self.load(Ordering::SeqCst)
+        }
+        #[cfg(loom)]
+        {
+            self.fetch_add(0, Ordering::SeqCst)
+        }
+    }
+}

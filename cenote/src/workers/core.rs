@@ -17,7 +17,7 @@ use super::errors::{panic_message, BuildError, ShutdownError, SubmitError, TuneE
 use super::task::Task;
 use super::{Stats, MAX_CAPACITY};
 use crate::sync::{
-    deadline_after, thread_local, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar,
+    deadline_after, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar, HandshakeLoad,
     Mutex, Ordering::*, Queue,
 };
 
@@ -132,9 +132,16 @@ fn cores() -> usize {
     }
 }
 
-thread_local! {
+#[cfg(not(loom))]
+std::thread_local! {
     /// The engine whose worker the current thread is (its address), or 0.
     static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+// loom's `thread_local!` (one per model thread) has no `const` form.
+#[cfg(loom)]
+loom::thread_local! {
+    static CURRENT_POOL: Cell<usize> = Cell::new(0);
 }
 
 // ---------------------------------------------------------------------------
@@ -370,7 +377,7 @@ impl<R: Runner> Inner<R> {
     /// Step S2: after a push, make sure some worker will look at the queue.
     #[inline]
     fn after_push(self: &Arc<Self>) {
-        let word = self.idle_word.load(SeqCst);
+        let word = self.idle_word.handshake_load();
         if searching_of(word) == 0 {
             self.wake_or_spawn(sleepers_of(word) > 0, true);
         }
@@ -425,7 +432,8 @@ impl<R: Runner> Inner<R> {
     fn wake_searcher(&self) -> bool {
         let mut idle = self.idle.lock();
         let Some(w) = idle.pop() else { return false };
-        self.idle_word.fetch_add(SEARCHING_ONE.wrapping_sub(SLEEPER_ONE), SeqCst);
+        self.idle_word
+            .fetch_add(SEARCHING_ONE.wrapping_sub(SLEEPER_ONE), SeqCst);
         drop(idle);
         w.signal(Signal::Search, None);
         true
@@ -433,7 +441,7 @@ impl<R: Runner> Inner<R> {
 
     /// Direct hand-off: give the job to a parked worker.
     fn hand_off(&self, job: R::Job) -> Result<(), R::Job> {
-        if sleepers_of(self.idle_word.load(SeqCst)) == 0 {
+        if sleepers_of(self.idle_word.handshake_load()) == 0 {
             return Err(job);
         }
         let mut idle = self.idle.lock();
@@ -529,7 +537,7 @@ impl<R: Runner> Inner<R> {
     /// Tells one blocked submitter that there may be room.
     #[inline]
     fn notify_space(&self) {
-        if self.waiting.load(SeqCst) > 0 {
+        if self.waiting.handshake_load() > 0 {
             let mut g = self.space.lock();
             *g = g.wrapping_add(1);
             self.space_cv.notify_one();
@@ -627,7 +635,10 @@ impl<R: Runner> Inner<R> {
             Err(e) => {
                 tracing::error!(error = %e, "cenote: could not start a worker thread");
                 let job = worker.park.lock().job.take();
-                self.registry.lock().live.retain(|x| !Arc::ptr_eq(x, &worker));
+                self.registry
+                    .lock()
+                    .live
+                    .retain(|x| !Arc::ptr_eq(x, &worker));
                 if searching {
                     self.idle_word.fetch_sub(SEARCHING_ONE, SeqCst);
                 }
@@ -752,7 +763,11 @@ impl<R: Runner> Inner<R> {
 
     /// Finds the next job: pop, spin briefly, then park. `None` means exit
     /// (the thread slot is already released).
-    fn find_job(self: &Arc<Self>, me: &Arc<Worker<R::Job>>, searching: &mut bool) -> Option<R::Job> {
+    fn find_job(
+        self: &Arc<Self>,
+        me: &Arc<Worker<R::Job>>,
+        searching: &mut bool,
+    ) -> Option<R::Job> {
         loop {
             if let Some(job) = self.pop() {
                 if *searching {
@@ -765,8 +780,7 @@ impl<R: Runner> Inner<R> {
                 *searching = true;
                 self.idle_word.fetch_add(SEARCHING_ONE, SeqCst);
             }
-            if self.queue.is_some()
-                && searching_of(self.idle_word.load(Relaxed)) <= max_spinners()
+            if self.queue.is_some() && searching_of(self.idle_word.load(Relaxed)) <= max_spinners()
             {
                 let backoff = Backoff::new();
                 while !backoff.is_completed() {
@@ -805,7 +819,9 @@ impl<R: Runner> Inner<R> {
     /// Called while counted as searching.
     fn park(&self, me: &Arc<Worker<R::Job>>) -> Parked<R::Job> {
         let mut idle = self.idle.lock();
-        if self.closed.load(SeqCst) || running_of(self.threads.load(SeqCst)) > self.target.load(SeqCst) {
+        if self.closed.load(SeqCst)
+            || running_of(self.threads.load(SeqCst)) > self.target.load(SeqCst)
+        {
             // Exit path: stop searching, then re-check the queue (W3b).
             self.idle_word.fetch_sub(SEARCHING_ONE, SeqCst);
             if !self.queue_is_empty() {
@@ -994,7 +1010,7 @@ impl<R: Runner> Inner<R> {
 
     #[inline]
     fn notify_quiet(&self) {
-        if self.quiet_waiters.load(SeqCst) > 0 {
+        if self.quiet_waiters.handshake_load() > 0 {
             let _g = self.quiet.lock();
             self.quiet_cv.notify_all();
         }
@@ -1003,15 +1019,15 @@ impl<R: Runner> Inner<R> {
     /// Every thread but the caller is parked and the queue is empty.
     fn is_idle_now(&self) -> bool {
         let me = usize::from(self.is_own_worker());
-        let threads = running_of(self.threads.load(SeqCst));
-        let sleepers = sleepers_of(self.idle_word.load(SeqCst));
+        let threads = running_of(self.threads.handshake_load());
+        let sleepers = sleepers_of(self.idle_word.handshake_load());
         self.queue_is_empty() && sleepers + me >= threads
     }
 
     /// Every thread but the caller has exited and the queue is empty.
     fn is_stopped_now(&self) -> bool {
         let me = usize::from(self.is_own_worker());
-        self.queue_is_empty() && running_of(self.threads.load(SeqCst)) <= me
+        self.queue_is_empty() && running_of(self.threads.handshake_load()) <= me
     }
 
     /// Waits until `cond` holds or the deadline passes; true if it holds.
@@ -1111,7 +1127,8 @@ pub(crate) struct SpawnFailed<J> {
 
 impl<J> SpawnFailed<J> {
     fn job(self) -> J {
-        self.job.expect("spawn_worker(Some(job)) returns the job on failure")
+        self.job
+            .expect("spawn_worker(Some(job)) returns the job on failure")
     }
 }
 

@@ -16,7 +16,9 @@ pub enum BuildError {
     #[error("capacity {0} is above the maximum of {max}; no OS gives a process that many threads", max = crate::workers::MAX_CAPACITY)]
     CapacityTooLarge(usize),
     /// `prestart(n)` with `n` above the capacity.
-    #[error("prestart({prestart}) is above capacity({capacity}); lower prestart or raise capacity")]
+    #[error(
+        "prestart({prestart}) is above capacity({capacity}); lower prestart or raise capacity"
+    )]
     PrestartAboveCapacity {
         /// The requested number of threads to start at build.
         prestart: usize,

@@ -128,11 +128,7 @@ impl<T> JoinHandle<T> {
         self.wait(deadline_after(timeout), timeout)
     }
 
-    fn wait(
-        &mut self,
-        deadline: Option<Instant>,
-        asked: Duration,
-    ) -> Result<T, JoinError> {
+    fn wait(&mut self, deadline: Option<Instant>, asked: Duration) -> Result<T, JoinError> {
         let helper = self.pool.as_ref().filter(|p| p.is_own_worker());
         let mut slot = self.state.slot.lock();
         loop {

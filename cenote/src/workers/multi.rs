@@ -154,7 +154,10 @@ impl MultiPool {
     }
     /// Counters, summed.
     pub fn stats(&self) -> Stats {
-        self.pools.iter().map(Pool::stats).fold(Stats::default(), |a, b| a + b)
+        self.pools
+            .iter()
+            .map(Pool::stats)
+            .fold(Stats::default(), |a, b| a + b)
     }
     /// Waits until every sub-pool is idle.
     pub fn wait_idle(&self) {
