@@ -490,6 +490,28 @@ impl<R: Runner> Inner<R> {
             return Ok(());
         }
         let max = self.config.max_blocked_submitters;
+        if max == 0 {
+            return self.reject(SubmitError::TooManyWaiting(0));
+        }
+        // S3a: spin and yield briefly before sleeping. With short tasks a
+        // slot frees within nanoseconds; a submitter that slept instead would
+        // make every pop pay a wake-up (a futex call) to let it push one
+        // more job, which is how a full queue turns a fast pool into a slow
+        // one.
+        let mut job = job;
+        if deadline.map_or(true, |d| Instant::now() < d) {
+            let backoff = Backoff::new();
+            while !backoff.is_completed() {
+                backoff.snooze();
+                if self.closed.load(SeqCst) {
+                    return Err(SubmitError::Closed);
+                }
+                job = match self.try_place(job) {
+                    Ok(()) => return Ok(()),
+                    Err(job) => job,
+                };
+            }
+        }
         let mut n = self.waiting.load(SeqCst);
         loop {
             if n >= max {
@@ -507,7 +529,6 @@ impl<R: Runner> Inner<R> {
             }
         }
         let _unwait = Unwait(&self.waiting);
-        let mut job = job;
         loop {
             if self.closed.load(SeqCst) {
                 return Err(SubmitError::Closed);
