@@ -60,6 +60,21 @@ fn direct_hand_off_waits_for_the_worker_and_loses_nothing() {
     });
 }
 
+/// A submitter blocked on a full queue is woken when the worker drains it
+/// (S3 against S4's hysteresis notification).
+#[test]
+fn a_submitter_blocked_on_a_full_queue_is_woken() {
+    loom::model(|| {
+        let p = pool(1, 1);
+        let n = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            p.submit(counting_task(&n)).unwrap();
+        }
+        p.shutdown_timeout(Duration::MAX).unwrap();
+        assert_eq!(n.load(SeqCst), 3);
+    });
+}
+
 /// A submit racing `close`: if it was accepted, it runs; nothing hangs.
 #[test]
 fn a_submit_racing_close_is_run_or_refused() {

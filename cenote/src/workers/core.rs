@@ -494,10 +494,7 @@ impl<R: Runner> Inner<R> {
             return self.reject(SubmitError::TooManyWaiting(0));
         }
         // S3a: spin and yield briefly before sleeping. With short tasks a
-        // slot frees within nanoseconds; a submitter that slept instead would
-        // make every pop pay a wake-up (a futex call) to let it push one
-        // more job, which is how a full queue turns a fast pool into a slow
-        // one.
+        // slot frees within nanoseconds, sooner than a sleep and wake-up.
         let mut job = job;
         if deadline.map_or(true, |d| Instant::now() < d) {
             let backoff = Backoff::new();
@@ -740,9 +737,23 @@ impl<R: Runner> Inner<R> {
 
     #[inline]
     fn pop(&self) -> Option<R::Job> {
-        let job = self.queue.as_ref()?.pop()?;
-        self.notify_space();
+        let q = self.queue.as_ref()?;
+        let job = q.pop()?;
+        // S4: wake a blocked submitter only once the queue has drained to
+        // half (hysteresis): it then refills in a burst, so a producer
+        // faster than its workers costs one wake-up per half queue, not one
+        // per job, and does not compete with the workers for a core.
+        if self.waiting.handshake_load() > 0 && q.len() <= self.config.queue / 2 {
+            self.wake_blocked_submitter();
+        }
         Some(job)
+    }
+
+    #[cold]
+    fn wake_blocked_submitter(&self) {
+        let mut g = self.space.lock();
+        *g = g.wrapping_add(1);
+        self.space_cv.notify_one();
     }
 
     fn queue_is_empty(&self) -> bool {
