@@ -740,6 +740,13 @@ fn a_scope_inside_a_task_of_the_same_pool_does_not_deadlock() {
 // ----- MultiPool ---------------------------------------------------------------
 
 #[test]
+fn multi_pool_of_zero_pools_is_a_build_error() {
+    let err = MultiPool::new(0, Pool::builder(), Balance::RoundRobin).unwrap_err();
+    assert_eq!(err, BuildError::NoPools);
+    assert!(err.to_string().contains("at least 1 sub-pool"));
+}
+
+#[test]
 fn multi_pool_round_robin_spreads_tasks() {
     let m = MultiPool::new(3, Pool::builder().capacity(1), Balance::RoundRobin).unwrap();
     for _ in 0..30 {

@@ -681,53 +681,41 @@ impl<R: Runner> Inner<R> {
     /// Gives back one thread slot; lowers the capacity in force toward the
     /// target while a shrink is pending. Takes no lock.
     fn release_slot(&self) {
+        self.leave_if(|_| true);
+    }
+
+    /// Step W1b: a busy worker above the target retires after its task.
+    fn try_retire_surplus(&self) -> bool {
+        let target = self.target.load(Relaxed);
+        if running_of(self.threads.load(Relaxed)) <= target {
+            return false; // the common case: two relaxed loads
+        }
+        if self.leave_if(|running| running > self.target.load(SeqCst)) {
+            self.notify_space();
+            self.notify_quiet();
+            return true;
+        }
+        false
+    }
+
+    /// Takes one thread off `threads` if `cond(running)` holds, lowering a
+    /// pending shrink's limit toward the target. True if it did.
+    fn leave_if(&self, cond: impl Fn(usize) -> bool) -> bool {
         let mut cur = self.threads.load(SeqCst);
         loop {
             let (limit, running) = (limit_of(cur), running_of(cur));
+            if !cond(running) {
+                return false;
+            }
             let target = self.target.load(SeqCst);
             let new_limit = if limit > target {
                 target.max(running - 1)
             } else {
                 limit
             };
-            match self.threads.compare_exchange_weak(
-                cur,
-                pack_threads(new_limit, running - 1),
-                SeqCst,
-                SeqCst,
-            ) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-    }
-
-    /// A busy worker above the target retires after its task.
-    fn try_retire_surplus(&self) -> bool {
-        let mut cur = self.threads.load(Relaxed);
-        loop {
-            let target = self.target.load(Relaxed);
-            if running_of(cur) <= target {
-                return false;
-            }
-            let running = running_of(cur);
-            let limit = limit_of(cur);
-            let new_limit = if limit > target {
-                target.max(running - 1)
-            } else {
-                limit
-            };
-            match self.threads.compare_exchange_weak(
-                cur,
-                pack_threads(new_limit, running - 1),
-                SeqCst,
-                Relaxed,
-            ) {
-                Ok(_) => {
-                    self.notify_space();
-                    self.notify_quiet();
-                    return true;
-                }
+            let new = pack_threads(new_limit, running - 1);
+            match self.threads.compare_exchange_weak(cur, new, SeqCst, SeqCst) {
+                Ok(_) => return true,
                 Err(now) => cur = now,
             }
         }

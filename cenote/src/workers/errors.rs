@@ -34,6 +34,9 @@ pub enum BuildError {
     /// `queue(n)` above [`MAX_QUEUE`](crate::workers::MAX_QUEUE).
     #[error("queue({0}) is above the maximum of {max}; the queue's slots are allocated up front", max = crate::workers::MAX_QUEUE)]
     QueueTooLarge(usize),
+    /// `MultiPool::new(0, ..)`.
+    #[error("a MultiPool needs at least 1 sub-pool")]
+    NoPools,
     /// A thread asked for by `prestart` could not be started.
     #[error("could not start a prestarted worker thread: {0}")]
     Spawn(String),

@@ -44,7 +44,7 @@ impl MultiPool {
     /// `n` pools, each built from `builder` (its capacity is per pool).
     pub fn new(n: usize, builder: Builder, balance: Balance) -> Result<MultiPool, BuildError> {
         if n == 0 {
-            return Err(BuildError::ZeroCapacity);
+            return Err(BuildError::NoPools);
         }
         let pools = (0..n)
             .map(|_| builder.clone().build())
