@@ -241,6 +241,9 @@ pub(crate) struct Inner<R: Runner> {
     pub(crate) config: Config,
     /// `None`: direct hand-off (`queue(0)`).
     queue: Option<Queue<R::Job>>,
+    /// S4: a pop wakes a blocked submitter once the queue holds at most
+    /// this many jobs (three quarters of its length, at least one free slot).
+    resume_at: usize,
     /// `limit << 32 | running`; see `LIMIT_SHIFT`.
     threads: CachePadded<AtomicU64>,
     /// `sleepers << 32 | searching`; see `SLEEPER_ONE`.
@@ -277,6 +280,7 @@ impl<R: Runner> Inner<R> {
         let inner = Arc::new(Inner {
             runner,
             queue: (config.queue > 0).then(|| Queue::new(config.queue)),
+            resume_at: config.queue - (config.queue / 4).max(1).min(config.queue),
             threads: CachePadded::new(AtomicU64::new(pack_threads(config.capacity, 0))),
             idle_word: CachePadded::new(AtomicU64::new(0)),
             waiting: CachePadded::new(AtomicUsize::new(0)),
@@ -727,11 +731,12 @@ impl<R: Runner> Inner<R> {
     fn pop(&self) -> Option<R::Job> {
         let q = self.queue.as_ref()?;
         let job = q.pop()?;
-        // S4: wake a blocked submitter only once the queue has drained to
-        // half (hysteresis): it then refills in a burst, so a producer
-        // faster than its workers costs one wake-up per half queue, not one
-        // per job, and does not compete with the workers for a core.
-        if self.waiting.handshake_load() > 0 && q.len() <= self.config.queue / 2 {
+        // S4: wake a blocked submitter only once a quarter of the queue is
+        // free (hysteresis): it then refills in a burst, so a producer
+        // faster than its workers costs one wake-up per quarter queue, not
+        // one per job, and does not compete with the workers for a core;
+        // and the queue never runs dry while it sleeps.
+        if self.waiting.handshake_load() > 0 && q.len() <= self.resume_at {
             self.wake_blocked_submitter();
         }
         Some(job)
