@@ -673,6 +673,26 @@ fn wait_idle_inside_a_task_waits_for_the_others_only() {
 }
 
 #[test]
+fn two_tasks_waiting_for_idle_at_once_do_not_wait_for_each_other() {
+    let pool = Pool::new(2).unwrap();
+    let started = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let (p, s) = (pool.clone(), started.clone());
+            pool.spawn(move || {
+                s.wait(); // both tasks are running before either waits
+                p.wait_idle();
+            })
+            .unwrap()
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    pool.wait_idle();
+}
+
+#[test]
 fn scope_tasks_borrow_from_the_stack() {
     let pool = Pool::new(3).unwrap();
     let data: Vec<u64> = (1..=100).collect();

@@ -262,6 +262,9 @@ pub(crate) struct Inner<R: Runner> {
     quiet: Mutex<()>,
     quiet_cv: Condvar,
     quiet_waiters: AtomicUsize,
+    /// Pool threads blocked in `wait_idle` (tasks waiting for the others):
+    /// they count as idle, so two such tasks never wait for each other.
+    idle_waiting_workers: AtomicUsize,
     tune_lock: Mutex<()>,
     registry: Mutex<Registry<R::Job>>,
     rejected: AtomicU64,
@@ -292,6 +295,7 @@ impl<R: Runner> Inner<R> {
             quiet: Mutex::new(()),
             quiet_cv: Condvar::new(),
             quiet_waiters: AtomicUsize::new(0),
+            idle_waiting_workers: AtomicUsize::new(0),
             tune_lock: Mutex::new(()),
             registry: Mutex::new(Registry {
                 live: Vec::new(),
@@ -1041,12 +1045,13 @@ impl<R: Runner> Inner<R> {
         }
     }
 
-    /// Every thread but the caller is parked and the queue is empty.
+    /// The queue is empty and every thread is parked or itself waiting in
+    /// `wait_idle`.
     fn is_idle_now(&self) -> bool {
-        let me = usize::from(self.is_own_worker());
+        let waiting_workers = self.idle_waiting_workers.handshake_load();
         let threads = running_of(self.threads.handshake_load());
         let sleepers = sleepers_of(self.idle_word.handshake_load());
-        self.queue_is_empty() && sleepers + me >= threads
+        self.queue_is_empty() && sleepers + waiting_workers >= threads
     }
 
     /// Every thread but the caller has exited and the queue is empty.
@@ -1076,6 +1081,20 @@ impl<R: Runner> Inner<R> {
     }
 
     pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        if !self.is_own_worker() {
+            return self.wait_for(Self::is_idle_now, deadline);
+        }
+        // A task waiting for the others: count this thread as idle while it
+        // waits (and say so, since that may complete another waiter's wait).
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
+        self.idle_waiting_workers.fetch_add(1, SeqCst);
+        let _leave = Leave(&self.idle_waiting_workers);
+        self.notify_quiet();
         self.wait_for(Self::is_idle_now, deadline)
     }
 

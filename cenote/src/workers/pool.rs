@@ -143,7 +143,9 @@ impl Pool {
 
     /// Blocks until everything submitted so far has finished (the queue is
     /// empty and every thread is parked). The pool stays open. Called from a
-    /// task of this pool, it waits for all the *other* tasks.
+    /// task of this pool, it waits for all the *other* tasks (tasks that are
+    /// themselves in `wait_idle` count as finished, so two of them never wait
+    /// for each other).
     pub fn wait_idle(&self) {
         self.inner.wait_idle(None);
     }
