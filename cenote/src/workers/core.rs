@@ -115,6 +115,10 @@ fn max_spinners() -> usize {
 /// its job before waking or starting a thread (step S2a).
 const HANDOFF_SPINS: usize = 64;
 
+/// S3a: how many free slots a spinning submitter waits for (at most a
+/// quarter of the queue).
+const REFILL_GAP: usize = 64;
+
 fn multi_core() -> bool {
     cores() > 1
 }
@@ -244,6 +248,9 @@ pub(crate) struct Inner<R: Runner> {
     /// S4: a pop wakes a blocked submitter once the queue holds at most
     /// this many jobs (three quarters of its length, at least one free slot).
     resume_at: usize,
+    /// S3a: a spinning submitter retries once the queue holds at most this
+    /// many jobs (a gap of up to `REFILL_GAP` free slots).
+    refill_at: usize,
     /// `limit << 32 | running`; see `LIMIT_SHIFT`.
     threads: CachePadded<AtomicU64>,
     /// `sleepers << 32 | searching`; see `SLEEPER_ONE`.
@@ -284,6 +291,7 @@ impl<R: Runner> Inner<R> {
             runner,
             queue: (config.queue > 0).then(|| Queue::new(config.queue)),
             resume_at: config.queue - (config.queue / 4).max(1).min(config.queue),
+            refill_at: config.queue - (config.queue / 4).clamp(1, REFILL_GAP).min(config.queue),
             threads: CachePadded::new(AtomicU64::new(pack_threads(config.capacity, 0))),
             idle_word: CachePadded::new(AtomicU64::new(0)),
             waiting: CachePadded::new(AtomicUsize::new(0)),
@@ -510,6 +518,13 @@ impl<R: Runner> Inner<R> {
                 backoff.snooze();
                 if self.closed.load(SeqCst) {
                     return Err(SubmitError::Closed);
+                }
+                if self.queue.as_ref().is_some_and(|q| q.len() > self.refill_at) {
+                    // Refill in a burst once a few slots are free, rather
+                    // than slot by slot right behind the consumers: pushing
+                    // next to the slot a worker is popping makes the two
+                    // cores fight over the same cache lines.
+                    continue;
                 }
                 job = match self.try_place(job) {
                     Ok(()) => return Ok(()),
