@@ -4,10 +4,14 @@
 //!   (bounded queue and overflow policies, result handles, tune, reboot,
 //!   scoped tasks, a pool bound to one function, several pools balanced).
 //!
-//! The object, task and resource pools follow in later releases.
+//! - [`objects`]: an object pool with a lock-free per-thread fast path, a
+//!   bounded shared store, reset on return, trimming and cross-thread return.
+//!
+//! The task and resource pools follow in later releases.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod objects;
 pub(crate) mod sync;
 pub mod workers;

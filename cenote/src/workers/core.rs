@@ -519,7 +519,11 @@ impl<R: Runner> Inner<R> {
                 if self.closed.load(SeqCst) {
                     return Err(SubmitError::Closed);
                 }
-                if self.queue.as_ref().is_some_and(|q| q.len() > self.refill_at) {
+                if self
+                    .queue
+                    .as_ref()
+                    .is_some_and(|q| q.len() > self.refill_at)
+                {
                     // Refill in a burst once a few slots are free, rather
                     // than slot by slot right behind the consumers: pushing
                     // next to the slot a worker is popping makes the two

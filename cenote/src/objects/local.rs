@@ -1,0 +1,333 @@
+//! Per-thread caches: the thread registry and each pool's slot table.
+//!
+//! Every thread that touches an object pool gets a small *thread index*,
+//! unique among live threads and reused after a thread exits (lowest free
+//! first, so indices stay dense). A pool keeps one [`Slot`] per index in a
+//! table of lazily allocated buckets (bucket `b` holds `2^b` slots), so
+//! finding the calling thread's cache is one thread-local read, one
+//! acquire load and an index: no lock, no hashing.
+//!
+//! Ownership rule (the one invariant the `unsafe` relies on): a slot's cache
+//! is touched only by the live thread that holds the slot's index. An index
+//! is released only by its thread's exit hook, after that hook has emptied
+//! the thread's slot in every pool still alive, and the release and the next
+//! acquisition go through the registry mutex, which orders the old owner's
+//! last access before the new owner's first.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::Weak;
+
+use crate::sync::{thread_local, AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+
+/// A pool's side of the exit hook: empty the slot of a thread that exits.
+pub(crate) trait Flush {
+    /// Moves the cache of thread `index` to the shared store (or drops what
+    /// does not fit). Runs on the exiting thread, the slot's owner.
+    fn flush(&self, index: usize);
+}
+
+// ----- the registry of thread indices ---------------------------------------
+
+#[derive(Default)]
+struct Registry {
+    next: usize,
+    free: std::collections::BinaryHeap<std::cmp::Reverse<usize>>,
+}
+
+impl Registry {
+    fn acquire(&mut self) -> usize {
+        match self.free.pop() {
+            Some(std::cmp::Reverse(i)) => i,
+            None => {
+                self.next += 1;
+                self.next - 1
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+static REGISTRY: parking_lot::Mutex<Registry> = parking_lot::Mutex::new(Registry {
+    next: 0,
+    free: std::collections::BinaryHeap::new(),
+});
+
+#[cfg(not(loom))]
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    f(&mut REGISTRY.lock())
+}
+
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref REGISTRY: loom::sync::Mutex<Registry> = loom::sync::Mutex::new(Registry::default());
+}
+
+#[cfg(loom)]
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    f(&mut REGISTRY.lock().unwrap())
+}
+
+/// This thread's index and the pools whose slot it owns.
+pub(crate) struct ThreadEntry {
+    index: usize,
+    pools: RefCell<Vec<Weak<dyn Flush>>>,
+}
+
+impl ThreadEntry {
+    fn new() -> Self {
+        ThreadEntry {
+            index: with_registry(Registry::acquire),
+            pools: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The calling thread's index.
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Records that this thread now owns a slot in `pool`, so its exit
+    /// empties it. Prunes entries of dropped pools as the list grows, so a
+    /// thread that touches many short-lived pools keeps no garbage.
+    pub(crate) fn register(&self, pool: Weak<dyn Flush>) {
+        let mut pools = self.pools.borrow_mut();
+        if pools.len() >= 8 && pools.len().is_power_of_two() {
+            pools.retain(|w| w.strong_count() > 0);
+        }
+        pools.push(pool);
+    }
+}
+
+impl Drop for ThreadEntry {
+    fn drop(&mut self) {
+        // Take the list first: a flush may drop objects whose own drop
+        // touches a pool; this entry is being destroyed, so such a call
+        // takes the shared path (`with_thread` fails) and never lands here.
+        let pools = std::mem::take(&mut *self.pools.borrow_mut());
+        for pool in pools {
+            if let Some(pool) = pool.upgrade() {
+                pool.flush(self.index);
+            }
+        }
+        let index = self.index;
+        with_registry(|r| r.free.push(std::cmp::Reverse(index)));
+    }
+}
+
+thread_local! {
+    static THREAD: ThreadEntry = ThreadEntry::new();
+}
+
+/// Runs `f` with the calling thread's entry, or returns `None` while the
+/// thread's locals are being destroyed (the caller then uses the shared
+/// store only).
+#[inline]
+pub(crate) fn with_thread<R>(f: impl FnOnce(&ThreadEntry) -> R) -> Option<R> {
+    THREAD.try_with(f).ok()
+}
+
+// ----- a pool's slot table --------------------------------------------------
+
+/// One thread's cache in one pool, plus counters only its owner writes.
+pub(crate) struct Slot<T> {
+    /// Owner only (see the module's ownership rule).
+    cache: UnsafeCell<Cache<T>>,
+    /// Counters written only by the owner (a plain load and store, never a
+    /// read-modify-write, so the hot path costs no locked instruction) and
+    /// read by `stats()` from anywhere.
+    pub(crate) counts: Counts,
+}
+
+/// The owner-only part of a slot.
+pub(crate) struct Cache<T> {
+    /// Idle objects with the trim epoch at which each came back, used as a
+    /// LIFO stack (so the epochs never decrease from bottom to top);
+    /// capacity reserved on first use.
+    pub(crate) items: Vec<(T, u64)>,
+    /// Whether the owning thread has registered its exit hook with the pool.
+    pub(crate) registered: bool,
+    /// The pool's trim epoch at the owner's last access.
+    pub(crate) epoch: u64,
+}
+
+/// Event counters of one slot (or the pool's shared path).
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) returned: AtomicU64,
+    pub(crate) dropped_full: AtomicU64,
+    pub(crate) dropped_refused: AtomicU64,
+    pub(crate) dropped_panicked: AtomicU64,
+    pub(crate) dropped_trimmed: AtomicU64,
+    /// Mirror of `Cache::items.len()`, for `stats().idle`.
+    pub(crate) idle: AtomicUsize,
+}
+
+impl Counts {
+    /// Single-writer increment: only the slot's owner calls this.
+    #[inline(always)]
+    pub(crate) fn bump(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+}
+
+impl<T> Slot<T> {
+    fn new() -> Self {
+        Slot {
+            cache: UnsafeCell::new(Cache {
+                items: Vec::new(),
+                registered: false,
+                epoch: 0,
+            }),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Runs `f` on the cache.
+    ///
+    /// # Safety
+    /// The caller is the live thread holding this slot's index (the
+    /// module's ownership rule), or has exclusive access to the whole table
+    /// (`&mut`), and `f` does not call back into anything that could touch
+    /// this slot (no user code: no `create`, `reset`, `accept` or `T::drop`).
+    #[inline(always)]
+    pub(crate) unsafe fn with_cache<R>(&self, f: impl FnOnce(&mut Cache<T>) -> R) -> R {
+        // SAFETY: the caller guarantees exclusive access for the duration of
+        // `f` (see above), so this is the only reference to the cache.
+        self.cache.with_mut(|c| f(unsafe { &mut *c }))
+    }
+}
+
+const BUCKETS: usize = usize::BITS as usize;
+
+/// Slots indexed by thread index, allocated bucket by bucket on demand.
+pub(crate) struct Slots<T> {
+    buckets: [AtomicPtr<Slot<T>>; BUCKETS],
+    _owns: PhantomData<Box<Slot<T>>>,
+}
+
+// SAFETY: the table owns `Slot<T>`s, which hold `T`s; sending the table sends
+// them, so it is `Send` exactly when `T` is.
+unsafe impl<T: Send> Send for Slots<T> {}
+// SAFETY: sharing the table lets several threads reach it at once, but each
+// slot's cache is touched only by its owning thread (the module's ownership
+// rule) and the counters are atomics; objects do move between threads (a
+// guard dropped elsewhere, a thread's cache flushed to the shared store), so
+// `T: Send` is required, and suffices: no `&T` is ever shared between threads
+// by the table.
+unsafe impl<T: Send> Sync for Slots<T> {}
+
+/// Bucket and offset of thread index `i`: bucket `b` holds indices
+/// `2^b - 1 ..= 2^(b+1) - 2`.
+#[inline(always)]
+fn locate(i: usize) -> (usize, usize) {
+    let n = i + 1;
+    let b = (usize::BITS - 1 - n.leading_zeros()) as usize;
+    (b, n - (1 << b))
+}
+
+impl<T> Slots<T> {
+    pub(crate) fn new() -> Self {
+        Slots {
+            buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The slot of thread index `i`, allocating its bucket if needed.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> &Slot<T> {
+        let (b, off) = locate(i);
+        let mut p = self.buckets[b].load(Ordering::Acquire);
+        if p.is_null() {
+            p = self.allocate(b);
+        }
+        // SAFETY: `p` points to a live bucket of `2^b` slots (published with
+        // Release by `allocate`, read with Acquire), freed only when the
+        // table is dropped, which needs `&mut self`; `off < 2^b` by `locate`.
+        unsafe { &*p.add(off) }
+    }
+
+    #[cold]
+    fn allocate(&self, b: usize) -> *mut Slot<T> {
+        let bucket: Box<[Slot<T>]> = (0..1usize << b).map(|_| Slot::new()).collect();
+        let fresh = Box::into_raw(bucket) as *mut Slot<T>;
+        match self.buckets[b].compare_exchange(
+            ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` came from `Box::into_raw` of a boxed slice
+                // of `2^b` slots just above and was never published.
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, 1 << b)) });
+                winner
+            }
+        }
+    }
+
+    /// Every allocated slot (for statistics).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Slot<T>)) {
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            let p = bucket.load(Ordering::Acquire);
+            if p.is_null() {
+                continue;
+            }
+            for off in 0..1usize << b {
+                // SAFETY: as in `get`.
+                f(unsafe { &*p.add(off) });
+            }
+        }
+    }
+}
+
+impl<T> Drop for Slots<T> {
+    fn drop(&mut self) {
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            let p = bucket.swap(ptr::null_mut(), Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: `p` came from `Box::into_raw` of a boxed slice of
+                // `2^b` slots in `allocate`; `&mut self` means no other
+                // reference to any slot exists.
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, 1 << b)) });
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_covers_indices_densely() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(1), (1, 0));
+        assert_eq!(locate(2), (1, 1));
+        assert_eq!(locate(3), (2, 0));
+        assert_eq!(locate(6), (2, 3));
+        assert_eq!(locate(7), (3, 0));
+        let (b, off) = locate(usize::MAX - 1);
+        assert_eq!(b, BUCKETS - 1);
+        assert!(off < 1 << b);
+    }
+
+    #[test]
+    fn indices_are_reused_lowest_first() {
+        let mut r = Registry::default();
+        let a = r.acquire();
+        let b = r.acquire();
+        let c = r.acquire();
+        r.free.push(std::cmp::Reverse(c));
+        r.free.push(std::cmp::Reverse(a));
+        assert_eq!(r.acquire(), a);
+        assert_eq!(r.acquire(), c);
+        assert_eq!(r.acquire(), b + 2);
+    }
+}
