@@ -24,8 +24,9 @@ use crate::sync::{thread_local, AtomicPtr, AtomicU64, AtomicUsize, Ordering, Uns
 /// A pool's side of the exit hook: empty the slot of a thread that exits.
 pub(crate) trait Flush {
     /// Moves the cache of thread `index` to the shared store (or drops what
-    /// does not fit). Runs on the exiting thread, the slot's owner.
-    fn flush(&self, index: usize);
+    /// does not fit). Runs on the thread holding `index`; `exiting`: from
+    /// its exit hook, so the slot's next owner must register anew.
+    fn flush(&self, index: usize, exiting: bool);
 }
 
 // ----- the registry of thread indices ---------------------------------------
@@ -59,14 +60,21 @@ fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     f(&mut REGISTRY.lock())
 }
 
+/// Under loom the registry stays a plain `std` mutex: loom tears its own
+/// statics down before the model's main thread runs its thread-local
+/// destructors, and the models never reuse an index within one execution
+/// (so the release/acquire ordering it provides is not what they check).
 #[cfg(loom)]
-loom::lazy_static! {
-    static ref REGISTRY: loom::sync::Mutex<Registry> = loom::sync::Mutex::new(Registry::default());
-}
+static REGISTRY: std::sync::Mutex<Registry> = std::sync::Mutex::new(Registry {
+    next: 0,
+    free: std::collections::BinaryHeap::new(),
+});
 
 #[cfg(loom)]
 fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
-    f(&mut REGISTRY.lock().unwrap())
+    f(&mut REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
 /// This thread's index and the pools whose slot it owns.
@@ -103,13 +111,16 @@ impl ThreadEntry {
 
 impl Drop for ThreadEntry {
     fn drop(&mut self) {
+        // From here on this thread has no index: later calls (from other
+        // thread-local destructors) take the shared path.
+        // (Under loom the cell may already be gone: then it reads as DEAD.)
+        let _ = INDEX.try_with(|c| c.set(DEAD));
         // Take the list first: a flush may drop objects whose own drop
-        // touches a pool; this entry is being destroyed, so such a call
-        // takes the shared path (`with_thread` fails) and never lands here.
+        // touches a pool; such a call sees `DEAD` and never lands here.
         let pools = std::mem::take(&mut *self.pools.borrow_mut());
         for pool in pools {
             if let Some(pool) = pool.upgrade() {
-                pool.flush(self.index);
+                pool.flush(self.index, true);
             }
         }
         let index = self.index;
@@ -117,21 +128,64 @@ impl Drop for ThreadEntry {
     }
 }
 
+/// `INDEX` before this thread's first use of any pool.
+const UNSET: usize = usize::MAX;
+/// `INDEX` once this thread's entry is destroyed (thread exit).
+const DEAD: usize = usize::MAX - 1;
+
+#[cfg(not(loom))]
 thread_local! {
+    /// The calling thread's index, cached where reading it is one load (a
+    /// `const`-initialised local with no destructor is never torn down).
+    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(UNSET) };
+}
+
+#[cfg(loom)]
+thread_local! {
+    static INDEX: std::cell::Cell<usize> = std::cell::Cell::new(UNSET);
+}
+
+thread_local! {
+    /// Owns the index and runs the exit hook.
     static THREAD: ThreadEntry = ThreadEntry::new();
 }
 
-/// Runs `f` with the calling thread's entry, or returns `None` while the
-/// thread's locals are being destroyed (the caller then uses the shared
-/// store only).
-#[inline]
-pub(crate) fn with_thread<R>(f: impl FnOnce(&ThreadEntry) -> R) -> Option<R> {
-    THREAD.try_with(f).ok()
+/// The calling thread's index, or `None` while its thread-locals are being
+/// destroyed (the caller then uses the shared store only).
+#[inline(always)]
+pub(crate) fn current_index() -> Option<usize> {
+    #[cfg(not(loom))]
+    let i = INDEX.with(|c| c.get());
+    #[cfg(loom)]
+    let i = INDEX.try_with(|c| c.get()).unwrap_or(DEAD);
+    if i < DEAD {
+        Some(i)
+    } else {
+        first_index(i)
+    }
+}
+
+#[cold]
+fn first_index(i: usize) -> Option<usize> {
+    if i == DEAD {
+        return None;
+    }
+    let index = THREAD.try_with(ThreadEntry::index).ok()?;
+    INDEX.try_with(|c| c.set(index)).ok()?;
+    Some(index)
+}
+
+/// Registers `pool`'s exit hook for the calling thread (see
+/// [`ThreadEntry::register`]). False if the thread is exiting.
+pub(crate) fn register(pool: Weak<dyn Flush>) -> bool {
+    THREAD.try_with(|t| t.register(pool)).is_ok()
 }
 
 // ----- a pool's slot table --------------------------------------------------
 
 /// One thread's cache in one pool, plus counters only its owner writes.
+/// Aligned to its own cache lines, so neighbours' slots never share one.
+#[repr(align(128))]
 pub(crate) struct Slot<T> {
     /// Owner only (see the module's ownership rule).
     cache: UnsafeCell<Cache<T>>,

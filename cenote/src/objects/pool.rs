@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Weak;
 
 use super::builder::Builder;
-use super::local::{with_thread, Counts, Flush, Slot, Slots, ThreadEntry};
+use super::local::{current_index, register, Counts, Flush, Slot, Slots};
 use super::Stats;
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering::*, Queue};
 
@@ -248,8 +248,8 @@ impl<T: 'static> Pool<T> {
         }
         // The calling thread's own cache: apply the same rule now.
         if inner.cache_cap > 0 {
-            let stale = with_thread(|t| {
-                let slot = inner.slots.get(t.index());
+            let stale = current_index().map(|index| {
+                let slot = inner.slots.get(index);
                 // SAFETY: the slot of the calling thread's index, on that
                 // thread; the closure runs no user code.
                 unsafe {
@@ -265,6 +265,16 @@ impl<T: 'static> Pool<T> {
             if let Some(Some(stale)) = stale {
                 self.drop_stale(stale);
             }
+        }
+    }
+
+    /// Moves the calling thread's cached objects to the shared store (those
+    /// that do not fit are dropped), where any thread can take them. A
+    /// thread's exit does this by itself; call it before a thread goes
+    /// quiet for a long time.
+    pub fn flush_thread_cache(&self) {
+        if let Some(index) = current_index() {
+            self.inner.flush(index, false);
         }
     }
 
@@ -314,8 +324,8 @@ impl<T: 'static> Pool<T> {
     fn take(&self, counting_miss: bool) -> Option<T> {
         let inner = &*self.inner;
         if inner.cache_cap > 0 {
-            if let Some(got) = with_thread(|t| self.take_local(t, counting_miss)) {
-                return got;
+            if let Some(index) = current_index() {
+                return self.take_local(index, counting_miss);
             }
         }
         let got = inner.shared.pop().map(|(v, _)| v);
@@ -328,9 +338,9 @@ impl<T: 'static> Pool<T> {
     }
 
     #[inline]
-    fn take_local(&self, t: &ThreadEntry, counting_miss: bool) -> Option<T> {
+    fn take_local(&self, index: usize, counting_miss: bool) -> Option<T> {
         let inner = &*self.inner;
-        let slot = inner.slots.get(t.index());
+        let slot = inner.slots.get(index);
         let now = inner.epoch.load(Relaxed);
         // SAFETY: the slot of the calling thread's index, on that thread;
         // the closure runs no user code.
@@ -349,7 +359,7 @@ impl<T: 'static> Pool<T> {
         };
         let local = match fast {
             Some(v) => v,
-            None => self.slow_local(t, slot, now).and_then(|_| {
+            None => self.slow_local(slot, now).and_then(|_| {
                 // SAFETY: as above.
                 unsafe {
                     slot.with_cache(|c| {
@@ -377,25 +387,31 @@ impl<T: 'static> Pool<T> {
     /// the exit hook and drops what sat idle a whole period. `None` if the
     /// slot cannot be used.
     #[cold]
-    fn slow_local(&self, t: &ThreadEntry, slot: &Slot<T>, now: u64) -> Option<()> {
+    fn slow_local(&self, slot: &Slot<T>, now: u64) -> Option<()> {
         let inner = &*self.inner;
         // SAFETY: the slot of the calling thread's index, on that thread;
         // the closure runs no user code (reserving memory is not user code).
-        let (register, stale) = unsafe {
+        let (first, stale) = unsafe {
             slot.with_cache(|c| {
-                let register = !c.registered;
-                if register {
+                let first = !c.registered;
+                if first {
                     c.registered = true;
                     c.epoch = now;
                     c.items.reserve_exact(inner.cache_cap);
                 }
                 let stale = take_stale(c, slot, now);
-                (register, stale)
+                (first, stale)
             })
         };
-        if register {
+        if first {
             let weak: Weak<dyn Flush> = self.downgrade();
-            t.register(weak);
+            if !register(weak) {
+                // Unreachable in practice (an index implies a live entry);
+                // keep the slot usable by nobody rather than unflushed.
+                // SAFETY: as above.
+                unsafe { slot.with_cache(|c| c.registered = false) };
+                return None;
+            }
         }
         if let Some(stale) = stale {
             self.drop_stale(stale);
@@ -405,8 +421,8 @@ impl<T: 'static> Pool<T> {
 
     fn drop_stale(&self, stale: Vec<T>) {
         let n = stale.len() as u64;
-        let counted = with_thread(|t| {
-            let slot = self.inner.slots.get(t.index());
+        let counted = current_index().map(|index| {
+            let slot = self.inner.slots.get(index);
             Counts::bump(&slot.counts.dropped_trimmed, n);
         });
         if counted.is_none() {
@@ -453,18 +469,11 @@ impl<T: 'static> Pool<T> {
             }
         }
         if inner.cache_cap > 0 {
-            let mut cell = Some(value);
-            let kept = with_thread(|t| match self.put_local(t, cell.take().expect("value")) {
-                Put::Kept => true,
-                Put::Spill(v) => {
-                    cell = Some(v);
-                    false
-                }
-            });
-            match (kept, cell) {
-                (Some(true), _) => return,
-                (_, Some(v)) => value = v,
-                (_, None) => unreachable!("a value not kept is handed back"),
+            if let Some(index) = current_index() {
+                value = match self.put_local(index, value) {
+                    Put::Kept => return,
+                    Put::Spill(v) => v,
+                };
             }
         }
         let stamp = inner.epoch.load(Relaxed);
@@ -479,9 +488,9 @@ impl<T: 'static> Pool<T> {
     }
 
     #[inline]
-    fn put_local(&self, t: &ThreadEntry, value: T) -> Put<T> {
+    fn put_local(&self, index: usize, value: T) -> Put<T> {
         let inner = &*self.inner;
-        let slot = inner.slots.get(t.index());
+        let slot = inner.slots.get(index);
         let now = inner.epoch.load(Relaxed);
         let cap = inner.cache_cap;
         // SAFETY: the slot of the calling thread's index, on that thread;
@@ -506,7 +515,7 @@ impl<T: 'static> Pool<T> {
             Err(v) => v,
         };
         // First use, a trim since the last use, or a full cache.
-        if self.slow_local(t, slot, now).is_none() {
+        if self.slow_local(slot, now).is_none() {
             return Put::Spill(value);
         }
         match push(value) {
@@ -547,16 +556,24 @@ fn drop_quietly<T>(value: T) {
 }
 
 impl<T: 'static> Flush for Inner<T> {
-    fn flush(&self, index: usize) {
+    fn flush(&self, index: usize, exiting: bool) {
         let slot = self.slots.get(index);
-        // SAFETY: called by the exit hook of the thread holding `index`,
-        // on that thread, before the index is released; no user code runs
-        // in the closure.
+        // SAFETY: called by the thread holding `index` (by hand, or by its
+        // exit hook before the index is released), on that thread; no user
+        // code runs in the closure.
         let items = unsafe {
             slot.with_cache(|c| {
-                c.registered = false;
+                if exiting {
+                    // The index's next owner registers its own exit hook.
+                    c.registered = false;
+                }
                 slot.counts.idle.store(0, Relaxed);
-                std::mem::take(&mut c.items)
+                if exiting {
+                    std::mem::take(&mut c.items)
+                } else {
+                    // Keep the reserved capacity for the thread's next use.
+                    c.items.drain(..).collect::<Vec<_>>()
+                }
             })
         };
         for entry in items {
