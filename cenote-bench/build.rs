@@ -16,6 +16,11 @@ const CRATES: &[&str] = &[
     "rusty_pool",
     "tokio",
     "crossbeam-channel",
+    "object-pool",
+    "lockfree-object-pool",
+    "opool",
+    "sharded-slab",
+    "crossbeam-queue",
 ];
 
 fn main() {

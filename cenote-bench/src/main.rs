@@ -4,7 +4,8 @@
 //! cenote-bench [--smoke] [--json FILE] [--svg DIR] [--runs N] [--quiet] [SUBCOMMAND]
 //! ```
 //!
-//! Without a subcommand the default set runs (`workers` + `seeds`). Every
+//! Without a subcommand the default set runs (`workers` + `seeds` +
+//! `objects`). Every
 //! measurement runs in a fresh child process (see [`harness`]); the results
 //! are printed as one table per experiment and optionally written as JSON and
 //! SVG charts (see [`report`]).
@@ -88,6 +89,8 @@ enum Command {
     Workers,
     /// Seed experiments: gopool's no-pool-versus-pool test, ants' 100k sleeping jobs.
     Seeds(SeedArgs),
+    /// Object-pool experiments: get + put cycles against plain allocation and peer pools.
+    Objects,
     /// Runs one measurement (used by the harness; not for people).
     #[command(name = "__child", hide = true)]
     Child {
@@ -137,10 +140,11 @@ fn main() -> ExitCode {
         harness::child_main(spec);
     }
 
-    let (workers, seeds) = match &cli.command {
-        None => (true, Some(SeedArgs::defaults())),
-        Some(Command::Workers) => (true, None),
-        Some(Command::Seeds(args)) => (false, Some(args.clone())),
+    let (workers, seeds, objects) = match &cli.command {
+        None => (true, Some(SeedArgs::defaults()), true),
+        Some(Command::Workers) => (true, None, false),
+        Some(Command::Seeds(args)) => (false, Some(args.clone()), false),
+        Some(Command::Objects) => (false, None, true),
         Some(Command::Child { .. }) => unreachable!("handled above"),
     };
     let mut plan: Vec<Experiment> = Vec::new();
@@ -156,6 +160,9 @@ fn main() -> ExitCode {
             stack_kib: args.stack_kib,
         };
         plan.extend(experiments::seeds::plan(cli.smoke, &opts));
+    }
+    if objects {
+        plan.extend(experiments::objects::plan(cli.smoke));
     }
 
     if !cli.filter.is_empty() {

@@ -19,6 +19,7 @@ use crate::harness::{ChildSpec, Outcome};
 use crate::peers::{Impl, PoolCfg, WorkerPeer};
 use crate::{alloc, with_peer};
 
+pub mod objects;
 pub mod seeds;
 pub mod workers;
 
@@ -32,6 +33,8 @@ pub struct Experiment {
     pub notes: Vec<String>,
     /// The quantity that the ratio column compares and the first chart shows.
     pub headline: Quantity,
+    /// Title of the chart of [`Quantity::PerOp`], saying what an op is.
+    pub per_op_title: &'static str,
     /// Measured metrics shown as table columns.
     pub columns: Vec<Column>,
     /// Rows to measure, in display order.
@@ -92,6 +95,9 @@ pub enum Unit {
     Plain(usize),
 }
 
+/// [`Experiment::per_op_title`] of the experiments that run tasks.
+pub const PER_TASK: &str = "time per task (wall / tasks)";
+
 /// Parameters of a "run N tasks" measurement, shared by the throughput,
 /// fnpool and seed experiments.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,6 +123,7 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
         }
         workers::IDLE => workers::run_idle(imp, &params(spec)?),
         workers::WAKE => workers::run_wake(imp, &params(spec)?),
+        objects::GETPUT => objects::run_getput(imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }
 }

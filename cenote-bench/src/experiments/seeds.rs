@@ -95,6 +95,7 @@ fn seed002(smoke: bool, opts: &SeedOpts) -> Experiment {
         title: "small tasks: no pool versus pool, time and memory".to_owned(),
         notes,
         headline: Quantity::PerOp,
+        per_op_title: super::PER_TASK,
         columns: vec![BUILD_MS],
         cases,
     }
@@ -158,6 +159,7 @@ fn seed001(smoke: bool, opts: &SeedOpts) -> Experiment {
             stack,
         ],
         headline: Quantity::PerOp,
+        per_op_title: super::PER_TASK,
         columns: vec![BUILD_MS],
         cases,
     }

@@ -72,6 +72,7 @@ fn throughput(smoke: bool) -> Experiment {
             "task: black_box(index) + count down a shared completion latch".to_owned(),
         ],
         headline: Quantity::PerOp,
+        per_op_title: super::PER_TASK,
         columns: vec![BUILD_MS],
         cases,
     }
@@ -104,6 +105,7 @@ fn fnpool(smoke: bool) -> Experiment {
                 .to_owned(),
         ],
         headline: Quantity::PerOp,
+        per_op_title: super::PER_TASK,
         columns: vec![
             Column {
                 key: "allocs_per_op",
@@ -165,6 +167,7 @@ fn idle(smoke: bool) -> Experiment {
                 .to_owned(),
         ],
         headline: Quantity::Metric(cpu),
+        per_op_title: super::PER_TASK,
         columns: vec![
             cpu,
             Column {
@@ -257,6 +260,7 @@ fn wake(smoke: bool) -> Experiment {
             params.size, params.samples, params.gap_ms
         )],
         headline: Quantity::Metric(median),
+        per_op_title: super::PER_TASK,
         columns: vec![
             median,
             Column {

@@ -4,6 +4,10 @@
 //! generic over the job, so each peer receives the job closure exactly as its
 //! own API takes it (no extra boxing by the harness). Experiments are written
 //! once as generic functions and instantiated per peer with [`with_peer!`].
+//!
+//! Object pools are driven through [`objects::ObjectPeer`] instead; the same
+//! [`Impl`] names them, with [`Impl::Cenote`] standing for
+//! `cenote::objects::Pool` there.
 
 use std::sync::{Arc, Barrier};
 
@@ -11,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod cenote;
 pub mod crossbeam;
+pub mod objects;
 pub mod rayon;
 pub mod rusty_pool;
 pub mod thread_per_task;
@@ -36,6 +41,20 @@ pub enum Impl {
     Tokio,
     /// A hand-rolled pool of threads looping on a crossbeam channel.
     Crossbeam,
+    /// No object pool: a fresh allocation per get, freed on put.
+    Alloc,
+    /// The `object-pool` crate (`Mutex<Vec<T>>` inside).
+    ObjectPool,
+    /// `lockfree_object_pool::LinearObjectPool`.
+    LockfreeObjectPool,
+    /// `opool::Pool` (a crossbeam `ArrayQueue` inside).
+    Opool,
+    /// `sharded_slab::Pool`.
+    ShardedSlab,
+    /// A hand-rolled `std::sync::Mutex<Vec<T>>` object pool.
+    MutexVec,
+    /// A hand-rolled `crossbeam_queue::ArrayQueue<T>` object pool.
+    ArrayQueue,
 }
 
 impl Impl {
@@ -49,6 +68,19 @@ impl Impl {
         Impl::Crossbeam,
     ];
 
+    /// Every object-pool implementation, cenote (`cenote::objects::Pool`)
+    /// first and no pool at all second.
+    pub const OBJECT_POOLS: [Impl; 8] = [
+        Impl::Cenote,
+        Impl::Alloc,
+        Impl::ObjectPool,
+        Impl::LockfreeObjectPool,
+        Impl::Opool,
+        Impl::ShardedSlab,
+        Impl::MutexVec,
+        Impl::ArrayQueue,
+    ];
+
     /// The name used in tables, JSON and child specs.
     pub fn name(self) -> &'static str {
         match self {
@@ -60,12 +92,19 @@ impl Impl {
             Impl::RustyPool => "rusty_pool",
             Impl::Tokio => "tokio-spawn_blocking",
             Impl::Crossbeam => "crossbeam-pool",
+            Impl::Alloc => "alloc",
+            Impl::ObjectPool => "object-pool",
+            Impl::LockfreeObjectPool => "lockfree-object-pool",
+            Impl::Opool => "opool",
+            Impl::ShardedSlab => "sharded-slab",
+            Impl::MutexVec => "mutex-vec-pool",
+            Impl::ArrayQueue => "arrayqueue-pool",
         }
     }
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 8] = [
+        const ALL: [Impl; 15] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -74,6 +113,13 @@ impl Impl {
             Impl::RustyPool,
             Impl::Tokio,
             Impl::Crossbeam,
+            Impl::Alloc,
+            Impl::ObjectPool,
+            Impl::LockfreeObjectPool,
+            Impl::Opool,
+            Impl::ShardedSlab,
+            Impl::MutexVec,
+            Impl::ArrayQueue,
         ];
         ALL.into_iter().find(|i| i.name() == name)
     }
@@ -167,7 +213,14 @@ macro_rules! with_peer {
                 type $P = $crate::peers::crossbeam::CrossbeamPool;
                 $body
             }
-            other @ Impl::CenoteFn => Err(format!("{} is not a general worker pool", other.name())),
+            other @ (Impl::CenoteFn
+            | Impl::Alloc
+            | Impl::ObjectPool
+            | Impl::LockfreeObjectPool
+            | Impl::Opool
+            | Impl::ShardedSlab
+            | Impl::MutexVec
+            | Impl::ArrayQueue) => Err(format!("{} is not a general worker pool", other.name())),
         }
     }};
 }

@@ -64,11 +64,7 @@ struct Bar {
 pub fn write_charts(dir: &Path, exp: &Experiment, rows: &[Row]) -> io::Result<Vec<PathBuf>> {
     let mut charts = Vec::new();
     let (slug, title, fmt) = match exp.headline {
-        Quantity::PerOp => (
-            "per_op".to_owned(),
-            "time per task (wall / tasks)".to_owned(),
-            Fmt::Nanos,
-        ),
+        Quantity::PerOp => ("per_op".to_owned(), exp.per_op_title.to_owned(), Fmt::Nanos),
         Quantity::Metric(c) => (c.key.to_owned(), c.header.to_owned(), Fmt::Metric(c.unit)),
     };
     charts.push(chart(slug, title, fmt, rows, |r| headline(exp.headline, r)));
