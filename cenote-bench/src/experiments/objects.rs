@@ -147,10 +147,10 @@ fn getput(smoke: bool) -> Experiment {
         ]
     } else {
         [
-            (ObjectKind::Vec4k, 1, 10_000_000),
-            (ObjectKind::Vec4k, 2, 5_000_000),
-            (ObjectKind::Small, 1, 10_000_000),
-            (ObjectKind::Small, 2, 5_000_000),
+            (ObjectKind::Vec4k, 1, 4_000_000),
+            (ObjectKind::Vec4k, 2, 2_000_000),
+            (ObjectKind::Small, 1, 4_000_000),
+            (ObjectKind::Small, 2, 2_000_000),
         ]
     };
     let counted_cycles = if smoke { 1_000 } else { 100_000 };
