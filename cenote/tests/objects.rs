@@ -230,6 +230,38 @@ fn owned_guards_return_from_other_threads() {
 }
 
 #[test]
+fn borrowed_guards_return_from_scoped_threads_without_mixing_caches() {
+    // A shared store of one: what the other thread flushes beyond it is
+    // dropped, which tells where the returned objects were kept.
+    let (pool, live, _) = tracked_pool(|b| b.max_idle(1).thread_cache(4));
+    // Taken here (the guard remembers this thread's slot), dropped on
+    // another thread: they must land in that thread's cache, never in this
+    // thread's slot. (The flush makes the hand-over happen before the scope
+    // ends; a scoped thread's exit hook may run after `scope` returns.)
+    let guards: Vec<_> = (0..3).map(|_| pool.get()).collect();
+    let p = &pool;
+    thread::scope(|s| {
+        s.spawn(move || {
+            drop(guards);
+            p.flush_thread_cache();
+        });
+    });
+    // thread_cache is capped to max_idle (1): one kept by the other
+    // thread's cache, one by the shared store, one dropped; its flush then
+    // drops the cached one. (Kept in this thread's slot, only one would
+    // have been dropped.)
+    let st = pool.stats();
+    assert_eq!((st.returned, st.dropped_full, st.idle), (2, 2, 1));
+    assert_eq!(live.load(SeqCst), 1);
+    // This thread's own cache is empty: its get comes from the shared store.
+    let again = pool.get();
+    let st = pool.stats();
+    assert_eq!((st.hits, st.misses, st.idle), (1, 3, 0));
+    drop(again);
+    assert_eq!(pool.stats().idle, 1);
+}
+
+#[test]
 fn a_thread_hands_its_cache_back_when_it_exits() {
     let (pool, live, _) = tracked_pool(|b| b);
     let p = pool.clone();

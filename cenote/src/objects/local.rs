@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use std::ptr;
 use std::sync::Weak;
 
-use crate::sync::{thread_local, AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{thread_local, AtomicPtr, AtomicU64, Ordering, UnsafeCell};
 
 /// A pool's side of the exit hook: empty the slot of a thread that exits.
 pub(crate) trait Flush {
@@ -195,30 +195,53 @@ pub(crate) struct Slot<T> {
     pub(crate) counts: Counts,
 }
 
+// SAFETY: the cache is reached only through `with_cache`, whose contract
+// (the module's ownership rule) gives one thread at a time exclusive
+// access; the rest are atomics. Objects do move between threads through a
+// slot (the cache is flushed to the shared store, a guard taken on one
+// thread is returned on another), hence `T: Send`.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+/// `Cache::epoch` of a slot whose owner has not registered its exit hook
+/// with the pool (no trim epoch ever reaches it).
+pub(crate) const UNREGISTERED: u64 = u64::MAX;
+
 /// The owner-only part of a slot.
 pub(crate) struct Cache<T> {
     /// Idle objects with the trim epoch at which each came back, used as a
     /// LIFO stack (so the epochs never decrease from bottom to top);
     /// capacity reserved on first use.
-    pub(crate) items: Vec<(T, u64)>,
-    /// Whether the owning thread has registered its exit hook with the pool.
-    pub(crate) registered: bool,
-    /// The pool's trim epoch at the owner's last access.
+    pub(crate) items: Vec<(Box<T>, u64)>,
+    /// The pool's trim epoch at the owner's last access, or
+    /// [`UNREGISTERED`]: one comparison tells the hot path both that the
+    /// exit hook is in place and that no trim happened since.
     pub(crate) epoch: u64,
 }
 
-/// Event counters of one slot (or the pool's shared path).
+/// Event counters of one slot (or of the pool's shared path).
+///
+/// The hot path bumps one counter each way (`cache_out` on a get served by
+/// the cache, `cache_in` on a return kept by it); the number of objects in
+/// the cache is `cache_in - cache_out - drained`, so no mirror of its length
+/// is stored.
 #[derive(Default)]
 pub(crate) struct Counts {
-    pub(crate) hits: AtomicU64,
+    /// Gets served by this thread's cache.
+    pub(crate) cache_out: AtomicU64,
+    /// Returns kept by this thread's cache.
+    pub(crate) cache_in: AtomicU64,
+    /// Objects moved out of the cache other than by a get: flushed to the
+    /// shared store or trimmed.
+    pub(crate) drained: AtomicU64,
+    /// Gets served by the shared store.
+    pub(crate) shared_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
-    pub(crate) returned: AtomicU64,
+    /// Returns kept by the shared store.
+    pub(crate) shared_returned: AtomicU64,
     pub(crate) dropped_full: AtomicU64,
     pub(crate) dropped_refused: AtomicU64,
     pub(crate) dropped_panicked: AtomicU64,
     pub(crate) dropped_trimmed: AtomicU64,
-    /// Mirror of `Cache::items.len()`, for `stats().idle`.
-    pub(crate) idle: AtomicUsize,
 }
 
 impl Counts {
@@ -227,6 +250,17 @@ impl Counts {
     pub(crate) fn bump(c: &AtomicU64, n: u64) {
         c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
+
+    /// Objects in the slot's cache, as far as a reader on another thread
+    /// can tell (the three counters are read one after another, so a
+    /// snapshot taken while the owner works may be off by a few; never
+    /// negative).
+    pub(crate) fn cached(&self) -> u64 {
+        let drained = self.drained.load(Ordering::Relaxed);
+        let out = self.cache_out.load(Ordering::Relaxed);
+        let kept = self.cache_in.load(Ordering::Relaxed);
+        kept.saturating_sub(out).saturating_sub(drained)
+    }
 }
 
 impl<T> Slot<T> {
@@ -234,8 +268,7 @@ impl<T> Slot<T> {
         Slot {
             cache: UnsafeCell::new(Cache {
                 items: Vec::new(),
-                registered: false,
-                epoch: 0,
+                epoch: UNREGISTERED,
             }),
             counts: Counts::default(),
         }

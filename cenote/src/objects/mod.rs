@@ -34,6 +34,10 @@
 //!   takes and returns with no lock and no read-modify-write; a hit does
 //!   not allocate. Beyond that, objects go to a shared bounded lock-free
 //!   store, through which they move between threads.
+//! - **Objects stay in place**: the pool keeps each object in a box made
+//!   when it is created (one allocation per miss), so getting and returning
+//!   moves a pointer, never the object, however large `T` is.
+//!   [`Pooled::detach`] moves the object out and frees its box.
 //! - **Bounded**: the shared store keeps at most
 //!   [`max_idle`](Builder::max_idle) objects; a return past it drops the
 //!   object. Memory follows the objects in use, not the number of threads

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Weak;
 
 use super::builder::Builder;
-use super::local::{current_index, register, Counts, Flush, Slot, Slots};
+use super::local::{current_index, register, Counts, Flush, Slot, Slots, UNREGISTERED};
 use super::Stats;
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering::*, Queue};
 
@@ -89,7 +89,7 @@ pub(crate) struct Inner<T: 'static> {
     reset: Option<ResetFn<T>>,
     accept: Option<AcceptFn<T>>,
     /// Idle objects with the trim epoch at which they came back.
-    shared: Queue<(T, u64)>,
+    shared: Queue<(Box<T>, u64)>,
     slots: Slots<T>,
     /// Objects each thread may keep (0: no thread caches).
     cache_cap: usize,
@@ -99,13 +99,6 @@ pub(crate) struct Inner<T: 'static> {
     epoch: AtomicU64,
     counts: SharedCounts,
     trim_stop: Option<Arc<TrimStop>>,
-}
-
-/// Where a returned object may go.
-enum Put<T> {
-    Kept,
-    /// The thread cache is full (or unusable): try the shared store.
-    Spill(T),
 }
 
 pub(crate) struct Parts<T: 'static> {
@@ -154,7 +147,7 @@ impl<T: 'static> Pool<T> {
     /// Creates `n` objects into the shared store (at build).
     pub(crate) fn prefill(&self, n: usize) {
         for _ in 0..n {
-            let v = (self.inner.create)();
+            let v = Box::new((self.inner.create)());
             if let Err((v, _)) = self.inner.shared.push((v, 0)) {
                 drop_quietly(v);
                 break;
@@ -172,14 +165,16 @@ impl<T: 'static> Pool<T> {
 
     /// An object from the pool, or a new one if none is idle. It returns to
     /// the pool when the guard is dropped.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> Pooled<'_, T> {
-        let value = match self.take(true) {
+        let (value, home) = self.take(true);
+        let value = match value {
             Some(v) => v,
-            None => (self.inner.create)(),
+            None => Box::new((self.inner.create)()),
         };
         Pooled {
             pool: self,
+            home,
             value: ManuallyDrop::new(value),
         }
     }
@@ -189,12 +184,14 @@ impl<T: 'static> Pool<T> {
     /// object to the pool from there.
     #[inline]
     pub fn get_owned(&self) -> OwnedPooled<T> {
-        let value = match self.take(true) {
+        let (value, home) = self.take(true);
+        let value = match value {
             Some(v) => v,
-            None => (self.inner.create)(),
+            None => Box::new((self.inner.create)()),
         };
         OwnedPooled {
             pool: self.clone(),
+            home,
             value: ManuallyDrop::new(value),
         }
     }
@@ -202,8 +199,10 @@ impl<T: 'static> Pool<T> {
     /// An idle object from the pool, never a new one.
     #[inline]
     pub fn try_get(&self) -> Option<Pooled<'_, T>> {
-        self.take(false).map(|value| Pooled {
+        let (value, home) = self.take(false);
+        value.map(|value| Pooled {
             pool: self,
+            home,
             value: ManuallyDrop::new(value),
         })
     }
@@ -211,7 +210,7 @@ impl<T: 'static> Pool<T> {
     /// Adds `value` to the pool, as if a guard holding it were dropped: it
     /// is reset and checked by `accept`, and dropped if the pool is full.
     pub fn put(&self, value: T) {
-        self.give_back(value);
+        self.give_back(Box::new(value), Home::NONE);
     }
 
     /// Drops the idle objects that have not been used for one whole trim
@@ -254,7 +253,7 @@ impl<T: 'static> Pool<T> {
                 // thread; the closure runs no user code.
                 unsafe {
                     slot.with_cache(|c| {
-                        if c.registered {
+                        if c.epoch != UNREGISTERED {
                             take_stale(c, slot, now)
                         } else {
                             None
@@ -294,14 +293,14 @@ impl<T: 'static> Pool<T> {
         };
         inner.slots.for_each(|slot| {
             let k = &slot.counts;
-            s.hits += k.hits.load(Relaxed);
+            s.hits += k.cache_out.load(Relaxed) + k.shared_hits.load(Relaxed);
             s.misses += k.misses.load(Relaxed);
-            s.returned += k.returned.load(Relaxed);
+            s.returned += k.cache_in.load(Relaxed) + k.shared_returned.load(Relaxed);
             s.dropped_full += k.dropped_full.load(Relaxed);
             s.dropped_refused += k.dropped_refused.load(Relaxed);
             s.dropped_panicked += k.dropped_panicked.load(Relaxed);
             s.dropped_trimmed += k.dropped_trimmed.load(Relaxed);
-            s.idle += k.idle.load(Relaxed);
+            s.idle += k.cached() as usize;
         });
         s
     }
@@ -317,69 +316,71 @@ impl<T: 'static> Pool<T> {
     }
 
     // ----- the paths --------------------------------------------------------
+    //
+    // The hot path (a get served by this thread's cache, a return kept by
+    // it) is kept small enough to inline: one thread-local load, the slot,
+    // one comparison of epochs (which also says the exit hook is in place),
+    // a push or pop and one owner-only counter. A guard remembers the slot
+    // its object came from, so a return on the same thread skips finding it
+    // again. Everything else (first use, a trim since the last use, a full
+    // or empty cache, the shared store) is out of line.
 
     /// Takes an idle object: this thread's cache, then the shared store.
     /// Counts a hit, or a miss when `counting_miss` (the caller creates).
-    #[inline]
-    fn take(&self, counting_miss: bool) -> Option<T> {
+    /// Also says which slot is this thread's, for the guard.
+    #[inline(always)]
+    fn take(&self, counting_miss: bool) -> (Option<Box<T>>, Home<T>) {
         let inner = &*self.inner;
         if inner.cache_cap > 0 {
             if let Some(index) = current_index() {
-                return self.take_local(index, counting_miss);
+                let slot = inner.slots.get(index);
+                let now = inner.epoch.load(Relaxed);
+                // SAFETY: the slot of the calling thread's index, on that
+                // thread; the closure runs no user code.
+                let hit = unsafe {
+                    slot.with_cache(|c| if c.epoch == now { c.items.pop() } else { None })
+                };
+                let home = Home { index, slot };
+                if let Some((v, _)) = hit {
+                    Counts::bump(&slot.counts.cache_out, 1);
+                    return (Some(v), home);
+                }
+                return (self.take_slow(slot, now, counting_miss), home);
             }
         }
-        let got = inner.shared.pop().map(|(v, _)| v);
-        match got {
-            Some(_) => inner.counts.hits.fetch_add(1, Relaxed),
-            None if counting_miss => inner.counts.misses.fetch_add(1, Relaxed),
-            None => 0,
-        };
-        got
+        (self.take_shared(&inner.counts, counting_miss), Home::NONE)
     }
 
-    #[inline]
-    fn take_local(&self, index: usize, counting_miss: bool) -> Option<T> {
-        let inner = &*self.inner;
-        let slot = inner.slots.get(index);
-        let now = inner.epoch.load(Relaxed);
-        // SAFETY: the slot of the calling thread's index, on that thread;
-        // the closure runs no user code.
-        let fast = unsafe {
-            slot.with_cache(|c| {
-                if c.registered && c.epoch == now {
-                    let v = c.items.pop();
-                    if v.is_some() {
-                        slot.counts.idle.store(c.items.len(), Relaxed);
-                    }
-                    Some(v.map(|(v, _)| v))
-                } else {
-                    None
-                }
-            })
-        };
-        let local = match fast {
-            Some(v) => v,
-            None => self.slow_local(slot, now).and_then(|_| {
-                // SAFETY: as above.
-                unsafe {
-                    slot.with_cache(|c| {
-                        let v = c.items.pop();
-                        slot.counts.idle.store(c.items.len(), Relaxed);
-                        v.map(|(v, _)| v)
-                    })
-                }
-            }),
-        };
-        if local.is_some() {
-            Counts::bump(&slot.counts.hits, 1);
-            return local;
+    /// This thread's cache is empty, or needs registering or trimming.
+    #[cold]
+    #[inline(never)]
+    fn take_slow(&self, slot: &Slot<T>, now: u64, counting_miss: bool) -> Option<Box<T>> {
+        if self.slow_local(slot, now).is_some() {
+            // SAFETY: as in `take`.
+            let hit = unsafe { slot.with_cache(|c| c.items.pop()) };
+            if let Some((v, _)) = hit {
+                Counts::bump(&slot.counts.cache_out, 1);
+                return Some(v);
+            }
         }
-        let got = inner.shared.pop().map(|(v, _)| v);
+        let got = self.inner.shared.pop().map(|(v, _)| v);
         if got.is_some() {
-            Counts::bump(&slot.counts.hits, 1);
+            Counts::bump(&slot.counts.shared_hits, 1);
         } else if counting_miss {
             Counts::bump(&slot.counts.misses, 1);
         }
+        got
+    }
+
+    /// The shared store, counted in `counts` (read-modify-writes: several
+    /// threads may count here at once).
+    fn take_shared(&self, counts: &SharedCounts, counting_miss: bool) -> Option<Box<T>> {
+        let got = self.inner.shared.pop().map(|(v, _)| v);
+        match got {
+            Some(_) => counts.hits.fetch_add(1, Relaxed),
+            None if counting_miss => counts.misses.fetch_add(1, Relaxed),
+            None => 0,
+        };
         got
     }
 
@@ -393,10 +394,8 @@ impl<T: 'static> Pool<T> {
         // the closure runs no user code (reserving memory is not user code).
         let (first, stale) = unsafe {
             slot.with_cache(|c| {
-                let first = !c.registered;
+                let first = c.epoch == UNREGISTERED;
                 if first {
-                    c.registered = true;
-                    c.epoch = now;
                     c.items.reserve_exact(inner.cache_cap);
                 }
                 let stale = take_stale(c, slot, now);
@@ -409,7 +408,7 @@ impl<T: 'static> Pool<T> {
                 // Unreachable in practice (an index implies a live entry);
                 // keep the slot usable by nobody rather than unflushed.
                 // SAFETY: as above.
-                unsafe { slot.with_cache(|c| c.registered = false) };
+                unsafe { slot.with_cache(|c| c.epoch = UNREGISTERED) };
                 return None;
             }
         }
@@ -419,7 +418,7 @@ impl<T: 'static> Pool<T> {
         Some(())
     }
 
-    fn drop_stale(&self, stale: Vec<T>) {
+    fn drop_stale(&self, stale: Vec<Box<T>>) {
         let n = stale.len() as u64;
         let counted = current_index().map(|index| {
             let slot = self.inner.slots.get(index);
@@ -433,105 +432,167 @@ impl<T: 'static> Pool<T> {
         }
     }
 
-    /// The return path of guards and `put`.
-    fn give_back(&self, mut value: T) {
+    /// The return path of guards (with the slot the object came from) and
+    /// of `put`.
+    #[inline(always)]
+    fn give_back(&self, mut value: Box<T>, home: Home<T>) {
         let inner = &*self.inner;
         if inner.discard_on_panic && std::thread::panicking() {
-            // The object may be half-updated by the code that panicked.
-            inner.counts.dropped_panicked.fetch_add(1, Relaxed);
-            drop_quietly(value);
-            return;
+            return self.discard_panicked(value);
         }
         if let Some(reset) = &inner.reset {
-            if catch_unwind(AssertUnwindSafe(|| reset(&mut value))).is_err() {
-                tracing::error!("cenote: an object pool's reset panicked; the object is dropped");
-                inner.counts.dropped_panicked.fetch_add(1, Relaxed);
-                drop_quietly(value);
-                return;
+            if catch_unwind(AssertUnwindSafe(|| reset(&mut *value))).is_err() {
+                return self.reset_panicked(value);
             }
         }
         if let Some(accept) = &inner.accept {
             match catch_unwind(AssertUnwindSafe(|| accept(&value))) {
                 Ok(true) => {}
-                Ok(false) => {
-                    inner.counts.dropped_refused.fetch_add(1, Relaxed);
-                    drop_quietly(value);
-                    return;
-                }
-                Err(_) => {
-                    tracing::error!(
-                        "cenote: an object pool's accept panicked; the object is dropped"
-                    );
-                    inner.counts.dropped_panicked.fetch_add(1, Relaxed);
-                    drop_quietly(value);
-                    return;
-                }
+                Ok(false) => return self.refused(value),
+                Err(_) => return self.accept_panicked(value),
             }
         }
         if inner.cache_cap > 0 {
             if let Some(index) = current_index() {
-                value = match self.put_local(index, value) {
-                    Put::Kept => return,
-                    Put::Spill(v) => v,
+                let slot = if index == home.index {
+                    // SAFETY: `home.slot` is the slot of `home.index` in this
+                    // pool (set by `take` from this pool's table), and the
+                    // pool outlives the guard that carried it.
+                    unsafe { &*home.slot }
+                } else {
+                    inner.slots.get(index)
                 };
+                let now = inner.epoch.load(Relaxed);
+                let cap = inner.cache_cap;
+                // SAFETY: the slot of the calling thread's index, on that
+                // thread; the closure runs no user code (the push stays
+                // within the reserved capacity, so it does not allocate).
+                let kept = unsafe {
+                    slot.with_cache(|c| {
+                        if c.epoch == now && c.items.len() < cap {
+                            c.items.push((value, now));
+                            None
+                        } else {
+                            Some(value)
+                        }
+                    })
+                };
+                match kept {
+                    None => Counts::bump(&slot.counts.cache_in, 1),
+                    Some(v) => self.put_slow(v, slot, now),
+                }
+                return;
             }
         }
-        let stamp = inner.epoch.load(Relaxed);
-        match inner.shared.push((value, stamp)) {
-            Ok(()) => inner.counts.returned.fetch_add(1, Relaxed),
+        self.put_shared(value, &inner.counts);
+    }
+
+    /// This thread's cache is full, or needs registering or trimming.
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&self, value: Box<T>, slot: &Slot<T>, now: u64) {
+        let inner = &*self.inner;
+        let value = if self.slow_local(slot, now).is_some() {
+            // SAFETY: as in `give_back`.
+            let kept = unsafe {
+                slot.with_cache(|c| {
+                    if c.items.len() < inner.cache_cap {
+                        c.items.push((value, now));
+                        None
+                    } else {
+                        Some(value)
+                    }
+                })
+            };
+            match kept {
+                None => return Counts::bump(&slot.counts.cache_in, 1),
+                Some(v) => v,
+            }
+        } else {
+            value
+        };
+        match inner.shared.push((value, now)) {
+            Ok(()) => Counts::bump(&slot.counts.shared_returned, 1),
             Err((v, _)) => {
-                inner.counts.dropped_full.fetch_add(1, Relaxed);
+                Counts::bump(&slot.counts.dropped_full, 1);
+                drop_quietly(v);
+            }
+        }
+    }
+
+    /// A return with no usable thread cache.
+    #[cold]
+    fn put_shared(&self, value: Box<T>, counts: &SharedCounts) {
+        let stamp = self.inner.epoch.load(Relaxed);
+        match self.inner.shared.push((value, stamp)) {
+            Ok(()) => counts.returned.fetch_add(1, Relaxed),
+            Err((v, _)) => {
+                counts.dropped_full.fetch_add(1, Relaxed);
                 drop_quietly(v);
                 0
             }
         };
     }
 
-    #[inline]
-    fn put_local(&self, index: usize, value: T) -> Put<T> {
-        let inner = &*self.inner;
-        let slot = inner.slots.get(index);
-        let now = inner.epoch.load(Relaxed);
-        let cap = inner.cache_cap;
-        // SAFETY: the slot of the calling thread's index, on that thread;
-        // the closure runs no user code (the pushes stay within the
-        // reserved capacity, so they do not even allocate).
-        let push = |value: T| unsafe {
-            slot.with_cache(|c| {
-                if c.registered && c.epoch == now && c.items.len() < cap {
-                    c.items.push((value, now));
-                    slot.counts.idle.store(c.items.len(), Relaxed);
-                    Ok(())
-                } else {
-                    Err(value)
-                }
-            })
-        };
-        let value = match push(value) {
-            Ok(()) => {
-                Counts::bump(&slot.counts.returned, 1);
-                return Put::Kept;
-            }
-            Err(v) => v,
-        };
-        // First use, a trim since the last use, or a full cache.
-        if self.slow_local(slot, now).is_none() {
-            return Put::Spill(value);
-        }
-        match push(value) {
-            Ok(()) => {
-                Counts::bump(&slot.counts.returned, 1);
-                Put::Kept
-            }
-            Err(v) => Put::Spill(v),
-        }
+    #[cold]
+    #[inline(never)]
+    fn discard_panicked(&self, value: Box<T>) {
+        // The object may be half-updated by the code that panicked.
+        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        drop_quietly(value);
     }
+
+    #[cold]
+    #[inline(never)]
+    fn reset_panicked(&self, value: Box<T>) {
+        tracing::error!("cenote: an object pool's reset panicked; the object is dropped");
+        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        drop_quietly(value);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn accept_panicked(&self, value: Box<T>) {
+        tracing::error!("cenote: an object pool's accept panicked; the object is dropped");
+        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        drop_quietly(value);
+    }
+
+    #[inline(never)]
+    fn refused(&self, value: Box<T>) {
+        self.inner.counts.dropped_refused.fetch_add(1, Relaxed);
+        drop_quietly(value);
+    }
+}
+
+/// The slot a guard's object came from: its thread index and address, or
+/// [`Home::NONE`]. A return on a thread with that index uses the slot
+/// directly.
+pub(crate) struct Home<T> {
+    index: usize,
+    slot: *const Slot<T>,
+}
+
+impl<T> Clone for Home<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Home<T> {}
+
+impl<T> Home<T> {
+    /// No slot: the return finds the calling thread's own.
+    const NONE: Home<T> = Home {
+        index: usize::MAX,
+        slot: std::ptr::null(),
+    };
 }
 
 /// Takes the cache's objects that sat unused for a whole trim period (came
 /// back before the previous trim), and records the epoch. They are a prefix
 /// of the stack: epochs never decrease from bottom to top.
-fn take_stale<T>(c: &mut super::local::Cache<T>, slot: &Slot<T>, now: u64) -> Option<Vec<T>> {
+fn take_stale<T>(c: &mut super::local::Cache<T>, slot: &Slot<T>, now: u64) -> Option<Vec<Box<T>>> {
     c.epoch = now;
     let k = c
         .items
@@ -542,7 +603,7 @@ fn take_stale<T>(c: &mut super::local::Cache<T>, slot: &Slot<T>, now: u64) -> Op
         return None;
     }
     let stale = c.items.drain(..k).map(|(v, _)| v).collect();
-    slot.counts.idle.store(c.items.len(), Relaxed);
+    Counts::bump(&slot.counts.drained, k as u64);
     Some(stale)
 }
 
@@ -565,9 +626,9 @@ impl<T: 'static> Flush for Inner<T> {
             slot.with_cache(|c| {
                 if exiting {
                     // The index's next owner registers its own exit hook.
-                    c.registered = false;
+                    c.epoch = UNREGISTERED;
                 }
-                slot.counts.idle.store(0, Relaxed);
+                Counts::bump(&slot.counts.drained, c.items.len() as u64);
                 if exiting {
                     std::mem::take(&mut c.items)
                 } else {
@@ -630,8 +691,17 @@ pub(crate) fn start_trimmer<T: Send + 'static>(
 /// panicked may have left it half-updated.
 pub struct Pooled<'a, T: 'static> {
     pool: &'a Pool<T>,
-    value: ManuallyDrop<T>,
+    home: Home<T>,
+    value: ManuallyDrop<Box<T>>,
 }
+
+// SAFETY: the guard is a `&Pool<T>` and a `T` (the auto traits would say
+// so but for `Home`'s raw pointer, which is only compared and, on the
+// thread owning that slot, dereferenced): it may go where both may.
+unsafe impl<T: Send> Send for Pooled<'_, T> where Pool<T>: Sync {}
+// SAFETY: as above; `&Pooled` gives only `&T` (and `home` is never used
+// through a shared reference).
+unsafe impl<T: Sync> Sync for Pooled<'_, T> where Pool<T>: Sync {}
 
 impl<T: 'static> Pooled<'_, T> {
     /// Takes the object out of the pool for good.
@@ -639,7 +709,7 @@ impl<T: 'static> Pooled<'_, T> {
         let mut me = ManuallyDrop::new(self);
         // SAFETY: `me` is never dropped, so the value is taken exactly once
         // and the guard's `Drop` (which would take it again) never runs.
-        unsafe { ManuallyDrop::take(&mut me.value) }
+        *unsafe { ManuallyDrop::take(&mut me.value) }
     }
 }
 
@@ -659,11 +729,11 @@ impl<T: 'static> DerefMut for Pooled<'_, T> {
 }
 
 impl<T: 'static> Drop for Pooled<'_, T> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing reads `value` afterwards.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        self.pool.give_back(value);
+        self.pool.give_back(value, self.home);
     }
 }
 
@@ -677,8 +747,16 @@ impl<T: fmt::Debug + 'static> fmt::Debug for Pooled<'_, T> {
 /// it can be sent to another thread (when `T: Send`) and returned there.
 pub struct OwnedPooled<T: 'static> {
     pool: Pool<T>,
-    value: ManuallyDrop<T>,
+    home: Home<T>,
+    value: ManuallyDrop<Box<T>>,
 }
+
+// SAFETY: the guard is a `Pool<T>` and a `T` (the auto traits would say so
+// but for `Home`'s raw pointer, which is only compared and, on the thread
+// owning that slot, dereferenced; the pool handle keeps the slot alive).
+unsafe impl<T: Send> Send for OwnedPooled<T> where Pool<T>: Send {}
+// SAFETY: as above; `&OwnedPooled` gives only `&T` and `&Pool<T>`.
+unsafe impl<T: Sync> Sync for OwnedPooled<T> where Pool<T>: Sync {}
 
 impl<T: 'static> OwnedPooled<T> {
     /// Takes the object out of the pool for good.
@@ -689,7 +767,7 @@ impl<T: 'static> OwnedPooled<T> {
         let value = unsafe { ManuallyDrop::take(&mut me.value) };
         // SAFETY: `me.pool` is read exactly once and `me` is never dropped.
         drop(unsafe { std::ptr::read(&me.pool) });
-        value
+        *value
     }
 
     /// The pool this object returns to.
@@ -717,7 +795,7 @@ impl<T: 'static> Drop for OwnedPooled<T> {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing reads `value` afterwards.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        self.pool.give_back(value);
+        self.pool.give_back(value, self.home);
     }
 }
 
