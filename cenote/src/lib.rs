@@ -7,11 +7,15 @@
 //! - [`objects`]: an object pool with a lock-free per-thread fast path, a
 //!   bounded shared store, reset on return, trimming and cross-thread return.
 //!
+//! - [`limit`]: one counting semaphore for threads and async tasks (strict
+//!   FIFO, cancel-safe, resizable), and a monitor that samples counts.
+//!
 //! The task and resource pools follow in later releases.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod limit;
 pub mod objects;
 pub(crate) mod sync;
 pub mod workers;

@@ -249,6 +249,21 @@ impl<T> Queue<T> {
 // Threads
 // ---------------------------------------------------------------------------
 
+/// Parking a blocked thread (a loom thread under the model, where a timed
+/// park is an untimed one: the models do not exercise timeouts).
+#[cfg(not(loom))]
+pub(crate) mod thread {
+    pub(crate) use std::thread::{current, park, park_timeout, Thread};
+}
+
+#[cfg(loom)]
+pub(crate) mod thread {
+    pub(crate) use loom::thread::{current, park, Thread};
+    pub(crate) fn park_timeout(_: std::time::Duration) {
+        park();
+    }
+}
+
 /// Starts an OS thread (a loom thread under the model).
 #[cfg(not(loom))]
 pub(crate) fn spawn_thread(

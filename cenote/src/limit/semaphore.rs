@@ -1,0 +1,878 @@
+//! The semaphore: an atomic count of available permits for the fast path,
+//! and a FIFO queue of waiters (threads and tasks alike) under a mutex for
+//! the slow one. See `DESIGN.md`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering::*};
+
+/// The most permits a semaphore can hold (room is left so that sums of
+/// permit counts never overflow).
+pub const MAX_PERMITS: usize = usize::MAX >> 4;
+
+/// Why an acquire failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AcquireError {
+    /// The semaphore was closed (before or while waiting).
+    #[error("the semaphore is closed")]
+    Closed,
+    /// The deadline passed before the permits were granted.
+    #[error("timed out waiting for a permit")]
+    TimedOut,
+    /// More permits were asked for than the semaphore could ever hold.
+    #[error("asked for {requested} permits at once; a semaphore holds at most {max}", max = MAX_PERMITS)]
+    TooMany {
+        /// The permits asked for.
+        requested: usize,
+    },
+}
+
+/// Why a `try_acquire` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryAcquireError {
+    /// The semaphore was closed.
+    #[error("the semaphore is closed")]
+    Closed,
+    /// Not enough permits are available now (or others wait first).
+    #[error("no permits available")]
+    NoPermits,
+    /// More permits were asked for than the semaphore could ever hold.
+    #[error("asked for {requested} permits at once; a semaphore holds at most {max}", max = MAX_PERMITS)]
+    TooMany {
+        /// The permits asked for.
+        requested: usize,
+    },
+}
+
+/// Adding permits would take the semaphore past [`MAX_PERMITS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("adding {added} permits to {total} would exceed the limit of {max}", max = MAX_PERMITS)]
+pub struct TooManyPermits {
+    /// Permits the semaphore had.
+    pub total: usize,
+    /// Permits that were to be added.
+    pub added: usize,
+}
+
+/// A counting semaphore for plain threads and async tasks alike.
+///
+/// Threads block in [`acquire_blocking`](Self::acquire_blocking) or
+/// [`acquire_timeout`](Self::acquire_timeout); tasks `.await`
+/// [`acquire`](Self::acquire). Both wait in one strictly FIFO queue, and a
+/// request for several permits keeps its place: permits are handed to the
+/// head of the queue as they come back, never to a later arrival. The core
+/// depends on no async runtime: a task is woken through its `Waker`.
+///
+/// ```
+/// use cenote::limit::Semaphore;
+/// use std::sync::Arc;
+///
+/// let sem = Arc::new(Semaphore::new(2));
+/// let a = sem.acquire_blocking().unwrap();
+/// let b = sem.clone().acquire_owned_blocking().unwrap();
+/// assert!(sem.try_acquire().is_err());
+/// assert_eq!((sem.available(), sem.in_use()), (0, 2));
+/// drop((a, b));
+/// assert_eq!(sem.available(), 2);
+/// ```
+pub struct Semaphore {
+    /// Permits free to take.
+    available: AtomicUsize,
+    /// Queued waiters (read by the release fast path).
+    waiters: AtomicUsize,
+    /// Permits that exist: available, held, or reserved by the head waiter.
+    total: AtomicUsize,
+    /// Permits `set_permits` still has to remove as they come back.
+    debt: AtomicUsize,
+    /// Permits handed to queued waiters that still wait for more.
+    reserved: AtomicUsize,
+    closed: AtomicBool,
+    queue: Mutex<List>,
+}
+
+/// A waiter's progress, seen by the waiter and by whoever serves the queue.
+const WAITING: usize = 0;
+const GRANTED: usize = 1;
+const CLOSED: usize = 2;
+
+struct Waiter {
+    state: AtomicUsize,
+    wake: Mutex<Wake>,
+}
+
+enum Wake {
+    None,
+    Thread(Thread),
+    Task(Waker),
+}
+
+impl Waiter {
+    fn wake(&self) {
+        let wake = std::mem::replace(&mut *self.wake.lock(), Wake::None);
+        match wake {
+            Wake::None => {}
+            Wake::Thread(t) => t.unpark(),
+            Wake::Task(w) => w.wake(),
+        }
+    }
+}
+
+// ----- the waiter queue: a doubly linked list in a vector ---------------------
+
+const NIL: usize = usize::MAX;
+
+struct Node {
+    waiter: Arc<Waiter>,
+    requested: usize,
+    /// Permits still to be handed over.
+    remaining: usize,
+    prev: usize,
+    next: usize,
+}
+
+/// FIFO with O(1) removal of any node (a cancelled waiter), nodes reused.
+struct List {
+    nodes: Vec<Option<Node>>,
+    free: Vec<usize>,
+    head: usize,
+    tail: usize,
+}
+
+impl List {
+    const fn new() -> Self {
+        List {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+        }
+    }
+
+    fn push_back(&mut self, mut node: Node) -> usize {
+        node.prev = self.tail;
+        node.next = NIL;
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i] = Some(node);
+                i
+            }
+            None => {
+                self.nodes.push(Some(node));
+                self.nodes.len() - 1
+            }
+        };
+        match self.tail {
+            NIL => self.head = i,
+            t => self.node_mut(t).next = i,
+        }
+        self.tail = i;
+        i
+    }
+
+    fn node_mut(&mut self, i: usize) -> &mut Node {
+        self.nodes[i].as_mut().expect("a linked node")
+    }
+
+    fn remove(&mut self, i: usize) -> Node {
+        let node = self.nodes[i].take().expect("a linked node");
+        match node.prev {
+            NIL => self.head = node.next,
+            p => self.node_mut(p).next = node.next,
+        }
+        match node.next {
+            NIL => self.tail = node.prev,
+            n => self.node_mut(n).prev = node.prev,
+        }
+        self.free.push(i);
+        if self.head == NIL {
+            // Empty: give back what a burst of waiters grew.
+            if self.nodes.len() > 64 {
+                self.nodes = Vec::new();
+                self.free = Vec::new();
+            }
+        }
+        node
+    }
+}
+
+// ----- the semaphore -----------------------------------------------------------
+
+impl Semaphore {
+    /// A semaphore with `permits` permits.
+    ///
+    /// # Panics
+    /// If `permits` is above [`MAX_PERMITS`] (see [`try_new`](Self::try_new)).
+    pub fn new(permits: usize) -> Semaphore {
+        Semaphore::try_new(permits).unwrap_or_else(|e| panic!("cenote::limit::Semaphore::new: {e}"))
+    }
+
+    /// A semaphore with `permits` permits, or an error above [`MAX_PERMITS`].
+    pub fn try_new(permits: usize) -> Result<Semaphore, TooManyPermits> {
+        if permits > MAX_PERMITS {
+            return Err(TooManyPermits {
+                total: 0,
+                added: permits,
+            });
+        }
+        Ok(Semaphore {
+            available: AtomicUsize::new(permits),
+            waiters: AtomicUsize::new(0),
+            total: AtomicUsize::new(permits),
+            debt: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            queue: Mutex::new(List::new()),
+        })
+    }
+
+    /// Permits free to take now.
+    pub fn available(&self) -> usize {
+        self.available.load(SeqCst)
+    }
+
+    /// Permits held by permit guards now (a snapshot: exact when nothing
+    /// runs concurrently).
+    pub fn in_use(&self) -> usize {
+        let total = self.total.load(SeqCst);
+        total
+            .saturating_sub(self.available.load(SeqCst))
+            .saturating_sub(self.reserved.load(SeqCst))
+    }
+
+    /// Threads and tasks waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiters.load(SeqCst)
+    }
+
+    /// The number of permits the semaphore is sized to (what
+    /// [`set_permits`](Self::set_permits) last set, plus additions, minus
+    /// forgotten ones).
+    pub fn permits(&self) -> usize {
+        self.total
+            .load(SeqCst)
+            .saturating_sub(self.debt.load(SeqCst))
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    // ----- acquiring ---------------------------------------------------------
+
+    /// Waits for one permit (async). Cancel-safe: dropping the future at
+    /// any point leaves no permit behind and no waiter in the queue.
+    pub fn acquire(&self) -> Acquire<'_> {
+        self.acquire_many(1)
+    }
+
+    /// Waits for `n` permits at once (async), keeping its place in the
+    /// queue while they come back one by one.
+    pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
+        Acquire {
+            sem: self,
+            req: Request::new(n),
+        }
+    }
+
+    /// Like [`acquire`](Self::acquire), with a permit that owns a handle to
+    /// the semaphore (`'static`, can move into a spawned task).
+    pub fn acquire_owned(self: Arc<Self>) -> AcquireOwned {
+        self.acquire_many_owned(1)
+    }
+
+    /// Like [`acquire_many`](Self::acquire_many), owned.
+    pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
+        AcquireOwned {
+            sem: self,
+            req: Request::new(n),
+        }
+    }
+
+    /// Blocks the calling thread until a permit is granted.
+    pub fn acquire_blocking(&self) -> Result<Permit<'_>, AcquireError> {
+        self.acquire().wait()
+    }
+
+    /// Blocks the calling thread for at most `timeout` (zero: only a permit
+    /// free now; a huge one: no deadline).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
+        self.acquire().wait_timeout(timeout)
+    }
+
+    /// Blocks until `n` permits are granted.
+    pub fn acquire_many_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
+        self.acquire_many(n).wait()
+    }
+
+    /// Blocks until a permit is granted; the permit owns a semaphore handle.
+    pub fn acquire_owned_blocking(self: Arc<Self>) -> Result<OwnedPermit, AcquireError> {
+        self.acquire_owned().wait()
+    }
+
+    /// A permit if one is free now and nobody waits before the caller.
+    pub fn try_acquire(&self) -> Result<Permit<'_>, TryAcquireError> {
+        self.try_acquire_many(1)
+    }
+
+    /// `n` permits if they are free now and nobody waits before the caller.
+    pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
+        self.try_take(n)?;
+        Ok(Permit { sem: self, n })
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), owned.
+    pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedPermit, TryAcquireError> {
+        self.try_take(1)?;
+        Ok(OwnedPermit { sem: self, n: 1 })
+    }
+
+    fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
+        if n > MAX_PERMITS {
+            return Err(TryAcquireError::TooMany { requested: n });
+        }
+        if self.closed.load(Acquire) {
+            return Err(TryAcquireError::Closed);
+        }
+        if self.waiters.load(SeqCst) > 0 || !self.take_available(n) {
+            return Err(TryAcquireError::NoPermits);
+        }
+        Ok(())
+    }
+
+    /// Takes `n` available permits if there are that many.
+    #[inline]
+    fn take_available(&self, n: usize) -> bool {
+        let mut cur = self.available.load(SeqCst);
+        loop {
+            if cur < n {
+                return false;
+            }
+            match self
+                .available
+                .compare_exchange_weak(cur, cur - n, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Takes up to `n` available permits; how many it took.
+    fn take_up_to(&self, n: usize) -> usize {
+        let mut cur = self.available.load(SeqCst);
+        loop {
+            let take = cur.min(n);
+            if take == 0 {
+                return 0;
+            }
+            match self
+                .available
+                .compare_exchange_weak(cur, cur - take, SeqCst, SeqCst)
+            {
+                Ok(_) => return take,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    // ----- releasing and resizing --------------------------------------------
+
+    /// Gives `n` permits back: to the queue's head first, then to the pool.
+    fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.available.fetch_add(n, SeqCst);
+        // A waiter that queued before this add will be served below; one
+        // that queues after it sees the permits itself (both sides use
+        // SeqCst: add-then-check here, count-then-take in `enqueue`).
+        if self.waiters.load(SeqCst) > 0 || self.debt.load(SeqCst) > 0 {
+            let mut q = self.queue.lock();
+            let woken = self.serve(&mut q);
+            drop(q);
+            wake_all(woken);
+        }
+    }
+
+    /// Adds `n` permits (first cancelling what a shrink still owes).
+    pub fn add_permits(&self, n: usize) -> Result<(), TooManyPermits> {
+        let mut q = self.queue.lock();
+        let total = self.total.load(SeqCst);
+        let debt = self.debt.load(SeqCst);
+        let paid = debt.min(n);
+        let rest = n - paid;
+        if total.saturating_add(rest) > MAX_PERMITS {
+            return Err(TooManyPermits { total, added: n });
+        }
+        self.debt.store(debt - paid, SeqCst);
+        self.total.fetch_add(rest, SeqCst);
+        self.available.fetch_add(rest, SeqCst);
+        let woken = self.serve(&mut q);
+        drop(q);
+        wake_all(woken);
+        Ok(())
+    }
+
+    /// Removes up to `n` permits that are available now; returns how many.
+    pub fn forget_permits(&self, n: usize) -> usize {
+        let _q = self.queue.lock();
+        let taken = self.take_up_to(n);
+        self.total.fetch_sub(taken, SeqCst);
+        taken
+    }
+
+    /// Resizes the semaphore to `permits` (both ways). Growing adds permits
+    /// at once; shrinking removes available ones at once and the rest as
+    /// holders release them, so in-use permits are never revoked.
+    pub fn set_permits(&self, permits: usize) -> Result<(), TooManyPermits> {
+        let current = self.permits();
+        if permits >= current {
+            return self.add_permits(permits - current);
+        }
+        let mut q = self.queue.lock();
+        let current = self.total.load(SeqCst) - self.debt.load(SeqCst);
+        if permits >= current {
+            drop(q);
+            return self.add_permits(permits - current);
+        }
+        self.debt.fetch_add(current - permits, SeqCst);
+        let woken = self.serve(&mut q);
+        drop(q);
+        wake_all(woken);
+        Ok(())
+    }
+
+    /// Closes the semaphore: every waiter wakes with
+    /// [`AcquireError::Closed`], later acquires fail at once. Permits held
+    /// stay valid and are returned as usual. Idempotent.
+    pub fn close(&self) {
+        let mut q = self.queue.lock();
+        self.closed.store(true, SeqCst);
+        let mut woken = Vec::new();
+        while q.head != NIL {
+            let head = q.head;
+            let node = q.remove(head);
+            let partial = node.requested - node.remaining;
+            self.reserved.fetch_sub(partial, SeqCst);
+            self.available.fetch_add(partial, SeqCst);
+            self.waiters.fetch_sub(1, SeqCst);
+            node.waiter.state.store(CLOSED, SeqCst);
+            woken.push(node.waiter);
+        }
+        drop(q);
+        wake_all(woken);
+    }
+
+    /// Under the queue lock: pays the shrink debt, then hands available
+    /// permits to waiters in order; returns the waiters to wake.
+    fn serve(&self, q: &mut MutexGuard<'_, List>) -> Vec<Arc<Waiter>> {
+        let mut woken = Vec::new();
+        let debt = self.debt.load(SeqCst);
+        if debt > 0 {
+            let paid = self.take_up_to(debt);
+            self.debt.store(debt - paid, SeqCst);
+            self.total.fetch_sub(paid, SeqCst);
+            if debt > paid {
+                return woken;
+            }
+        }
+        while q.head != NIL {
+            let head = q.head;
+            let node = q.node_mut(head);
+            let got = self.take_up_to(node.remaining);
+            node.remaining -= got;
+            if node.remaining > 0 {
+                self.reserved.fetch_add(got, SeqCst);
+                break;
+            }
+            let partial = node.requested - got;
+            let node = q.remove(head);
+            self.reserved.fetch_sub(partial, SeqCst);
+            self.waiters.fetch_sub(1, SeqCst);
+            node.waiter.state.store(GRANTED, SeqCst);
+            woken.push(node.waiter);
+        }
+        woken
+    }
+
+    /// Queues a waiter for `n` permits (and serves the queue at once, which
+    /// grants it if permits are free and it is first).
+    fn enqueue(&self, n: usize, wake: Wake) -> Result<Queued, AcquireError> {
+        let mut q = self.queue.lock();
+        if self.closed.load(SeqCst) {
+            return Err(AcquireError::Closed);
+        }
+        let waiter = Arc::new(Waiter {
+            state: AtomicUsize::new(WAITING),
+            wake: Mutex::new(wake),
+        });
+        let index = q.push_back(Node {
+            waiter: waiter.clone(),
+            requested: n,
+            remaining: n,
+            prev: NIL,
+            next: NIL,
+        });
+        self.waiters.fetch_add(1, SeqCst);
+        let woken = self.serve(&mut q);
+        drop(q);
+        // Waking our own waiter is harmless (a stale unpark, or a wake of
+        // the task being polled).
+        wake_all(woken);
+        Ok(Queued { index, waiter })
+    }
+
+    /// Takes a waiter out of the queue (its future was dropped or its
+    /// deadline passed). Returns what it had become meanwhile.
+    fn cancel(&self, queued: &Queued, n: usize) -> usize {
+        let mut q = self.queue.lock();
+        let state = queued.waiter.state.load(SeqCst);
+        if state != WAITING {
+            return state;
+        }
+        let node = q.remove(queued.index);
+        self.waiters.fetch_sub(1, SeqCst);
+        let partial = n - node.remaining;
+        if partial > 0 {
+            self.reserved.fetch_sub(partial, SeqCst);
+            self.available.fetch_add(partial, SeqCst);
+        }
+        // The next waiter may now be first, or the partial permits may
+        // satisfy someone.
+        let woken = self.serve(&mut q);
+        drop(q);
+        wake_all(woken);
+        WAITING
+    }
+}
+
+fn wake_all(woken: Vec<Arc<Waiter>>) {
+    for w in woken {
+        w.wake();
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("permits", &self.permits())
+            .field("available", &self.available())
+            .field("in_use", &self.in_use())
+            .field("waiting", &self.waiting())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+// ----- one acquire request, shared by the borrowed and owned futures ----------
+
+struct Queued {
+    index: usize,
+    waiter: Arc<Waiter>,
+}
+
+struct Request {
+    n: usize,
+    queued: Option<Queued>,
+    done: bool,
+}
+
+impl Request {
+    fn new(n: usize) -> Self {
+        Request {
+            n,
+            queued: None,
+            done: false,
+        }
+    }
+
+    /// First attempt: the fast path, else a place in the queue.
+    fn start(
+        &mut self,
+        sem: &Semaphore,
+        wake: impl FnOnce() -> Wake,
+    ) -> Option<Result<(), AcquireError>> {
+        if self.n > MAX_PERMITS {
+            return Some(Err(AcquireError::TooMany { requested: self.n }));
+        }
+        if sem.closed.load(SeqCst) {
+            return Some(Err(AcquireError::Closed));
+        }
+        if self.n == 0 || (sem.waiters.load(SeqCst) == 0 && sem.take_available(self.n)) {
+            return Some(Ok(()));
+        }
+        match sem.enqueue(self.n, wake()) {
+            Err(e) => Some(Err(e)),
+            Ok(queued) => {
+                let state = queued.waiter.state.load(SeqCst);
+                self.queued = Some(queued);
+                Self::outcome(state)
+            }
+        }
+    }
+
+    fn outcome(state: usize) -> Option<Result<(), AcquireError>> {
+        match state {
+            GRANTED => Some(Ok(())),
+            CLOSED => Some(Err(AcquireError::Closed)),
+            _ => None,
+        }
+    }
+
+    fn finish(&mut self, r: Result<(), AcquireError>) -> Result<(), AcquireError> {
+        self.done = true;
+        self.queued = None;
+        r
+    }
+
+    fn poll(&mut self, sem: &Semaphore, cx: &mut Context<'_>) -> Poll<Result<(), AcquireError>> {
+        assert!(!self.done, "an Acquire future polled after it completed");
+        let Some(queued) = &self.queued else {
+            return match self.start(sem, || Wake::Task(cx.waker().clone())) {
+                Some(r) => Poll::Ready(self.finish(r)),
+                None => Poll::Pending,
+            };
+        };
+        if let Some(r) = Self::outcome(queued.waiter.state.load(SeqCst)) {
+            return Poll::Ready(self.finish(r));
+        }
+        {
+            let mut wake = queued.waiter.wake.lock();
+            // Re-checked under the waiter's lock: whoever grants sets the
+            // state before taking the waker under this lock.
+            if let Some(r) = Self::outcome(queued.waiter.state.load(SeqCst)) {
+                drop(wake);
+                return Poll::Ready(self.finish(r));
+            }
+            match &mut *wake {
+                Wake::Task(w) if w.will_wake(cx.waker()) => {}
+                other => *other = Wake::Task(cx.waker().clone()),
+            }
+        }
+        Poll::Pending
+    }
+
+    fn wait(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
+        if let Some(r) = self.start(sem, || Wake::Thread(thread::current())) {
+            return self.finish(r);
+        }
+        loop {
+            let queued = self.queued.as_ref().expect("queued after start");
+            if let Some(r) = Self::outcome(queued.waiter.state.load(SeqCst)) {
+                return self.finish(r);
+            }
+            match deadline {
+                None => thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        let state = sem.cancel(queued, self.n);
+                        let r = Self::outcome(state).unwrap_or(Err(AcquireError::TimedOut));
+                        return self.finish(r);
+                    }
+                    thread::park_timeout(deadline - now);
+                }
+            }
+        }
+    }
+
+    /// The future was dropped: leave nothing behind.
+    fn abandon(&mut self, sem: &Semaphore) {
+        if self.done {
+            return;
+        }
+        if let Some(queued) = self.queued.take() {
+            if sem.cancel(&queued, self.n) == GRANTED {
+                // Granted but never handed to the caller: give them back.
+                sem.release(self.n);
+            }
+        }
+    }
+}
+
+/// The future of [`Semaphore::acquire`] and [`Semaphore::acquire_many`].
+/// `.await` it in a task, or call [`wait`](Self::wait) /
+/// [`wait_timeout`](Self::wait_timeout) on a plain thread.
+#[must_use = "an Acquire does nothing until awaited or waited on"]
+pub struct Acquire<'a> {
+    sem: &'a Semaphore,
+    req: Request,
+}
+
+impl<'a> Acquire<'a> {
+    /// Blocks the calling thread until the permits are granted.
+    pub fn wait(mut self) -> Result<Permit<'a>, AcquireError> {
+        self.req.wait(self.sem, None)?;
+        Ok(Permit {
+            sem: self.sem,
+            n: self.req.n,
+        })
+    }
+
+    /// Blocks for at most `timeout`.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Result<Permit<'a>, AcquireError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.req.wait(self.sem, deadline)?;
+        Ok(Permit {
+            sem: self.sem,
+            n: self.req.n,
+        })
+    }
+}
+
+impl<'a> Future for Acquire<'a> {
+    type Output = Result<Permit<'a>, AcquireError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.req.poll(this.sem, cx).map(|r| {
+            r.map(|()| Permit {
+                sem: this.sem,
+                n: this.req.n,
+            })
+        })
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        self.req.abandon(self.sem);
+    }
+}
+
+/// The future of [`Semaphore::acquire_owned`]; like [`Acquire`].
+#[must_use = "an AcquireOwned does nothing until awaited or waited on"]
+pub struct AcquireOwned {
+    sem: Arc<Semaphore>,
+    req: Request,
+}
+
+impl AcquireOwned {
+    /// Blocks the calling thread until the permits are granted.
+    pub fn wait(mut self) -> Result<OwnedPermit, AcquireError> {
+        self.req.wait(&self.sem, None)?;
+        Ok(OwnedPermit {
+            sem: self.sem.clone(),
+            n: self.req.n,
+        })
+    }
+
+    /// Blocks for at most `timeout`.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Result<OwnedPermit, AcquireError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.req.wait(&self.sem, deadline)?;
+        Ok(OwnedPermit {
+            sem: self.sem.clone(),
+            n: self.req.n,
+        })
+    }
+}
+
+impl Future for AcquireOwned {
+    type Output = Result<OwnedPermit, AcquireError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.req.poll(&this.sem, cx).map(|r| {
+            r.map(|()| OwnedPermit {
+                sem: this.sem.clone(),
+                n: this.req.n,
+            })
+        })
+    }
+}
+
+impl Drop for AcquireOwned {
+    fn drop(&mut self) {
+        self.req.abandon(&self.sem);
+    }
+}
+
+// ----- permits ------------------------------------------------------------------
+
+/// Permits borrowed from a [`Semaphore`]; released when dropped.
+#[must_use = "a permit is released as soon as it is dropped"]
+pub struct Permit<'a> {
+    sem: &'a Semaphore,
+    n: usize,
+}
+
+impl Permit<'_> {
+    /// How many permits this guard holds.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// Drops the guard without returning its permits: the semaphore
+    /// shrinks by that many for good.
+    pub fn forget(self) {
+        self.sem.total.fetch_sub(self.n, SeqCst);
+        std::mem::forget(self);
+    }
+
+    /// Moves `n` of the permits into a new guard.
+    pub fn split(&mut self, n: usize) -> Option<Permit<'_>> {
+        if n > self.n {
+            return None;
+        }
+        self.n -= n;
+        Some(Permit { sem: self.sem, n })
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.sem.release(self.n);
+    }
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").field("count", &self.n).finish()
+    }
+}
+
+/// Permits that own a handle to their [`Semaphore`] (`'static`).
+#[must_use = "a permit is released as soon as it is dropped"]
+pub struct OwnedPermit {
+    sem: Arc<Semaphore>,
+    n: usize,
+}
+
+impl OwnedPermit {
+    /// How many permits this guard holds.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// The semaphore the permits belong to.
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.sem
+    }
+
+    /// Drops the guard without returning its permits.
+    pub fn forget(mut self) {
+        self.sem.total.fetch_sub(self.n, SeqCst);
+        self.n = 0;
+    }
+}
+
+impl Drop for OwnedPermit {
+    fn drop(&mut self) {
+        self.sem.release(self.n);
+    }
+}
+
+impl fmt::Debug for OwnedPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit")
+            .field("count", &self.n)
+            .finish()
+    }
+}
