@@ -1,0 +1,391 @@
+//! Tests of `cenote::limit`: one per feature, bad input, and stress tests
+//! of FIFO order and cancel-safety.
+#![cfg(not(loom))]
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cenote::limit::{AcquireError, Monitor, Semaphore, TryAcquireError, MAX_PERMITS};
+
+/// Polls a future once with a waker that does nothing.
+fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(Waker::noop());
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+/// Waits until `cond` holds (at most 10 s; a test fails rather than hangs).
+fn eventually(mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not reached in 10 s");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn permits_are_counted_and_released_on_drop() {
+    let sem = Semaphore::new(3);
+    let a = sem.try_acquire().unwrap();
+    let b = sem.acquire_many_blocking(2).unwrap();
+    assert_eq!((a.count(), b.count()), (1, 2));
+    assert_eq!((sem.available(), sem.in_use(), sem.waiting()), (0, 3, 0));
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
+    drop(b);
+    assert_eq!((sem.available(), sem.in_use()), (2, 1));
+    drop(a);
+    assert_eq!((sem.available(), sem.in_use(), sem.permits()), (3, 0, 3));
+}
+
+#[test]
+fn owned_permits_move_to_other_threads() {
+    let sem = Arc::new(Semaphore::new(1));
+    let p = sem.clone().acquire_owned_blocking().unwrap();
+    assert!(sem.try_acquire().is_err());
+    thread::spawn(move || drop(p)).join().unwrap();
+    assert_eq!(sem.available(), 1);
+    let p = sem.clone().try_acquire_owned().unwrap();
+    assert!(Arc::ptr_eq(p.semaphore(), &sem));
+}
+
+#[test]
+fn a_blocked_thread_wakes_when_a_permit_comes_back() {
+    let sem = Arc::new(Semaphore::new(1));
+    let held = sem.try_acquire().unwrap();
+    let s = sem.clone();
+    let t = thread::spawn(move || s.acquire_blocking().map(|p| p.count()));
+    eventually(|| sem.waiting() == 1);
+    drop(held);
+    assert_eq!(t.join().unwrap(), Ok(1));
+    assert_eq!((sem.available(), sem.waiting()), (1, 0));
+}
+
+#[test]
+fn acquire_timeout_times_out_and_leaves_nothing_behind() {
+    let sem = Semaphore::new(1);
+    let _held = sem.try_acquire().unwrap();
+    let start = Instant::now();
+    let r = sem.acquire_timeout(Duration::from_millis(20));
+    assert_eq!(r.unwrap_err(), AcquireError::TimedOut);
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    assert_eq!((sem.waiting(), sem.available()), (0, 0));
+    // Zero: only what is free now; huge: no deadline overflow.
+    assert_eq!(
+        sem.acquire_timeout(Duration::ZERO).unwrap_err(),
+        AcquireError::TimedOut
+    );
+    let free = Semaphore::new(1);
+    assert!(free.acquire_timeout(Duration::ZERO).is_ok());
+    assert!(free.acquire_timeout(Duration::MAX).is_ok());
+}
+
+#[test]
+fn threads_and_tasks_wait_in_one_fifo_queue() {
+    let sem = Arc::new(Semaphore::new(1));
+    let held = sem.try_acquire().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut joins = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (s, o) = (sem.clone(), order.clone());
+        if i % 2 == 0 {
+            joins.push(thread::spawn(move || {
+                let _p = s.acquire_blocking().unwrap();
+                o.lock().unwrap().push(i);
+            }));
+        } else {
+            tasks.push(rt.spawn(async move {
+                let _p = s.acquire().await.unwrap();
+                o.lock().unwrap().push(i);
+            }));
+        }
+        // Queue them one after another.
+        eventually(|| sem.waiting() == i + 1);
+    }
+    drop(held);
+    joins.into_iter().for_each(|j| j.join().unwrap());
+    rt.block_on(async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_large_request_keeps_its_place_against_later_small_ones() {
+    let sem = Arc::new(Semaphore::new(3));
+    let a = sem.try_acquire_many(3).unwrap();
+    let s = sem.clone();
+    let big = thread::spawn(move || s.acquire_many_blocking(3).map(|p| p.count()));
+    eventually(|| sem.waiting() == 1);
+    // Permits come back one by one; a later single request must not take
+    // them while the big one waits.
+    let mut a = a;
+    let one = a.split(1).unwrap();
+    drop(one);
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
+    assert_eq!(
+        sem.available(),
+        0,
+        "the freed permit is reserved for the head"
+    );
+    let s = sem.clone();
+    let small = thread::spawn(move || s.acquire_blocking().map(|p| p.count()));
+    eventually(|| sem.waiting() == 2);
+    drop(a);
+    assert_eq!(big.join().unwrap(), Ok(3));
+    assert_eq!(small.join().unwrap(), Ok(1));
+    assert_eq!(sem.available(), 3);
+}
+
+#[test]
+fn dropping_a_pending_acquire_leaves_no_waiter_and_no_permit() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire_many(2).unwrap();
+    {
+        let mut fut = pin!(sem.acquire_many(2));
+        assert!(poll_once(&mut fut).is_pending());
+        assert_eq!(sem.waiting(), 1);
+        // One permit comes back and is reserved for the waiter...
+        let mut held = held;
+        drop(held.split(1));
+        assert!(poll_once(&mut fut).is_pending());
+        assert_eq!(sem.available(), 0);
+        // ... and returns to the semaphore when the future is dropped.
+        drop(held);
+    }
+    assert_eq!((sem.waiting(), sem.available(), sem.in_use()), (0, 2, 0));
+    // Granted but never polled to completion: the permits come back too.
+    let held = sem.try_acquire_many(2).unwrap();
+    let mut fut = Box::pin(sem.acquire());
+    assert!(poll_once(&mut fut).is_pending());
+    drop(held);
+    assert_eq!(sem.waiting(), 0);
+    drop(fut);
+    assert_eq!(sem.available(), 2);
+}
+
+#[test]
+fn close_wakes_every_waiter_with_an_error() {
+    let sem = Arc::new(Semaphore::new(1));
+    let held = sem.try_acquire().unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let s = sem.clone();
+            thread::spawn(move || s.acquire_blocking().map(|p| p.count()))
+        })
+        .collect();
+    let mut fut = Box::pin(sem.acquire());
+    assert!(poll_once(&mut fut).is_pending());
+    eventually(|| sem.waiting() == 4);
+    sem.close();
+    assert!(sem.is_closed());
+    for w in waiters {
+        assert_eq!(w.join().unwrap(), Err(AcquireError::Closed));
+    }
+    assert!(matches!(
+        poll_once(&mut fut),
+        Poll::Ready(Err(AcquireError::Closed))
+    ));
+    assert_eq!(sem.waiting(), 0);
+    // After close: errors at once; held permits still return.
+    assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::Closed);
+    assert_eq!(sem.acquire_blocking().unwrap_err(), AcquireError::Closed);
+    drop(held);
+    assert_eq!(sem.available(), 1);
+    sem.close(); // idempotent
+}
+
+#[test]
+fn resizing_grows_at_once_and_shrinks_as_permits_return() {
+    let sem = Semaphore::new(2);
+    let a = sem.try_acquire_many(2).unwrap();
+    sem.add_permits(1).unwrap();
+    assert_eq!((sem.permits(), sem.available()), (3, 1));
+    // Shrink to 1 while 2 are held: the free one goes now, one more later.
+    sem.set_permits(1).unwrap();
+    assert_eq!((sem.permits(), sem.available()), (1, 0));
+    drop(a);
+    assert_eq!((sem.permits(), sem.available(), sem.in_use()), (1, 1, 0));
+    // Grow again; forget what is free.
+    sem.set_permits(4).unwrap();
+    assert_eq!(sem.available(), 4);
+    assert_eq!(sem.forget_permits(3), 3);
+    assert_eq!(sem.forget_permits(5), 1);
+    assert_eq!((sem.permits(), sem.available()), (0, 0));
+    sem.add_permits(2).unwrap();
+    let p = sem.try_acquire().unwrap();
+    p.forget();
+    assert_eq!((sem.permits(), sem.available(), sem.in_use()), (1, 1, 0));
+}
+
+#[test]
+fn growing_serves_waiters() {
+    let sem = Arc::new(Semaphore::new(0));
+    let s = sem.clone();
+    let t = thread::spawn(move || s.acquire_many_blocking(2).map(|p| p.count()));
+    eventually(|| sem.waiting() == 1);
+    sem.set_permits(2).unwrap();
+    assert_eq!(t.join().unwrap(), Ok(2));
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    assert!(Semaphore::try_new(MAX_PERMITS + 1).is_err());
+    let msg = std::panic::catch_unwind(|| Semaphore::new(usize::MAX))
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .unwrap();
+    assert!(msg.contains("exceed the limit"), "{msg}");
+    let sem = Semaphore::new(MAX_PERMITS);
+    let e = sem.add_permits(1).unwrap_err();
+    assert!(e.to_string().contains("exceed"), "{e}");
+    assert_eq!(
+        sem.try_acquire_many(usize::MAX).unwrap_err(),
+        TryAcquireError::TooMany {
+            requested: usize::MAX
+        }
+    );
+    assert!(matches!(
+        sem.acquire_many_blocking(MAX_PERMITS + 1),
+        Err(AcquireError::TooMany { .. })
+    ));
+    // Zero permits: a semaphore that blocks until permits are added.
+    let zero = Semaphore::new(0);
+    assert_eq!(zero.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
+    // A request for zero permits succeeds at once.
+    assert_eq!(zero.try_acquire_many(0).unwrap().count(), 0);
+}
+
+#[test]
+fn async_acquire_on_tokio_bounds_concurrency() {
+    let sem = Arc::new(Semaphore::new(4));
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..200 {
+            let (s, r, p) = (sem.clone(), running.clone(), peak.clone());
+            set.spawn(async move {
+                let _permit = s.acquire_owned().await.unwrap();
+                let now = r.fetch_add(1, SeqCst) + 1;
+                p.fetch_max(now, SeqCst);
+                tokio::task::yield_now().await;
+                r.fetch_sub(1, SeqCst);
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    });
+    assert!(peak.load(SeqCst) <= 4);
+    assert_eq!((sem.available(), sem.waiting()), (4, 0));
+}
+
+#[test]
+fn stress_cancel_safety_half_of_100k_acquires_dropped_mid_wait() {
+    let sem = Arc::new(Semaphore::new(8));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let completed = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..100_000u64 {
+            let (s, c) = (sem.clone(), completed.clone());
+            // A cheap deterministic scramble picks the half that is dropped.
+            let dropped = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63) == 1;
+            set.spawn(async move {
+                let n = 1 + (i % 3) as usize;
+                if dropped {
+                    // Dropped after being queued (if it had to wait).
+                    let mut fut = Box::pin(s.acquire_many(n));
+                    let _ = futures_lite::future::poll_once(&mut fut).await;
+                    tokio::task::yield_now().await;
+                    drop(fut);
+                } else {
+                    let _p = s.acquire_many(n).await.unwrap();
+                    tokio::task::yield_now().await;
+                    c.fetch_add(1, SeqCst);
+                }
+            });
+            if i % 1000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    });
+    assert!(completed.load(SeqCst) > 40_000);
+    assert_eq!(
+        (sem.available(), sem.waiting(), sem.in_use()),
+        (8, 0, 0),
+        "every permit is back and no waiter remains"
+    );
+}
+
+#[test]
+fn stress_threads_and_timeouts_never_exceed_the_limit() {
+    let sem = Arc::new(Semaphore::new(3));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let (s, inside) = (sem.clone(), inside.clone());
+            thread::spawn(move || {
+                for i in 0..2_000 {
+                    let permit = if (t + i) % 4 == 0 {
+                        s.acquire_timeout(Duration::from_micros(50)).ok()
+                    } else {
+                        Some(s.acquire_blocking().unwrap())
+                    };
+                    if let Some(_p) = permit {
+                        let now = inside.fetch_add(1, SeqCst) + 1;
+                        assert!(now <= 3, "{now} holders of 3 permits");
+                        inside.fetch_sub(1, SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    assert_eq!((sem.available(), sem.waiting(), sem.in_use()), (3, 0, 0));
+}
+
+#[test]
+fn monitor_samples_on_its_period_and_stops() {
+    let sem = Arc::new(Semaphore::new(2));
+    let _p = sem.try_acquire().unwrap();
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let (s, out) = (sem.clone(), samples.clone());
+    let monitor = Monitor::start(
+        Duration::from_millis(2),
+        move || (s.in_use(), s.available()),
+        move |v| out.lock().unwrap().push(v),
+    )
+    .unwrap();
+    eventually(|| samples.lock().unwrap().len() >= 3);
+    monitor.stop();
+    let n = samples.lock().unwrap().len();
+    thread::sleep(Duration::from_millis(10));
+    assert_eq!(samples.lock().unwrap().len(), n, "no sample after stop");
+    assert!(samples.lock().unwrap().iter().all(|&v| v == (1, 1)));
+    assert!(Monitor::start(Duration::ZERO, || (), |_| ()).is_err());
+}
