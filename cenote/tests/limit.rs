@@ -14,7 +14,12 @@ use cenote::limit::{AcquireError, Monitor, Semaphore, TryAcquireError, MAX_PERMI
 
 /// Polls a future once with a waker that does nothing.
 fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    let mut cx = Context::from_waker(Waker::noop());
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
     std::pin::Pin::new(f).poll(&mut cx)
 }
 
