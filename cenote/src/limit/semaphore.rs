@@ -81,9 +81,13 @@ pub struct TooManyPermits {
 /// assert_eq!(sem.available(), 2);
 /// ```
 pub struct Semaphore {
-    /// Permits free to take.
-    available: AtomicUsize,
-    /// Queued waiters (read by the release fast path).
+    /// `available << 1 | SLOW`: the permits free to take, and whether a
+    /// release must take the queue lock (someone waits, or a shrink is
+    /// owed permits). One word, so that a release's add and a waiter's
+    /// "I am queued" are read-modify-writes of the same atomic and cannot
+    /// miss each other.
+    state: AtomicUsize,
+    /// Queued waiters (for `waiting()`; changed under the queue lock).
     waiters: AtomicUsize,
     /// Permits that exist: available, held, or reserved by the head waiter.
     total: AtomicUsize,
@@ -94,6 +98,9 @@ pub struct Semaphore {
     closed: AtomicBool,
     queue: Mutex<List>,
 }
+
+/// `state` bit: releases must go through the queue lock.
+const SLOW: usize = 1;
 
 /// A waiter's progress, seen by the waiter and by whoever serves the queue.
 const WAITING: usize = 0;
@@ -220,7 +227,7 @@ impl Semaphore {
             });
         }
         Ok(Semaphore {
-            available: AtomicUsize::new(permits),
+            state: AtomicUsize::new(permits << 1),
             waiters: AtomicUsize::new(0),
             total: AtomicUsize::new(permits),
             debt: AtomicUsize::new(0),
@@ -232,7 +239,7 @@ impl Semaphore {
 
     /// Permits free to take now.
     pub fn available(&self) -> usize {
-        self.available.load(SeqCst)
+        self.state.load(SeqCst) >> 1
     }
 
     /// Permits held by permit guards now (a snapshot: exact when nothing
@@ -240,7 +247,7 @@ impl Semaphore {
     pub fn in_use(&self) -> usize {
         let total = self.total.load(SeqCst);
         total
-            .saturating_sub(self.available.load(SeqCst))
+            .saturating_sub(self.available())
             .saturating_sub(self.reserved.load(SeqCst))
     }
 
@@ -339,23 +346,24 @@ impl Semaphore {
         if self.closed.load(Acquire) {
             return Err(TryAcquireError::Closed);
         }
-        if self.waiters.load(SeqCst) > 0 || !self.take_available(n) {
+        if !self.take_available(n) {
             return Err(TryAcquireError::NoPermits);
         }
         Ok(())
     }
 
-    /// Takes `n` available permits if there are that many.
+    /// The fast path: takes `n` available permits if there are that many
+    /// and nobody waits (strict FIFO: no barging past the queue).
     #[inline]
     fn take_available(&self, n: usize) -> bool {
-        let mut cur = self.available.load(SeqCst);
+        let mut cur = self.state.load(SeqCst);
         loop {
-            if cur < n {
+            if cur & SLOW != 0 || cur >> 1 < n {
                 return false;
             }
             match self
-                .available
-                .compare_exchange_weak(cur, cur - n, SeqCst, SeqCst)
+                .state
+                .compare_exchange_weak(cur, cur - (n << 1), SeqCst, SeqCst)
             {
                 Ok(_) => return true,
                 Err(now) => cur = now,
@@ -363,22 +371,27 @@ impl Semaphore {
         }
     }
 
-    /// Takes up to `n` available permits; how many it took.
+    /// Under the queue lock: takes up to `n` available permits; how many.
     fn take_up_to(&self, n: usize) -> usize {
-        let mut cur = self.available.load(SeqCst);
+        let mut cur = self.state.load(SeqCst);
         loop {
-            let take = cur.min(n);
+            let take = (cur >> 1).min(n);
             if take == 0 {
                 return 0;
             }
             match self
-                .available
-                .compare_exchange_weak(cur, cur - take, SeqCst, SeqCst)
+                .state
+                .compare_exchange_weak(cur, cur - (take << 1), SeqCst, SeqCst)
             {
                 Ok(_) => return take,
                 Err(now) => cur = now,
             }
         }
+    }
+
+    /// Makes permits available (the caller serves the queue if needed).
+    fn put_available(&self, n: usize) -> usize {
+        self.state.fetch_add(n << 1, SeqCst)
     }
 
     // ----- releasing and resizing --------------------------------------------
@@ -388,11 +401,10 @@ impl Semaphore {
         if n == 0 {
             return;
         }
-        self.available.fetch_add(n, SeqCst);
-        // A waiter that queued before this add will be served below; one
-        // that queues after it sees the permits itself (both sides use
-        // SeqCst: add-then-check here, count-then-take in `enqueue`).
-        if self.waiters.load(SeqCst) > 0 || self.debt.load(SeqCst) > 0 {
+        // If SLOW was set before this add, the queue is served below; if it
+        // is set after, whoever set it (under the lock) serves the queue
+        // and sees these permits.
+        if self.put_available(n) & SLOW != 0 {
             let mut q = self.queue.lock();
             let woken = self.serve(&mut q);
             drop(q);
@@ -412,7 +424,7 @@ impl Semaphore {
         }
         self.debt.store(debt - paid, SeqCst);
         self.total.fetch_add(rest, SeqCst);
-        self.available.fetch_add(rest, SeqCst);
+        self.put_available(rest);
         let woken = self.serve(&mut q);
         drop(q);
         wake_all(woken);
@@ -442,6 +454,7 @@ impl Semaphore {
             return self.add_permits(permits - current);
         }
         self.debt.fetch_add(current - permits, SeqCst);
+        self.state.fetch_or(SLOW, SeqCst);
         let woken = self.serve(&mut q);
         drop(q);
         wake_all(woken);
@@ -460,11 +473,13 @@ impl Semaphore {
             let node = q.remove(head);
             let partial = node.requested - node.remaining;
             self.reserved.fetch_sub(partial, SeqCst);
-            self.available.fetch_add(partial, SeqCst);
+            self.put_available(partial);
             self.waiters.fetch_sub(1, SeqCst);
             node.waiter.state.store(CLOSED, SeqCst);
             woken.push(node.waiter);
         }
+        // Pays any shrink debt from what came back, and clears SLOW.
+        woken.extend(self.serve(&mut q));
         drop(q);
         wake_all(woken);
     }
@@ -479,6 +494,7 @@ impl Semaphore {
             self.debt.store(debt - paid, SeqCst);
             self.total.fetch_sub(paid, SeqCst);
             if debt > paid {
+                // SLOW stays set: releases come here to pay the rest.
                 return woken;
             }
         }
@@ -497,6 +513,11 @@ impl Semaphore {
             self.waiters.fetch_sub(1, SeqCst);
             node.waiter.state.store(GRANTED, SeqCst);
             woken.push(node.waiter);
+        }
+        if q.head == NIL {
+            // Nobody waits and nothing is owed: releases may skip the lock.
+            // (Set again under this lock by the next waiter or shrink.)
+            self.state.fetch_and(!SLOW, SeqCst);
         }
         woken
     }
@@ -520,6 +541,7 @@ impl Semaphore {
             next: NIL,
         });
         self.waiters.fetch_add(1, SeqCst);
+        self.state.fetch_or(SLOW, SeqCst);
         let woken = self.serve(&mut q);
         drop(q);
         // Waking our own waiter is harmless (a stale unpark, or a wake of
@@ -541,7 +563,7 @@ impl Semaphore {
         let partial = n - node.remaining;
         if partial > 0 {
             self.reserved.fetch_sub(partial, SeqCst);
-            self.available.fetch_add(partial, SeqCst);
+            self.put_available(partial);
         }
         // The next waiter may now be first, or the partial permits may
         // satisfy someone.
@@ -604,7 +626,7 @@ impl Request {
         if sem.closed.load(SeqCst) {
             return Some(Err(AcquireError::Closed));
         }
-        if self.n == 0 || (sem.waiters.load(SeqCst) == 0 && sem.take_available(self.n)) {
+        if self.n == 0 || sem.take_available(self.n) {
             return Some(Ok(()));
         }
         match sem.enqueue(self.n, wake()) {
