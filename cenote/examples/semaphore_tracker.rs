@@ -6,34 +6,31 @@
 //! goroutine per job, and runs a ticker goroutine that logs the number of
 //! running goroutines every second.
 //!
-//! Here the limit is a cenote [`Pool`] of capacity N with `queue(0)` (direct
-//! hand-off) and the default `Policy::Block`: `submit` succeeds only by
-//! handing the job to an idle or newly started thread, so once N jobs are
-//! running the next `submit` blocks until one finishes, exactly like the send
-//! on the full channel. Unlike the Go version, the N threads are reused from
-//! job to job instead of one goroutine being created per job.
+//! Here the limit is a [`cenote::limit::Semaphore`] of N permits: the main
+//! loop acquires an owned permit before each job (`sem <- 1`, blocking
+//! while N jobs run) and moves it into the job, whose end drops it (`<-sem`).
+//! Jobs run on a cenote worker pool, so threads are reused from job to job
+//! instead of one goroutine being created per job. The seed's ticker is a
+//! [`cenote::limit::Monitor`] that samples the semaphore and the tracker.
 //!
 //! Usage: `cargo run -p cenote --example semaphore_tracker -- [N] [JOBS] [SLEEP_MS]`
 //! (defaults: 3 jobs at once, 100 jobs, 125 ms each, about 4-5 s in total).
 //!
 //! What to look for in the output:
-//! - one tracker line per second; `running jobs` (our own atomic counter),
-//!   `busy` and `threads` never exceed N, `queued` stays 0 (there is no
-//!   queue), and `waiting` is 1 while the main thread is blocked in `submit`;
+//! - one tracker line per second; `running jobs` (our own atomic counter)
+//!   and the semaphore's `in use` never exceed N, and `waiting` is 1 while
+//!   the main thread is blocked acquiring;
 //! - the final line reports the highest number of jobs seen running at once,
 //!   which must be N (or less); the example exits non-zero if it is above N.
-//!
-//! Issue 4 will switch this example to `cenote::limit`'s `Semaphore` and
-//! `Monitor`, which express "acquire a permit, track the holders" directly.
 
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use cenote::limit::{Monitor, Semaphore};
 use cenote::workers::Pool;
 
 /// How often the tracker reports, as in the seed (`time.NewTicker(1 * time.Second)`).
@@ -106,53 +103,53 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let Args { limit, jobs, sleep } = Args::parse()?;
     println!("{jobs} jobs of {sleep:?} each, at most {limit} at once");
 
-    // The semaphore: `limit` threads and no queue, so a submit blocks while
-    // `limit` jobs are running.
-    let pool = Pool::builder().capacity(limit).queue(0).build()?;
+    // The seed's `sem = make(chan int, MAX_GOROUTINES)`.
+    let sem = Arc::new(Semaphore::new(limit));
+    // Threads to run the jobs; the semaphore, not the pool, sets the limit.
+    let pool = Pool::builder().capacity(limit).build()?;
     let tracker = Arc::new(Tracker::default());
     let start = Instant::now();
 
-    // The seed's runRoutineTracker: report once per tick until told to stop.
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let reporter = {
-        let pool = pool.clone();
-        let tracker = Arc::clone(&tracker);
-        thread::Builder::new()
-            .name("tracker".into())
-            .spawn(move || {
-                // A message or a hang-up both mean stop; a timeout is a tick.
-                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(TICK) {
-                    println!(
-                        "[{:>4.1}s] running jobs: {} | busy: {} threads: {} queued: {} waiting: {} | finished: {}",
-                        start.elapsed().as_secs_f64(),
-                        tracker.running.load(Ordering::SeqCst),
-                        pool.busy(),
-                        pool.running(),
-                        pool.queued(),
-                        pool.waiting(),
-                        tracker.finished.load(Ordering::SeqCst),
-                    );
-                }
-            })?
+    // The seed's runRoutineTracker: one report per tick until stopped.
+    let monitor = {
+        let (sem, tracker) = (Arc::clone(&sem), Arc::clone(&tracker));
+        Monitor::start(
+            TICK,
+            move || {
+                (
+                    tracker.running.load(Ordering::SeqCst),
+                    sem.in_use(),
+                    sem.available(),
+                    sem.waiting(),
+                    tracker.finished.load(Ordering::SeqCst),
+                )
+            },
+            move |(running, in_use, available, waiting, finished)| {
+                println!(
+                    "[{:>4.1}s] running jobs: {running} | permits in use: {in_use} available: {available} waiting: {waiting} | finished: {finished}",
+                    start.elapsed().as_secs_f64(),
+                );
+            },
+        )?
     };
 
     for i in 1..=jobs {
+        // Blocks while `limit` jobs hold permits: the acquire (`sem <- 1`).
+        let permit = Arc::clone(&sem).acquire_owned_blocking()?;
         let tracker = Arc::clone(&tracker);
-        // Blocks while `limit` jobs are running: the acquire (`sem <- 1`).
         pool.submit(move || {
             tracker.add();
             thread::sleep(sleep); // "Processing: i"
             std::hint::black_box(i);
-            tracker.done(); // the release (`<-sem`) is the thread going idle
+            tracker.done();
+            drop(permit); // the release (`<-sem`)
         })?;
     }
 
     // The seed's wg.Wait().
     pool.wait_idle();
     let elapsed = start.elapsed();
-    // A send error only means the tracker already stopped; nothing to do.
-    let _ = stop_tx.send(());
-    reporter.join().map_err(|_| "the tracker thread panicked")?;
+    monitor.stop();
 
     let finished = tracker.finished.load(Ordering::SeqCst);
     let max_running = tracker.max_running.load(Ordering::SeqCst);
