@@ -10,7 +10,11 @@
 //! - [`limit`]: one counting semaphore for threads and async tasks (strict
 //!   FIFO, cancel-safe, resizable), and a monitor that samples counts.
 //!
-//! The task and resource pools follow in later releases.
+//! - [`tasks`] (feature `tokio`, on by default): a pool that runs futures
+//!   on a tokio runtime with at most `capacity` in flight: back-pressure,
+//!   reject or deadline when full, join handles, tune, wait-idle, shutdown.
+//!
+//! The resource pool follows in a later release.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -18,4 +22,6 @@
 pub mod limit;
 pub mod objects;
 pub(crate) mod sync;
+#[cfg(all(feature = "tokio", not(loom)))]
+pub mod tasks;
 pub mod workers;

@@ -397,7 +397,7 @@ impl Semaphore {
     // ----- releasing and resizing --------------------------------------------
 
     /// Gives `n` permits back: to the queue's head first, then to the pool.
-    fn release(&self, n: usize) {
+    pub(crate) fn release(&self, n: usize) {
         if n == 0 {
             return;
         }

@@ -43,7 +43,7 @@
 
 mod builder;
 mod core;
-mod errors;
+pub(crate) mod errors;
 mod fn_pool;
 mod global;
 mod join;

@@ -85,6 +85,20 @@ impl Pool {
         Ok(JoinHandle::new(state, Some(self.inner.clone())))
     }
 
+    /// Like [`spawn`](Pool::spawn), but never blocks and never runs `f` on
+    /// this thread: a full pool is `Err(SubmitError::Full)`. This is the
+    /// form to call from async code.
+    pub fn try_spawn<T, F>(&self, f: F) -> Result<JoinHandle<T>, SubmitError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let state = JoinState::new(None);
+        let task = Task::new(handle_task(f, CompleteOnDrop(Some(state.clone()))));
+        self.inner.submit(task, How::Try)?;
+        Ok(JoinHandle::new(state, Some(self.inner.clone())))
+    }
+
     /// Changes the capacity at once. Growing lets blocked submitters in and
     /// starts threads for queued work; shrinking retires parked threads now
     /// and busy ones as they finish their task. While a shrink is pending,

@@ -1,0 +1,145 @@
+//! Configuration of a [`TaskPool`].
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::errors::BuildError;
+use super::pool::TaskPool;
+use crate::limit::MAX_PERMITS;
+
+/// What [`TaskPool::spawn`] does when `capacity` futures are in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenFull {
+    /// Wait for a slot, in FIFO order (back-pressure). The default.
+    #[default]
+    Wait,
+    /// Fail at once with [`SpawnError::Full`](super::SpawnError::Full).
+    Reject,
+    /// Wait at most this long, then fail with
+    /// [`SpawnError::TimedOut`](super::SpawnError::TimedOut).
+    WaitFor(Duration),
+}
+
+pub(crate) type PanicHandler = Arc<dyn Fn(&(dyn Any + Send)) + Send + Sync>;
+
+/// Builds a [`TaskPool`]; see [`TaskPool::builder`].
+pub struct Builder {
+    pub(crate) capacity: usize,
+    pub(crate) when_full: WhenFull,
+    pub(crate) max_waiting: Option<usize>,
+    pub(crate) panic_handler: Option<PanicHandler>,
+    pub(crate) lanes: Option<usize>,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+    pub(crate) blocking: Option<crate::workers::Pool>,
+}
+
+/// The capacity of [`Builder::new`].
+pub const DEFAULT_CAPACITY: usize = 1024;
+
+impl Builder {
+    /// Capacity [`DEFAULT_CAPACITY`], wait when full, no bound on waiting
+    /// spawners, one lane per runtime worker, the current runtime.
+    pub fn new() -> Builder {
+        Builder {
+            capacity: DEFAULT_CAPACITY,
+            when_full: WhenFull::Wait,
+            max_waiting: None,
+            panic_handler: None,
+            lanes: None,
+            runtime: None,
+            blocking: None,
+        }
+    }
+
+    /// At most `n` futures in flight (0 is an error at build).
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = n;
+        self
+    }
+
+    /// What `spawn` does when the pool is full.
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// At most `n` spawners wait for a slot; one more is refused with
+    /// [`SpawnError::TooManyWaiting`](super::SpawnError::TooManyWaiting)
+    /// (load shedding). `0` means a full pool refuses at once.
+    pub fn max_waiting(mut self, n: usize) -> Self {
+        self.max_waiting = Some(n);
+        self
+    }
+
+    /// Called with the payload of every panic of a spawned future (the
+    /// payload then goes on to its [`JoinHandle`](super::JoinHandle)). A
+    /// panicking handler is caught and logged.
+    pub fn panic_handler<H>(mut self, handler: H) -> Self
+    where
+        H: Fn(&(dyn Any + Send)) + Send + Sync + 'static,
+    {
+        self.panic_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// How many lanes (tokio tasks that each poll a share of the pool's
+    /// futures) to run; by default one per runtime worker thread.
+    pub fn lanes(mut self, n: usize) -> Self {
+        self.lanes = Some(n);
+        self
+    }
+
+    /// The runtime to run on, for a pool built outside one.
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// The `cenote::workers` pool that runs
+    /// [`spawn_blocking`](TaskPool::spawn_blocking) closures. By default a
+    /// pool of up to 512 threads (tokio's own limit for blocking work),
+    /// started on first use, shared by every task pool.
+    pub fn blocking_pool(mut self, pool: crate::workers::Pool) -> Self {
+        self.blocking = Some(pool);
+        self
+    }
+
+    /// Builds the pool and starts its lanes.
+    pub fn build(self) -> Result<TaskPool, BuildError> {
+        if self.capacity == 0 {
+            return Err(BuildError::ZeroCapacity);
+        }
+        if self.capacity > MAX_PERMITS {
+            return Err(BuildError::CapacityTooLarge(self.capacity));
+        }
+        if self.lanes == Some(0) {
+            return Err(BuildError::ZeroLanes);
+        }
+        let runtime = match self.runtime.clone() {
+            Some(h) => h,
+            None => tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?,
+        };
+        Ok(TaskPool::start(self, runtime))
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("capacity", &self.capacity)
+            .field("when_full", &self.when_full)
+            .field("max_waiting", &self.max_waiting)
+            .field("panic_handler", &self.panic_handler.is_some())
+            .field("lanes", &self.lanes)
+            .finish_non_exhaustive()
+    }
+}

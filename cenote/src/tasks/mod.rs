@@ -1,0 +1,55 @@
+//! `cenote::tasks`: a pool that runs futures on a tokio runtime with at
+//! most `capacity` of them in flight (feature `tokio`, on by default).
+//!
+//! [`TaskPool::spawn`] waits for a slot (back-pressure, FIFO), or rejects,
+//! or waits with a deadline, as [`WhenFull`] says; [`TaskPool::try_spawn`]
+//! and [`TaskPool::spawn_timeout`] choose per call, and `max_waiting` sheds
+//! load. Every spawn returns a [`JoinHandle`] (`.await` it for the output
+//! or a [`JoinError`] carrying the panic; `abort()`, `is_finished()`).
+//! [`TaskPool::spawn_blocking`] runs a closure on a `cenote::workers` pool
+//! under the same bound. The pool resizes at runtime ([`TaskPool::tune`]),
+//! waits for idle without closing ([`TaskPool::wait_idle`]), and shuts down
+//! with a deadline ([`TaskPool::shutdown_timeout`]).
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use cenote::tasks::{TaskPool, WhenFull};
+//!
+//! let pool = TaskPool::builder().capacity(2).when_full(WhenFull::Reject).build().unwrap();
+//! let slow = pool.spawn(tokio::time::sleep(Duration::from_millis(50))).await.unwrap();
+//! let _other = pool.spawn(async {}).await.unwrap();
+//! // Full (unless the second one finished already): rejected, not queued.
+//! let third = pool.try_spawn(async { 3 });
+//! assert!(third.is_err() || pool.running() < 2);
+//! slow.await.unwrap();
+//! let failing = pool.spawn(async { panic!("boom") }).await.unwrap();
+//! assert_eq!(failing.await.unwrap_err().panic_message(), Some("boom"));
+//! # }
+//! ```
+//!
+//! **How it runs.** Futures are not each a tokio task: the pool runs a few
+//! *lanes* (one tokio task per runtime worker by default), each polling its
+//! share of the futures, and a spawn pushes onto a lane's queue. That makes
+//! a spawn several times cheaper than `tokio::spawn` while the futures still
+//! run in parallel across the lanes. The bound is a
+//! [`cenote::limit::Semaphore`](crate::limit::Semaphore): a future takes a
+//! slot before it is queued and gives it back when it ends (result, panic,
+//! abort), after its own drop, so `running() <= capacity()` holds at every
+//! instant except after a shrinking `tune`, which never stops a future that
+//! runs: no new one starts until the count is below the new capacity. One
+//! consequence of lanes: a future that blocks its thread (CPU work without
+//! `.await`) delays the other futures of its lane; give such work to
+//! `spawn_blocking`.
+
+mod builder;
+mod errors;
+mod join;
+mod lane;
+mod pool;
+
+pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY};
+pub use errors::{BuildError, JoinError, SpawnError, TuneError};
+pub use join::JoinHandle;
+pub use pool::{ShutdownReport, Stats, TaskPool};

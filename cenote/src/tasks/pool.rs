@@ -1,0 +1,566 @@
+//! [`TaskPool`]: at most `capacity` futures in flight on a tokio runtime.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::builder::{Builder, PanicHandler, WhenFull};
+use super::errors::{BuildError, SpawnError, TuneError};
+use super::join::{task, JoinHandle, Outcome};
+use super::lane::{Driver, Lane, ABORT, DETACHED};
+use crate::limit::{Semaphore, TryAcquireError};
+use crate::workers::errors::panic_message;
+
+/// A pool that runs futures on a tokio runtime with at most `capacity` of
+/// them in flight (spawned and not finished), whatever the load.
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() {
+/// use cenote::tasks::TaskPool;
+///
+/// let pool = TaskPool::new(100).unwrap();
+/// let mut handles = Vec::new();
+/// for i in 0..1_000u64 {
+///     // Waits for a slot when 100 futures are in flight (back-pressure).
+///     handles.push(pool.spawn(async move { i * 2 }).await.unwrap());
+/// }
+/// let mut sum = 0;
+/// for h in handles {
+///     sum += h.await.unwrap();
+/// }
+/// assert_eq!(sum, 999_000);
+/// pool.wait_idle().await;
+/// assert_eq!(pool.running(), 0);
+/// # }
+/// ```
+///
+/// Cloning gives another handle to the same pool. Dropping the last handle
+/// does not stop what runs: spawned futures finish, then the lanes exit.
+pub struct TaskPool {
+    inner: Arc<Inner>,
+}
+
+/// What a pool shares with its lanes' futures.
+pub(crate) struct Inner {
+    sem: Semaphore,
+    lanes: Box<[Arc<Lane>]>,
+    when_full: WhenFull,
+    max_waiting: usize,
+    /// Spawners waiting for a slot (for `max_waiting`).
+    waiting_spawners: AtomicUsize,
+    /// Futures spawned and not finished.
+    active: AtomicUsize,
+    /// `wait_idle` callers, so that finishing futures notify only when
+    /// someone listens.
+    idle_waiters: AtomicUsize,
+    idle: Notify,
+    aborting: AtomicBool,
+    /// `TaskPool` handles alive.
+    handles: AtomicUsize,
+    panic_handler: Option<PanicHandler>,
+    blocking: Option<crate::workers::Pool>,
+    panicked: AtomicU64,
+    aborted: AtomicU64,
+    cancelled: AtomicU64,
+    rejected: AtomicU64,
+    waited: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+/// A snapshot of a pool's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Futures accepted by a spawn.
+    pub spawned: u64,
+    /// Futures that ran to their end.
+    pub completed: u64,
+    /// Futures that panicked.
+    pub panicked: u64,
+    /// Futures dropped by `abort` or `shutdown_timeout`.
+    pub aborted: u64,
+    /// Futures dropped because the runtime shut down.
+    pub cancelled: u64,
+    /// Spawns refused: full (reject policy, `try_spawn`) or too many
+    /// waiting.
+    pub rejected: u64,
+    /// Spawns that had to wait for a slot.
+    pub waited: u64,
+    /// Spawns whose deadline passed while waiting.
+    pub timed_out: u64,
+    /// Futures in flight now.
+    pub running: usize,
+    /// Spawners waiting for a slot now.
+    pub waiting: usize,
+    /// The capacity now.
+    pub capacity: usize,
+}
+
+/// What [`TaskPool::shutdown_timeout`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Futures that were still running at the deadline and were aborted.
+    pub aborted: usize,
+}
+
+/// How a spawn waits for a slot.
+#[derive(Clone, Copy)]
+enum How {
+    Try,
+    Wait,
+    Within(Duration),
+}
+
+thread_local! {
+    /// Where this thread's next spawn goes: spawns rotate over the lanes.
+    static CURSOR: Cell<usize> = const { Cell::new(0) };
+}
+
+impl TaskPool {
+    /// A pool of `capacity` slots with the defaults of [`Builder::new`], on
+    /// the current tokio runtime.
+    pub fn new(capacity: usize) -> Result<TaskPool, BuildError> {
+        Builder::new().capacity(capacity).build()
+    }
+
+    /// A builder, to set the policy, `max_waiting`, the panic handler, ...
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn start(b: Builder, runtime: tokio::runtime::Handle) -> TaskPool {
+        let lanes = b
+            .lanes
+            .unwrap_or_else(|| runtime.metrics().num_workers())
+            .max(1);
+        let lanes: Box<[Arc<Lane>]> = (0..lanes).map(|_| Arc::new(Lane::new())).collect();
+        for lane in lanes.iter() {
+            // The driver holds only its lane; it exits once the pool's last
+            // handle is gone and its futures are done.
+            drop(runtime.spawn(Driver::new(lane.clone())));
+        }
+        let inner = Inner {
+            sem: Semaphore::new(b.capacity),
+            lanes,
+            when_full: b.when_full,
+            max_waiting: b.max_waiting.unwrap_or(usize::MAX),
+            waiting_spawners: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            idle_waiters: AtomicUsize::new(0),
+            idle: Notify::new(),
+            aborting: AtomicBool::new(false),
+            handles: AtomicUsize::new(1),
+            panic_handler: b.panic_handler,
+            blocking: b.blocking,
+            panicked: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+        };
+        TaskPool {
+            inner: Arc::new(inner),
+        }
+    }
+
+    // ----- spawning ----------------------------------------------------------
+
+    /// Spawns `fut` once a slot is free. When the pool is full, the
+    /// [`WhenFull`] policy decides: wait (default, FIFO), reject, or wait
+    /// with a deadline. Cancel-safe: dropping this future while it waits
+    /// leaves no slot taken and no waiter queued (and `fut` is dropped).
+    pub async fn spawn<F>(&self, fut: F) -> Result<JoinHandle<F::Output>, SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.admit(self.policy()).await?;
+        self.launch(fut)
+    }
+
+    /// Spawns `fut` only if a slot is free now (and nobody waits for one).
+    pub fn try_spawn<F>(&self, fut: F) -> Result<JoinHandle<F::Output>, SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.try_admit()?;
+        self.launch(fut)
+    }
+
+    /// Spawns `fut`, waiting at most `timeout` for a slot, whatever the
+    /// policy. A zero timeout is a `try_spawn` that reports `TimedOut`; a
+    /// huge one never expires. The deadline needs the runtime's timer
+    /// (`enable_time`, as `#[tokio::main]` sets).
+    pub async fn spawn_timeout<F>(
+        &self,
+        fut: F,
+        timeout: Duration,
+    ) -> Result<JoinHandle<F::Output>, SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.admit(How::Within(timeout)).await?;
+        self.launch(fut)
+    }
+
+    /// Runs the blocking closure `f` on a `cenote::workers` pool (see
+    /// [`Builder::blocking_pool`]), taking one of this pool's slots until it
+    /// returns; the handle is awaitable like any other and carries a panic
+    /// of `f`. Waits for a slot as [`spawn`](Self::spawn) does. Aborting the
+    /// handle stops the waiting, not a closure already running.
+    pub async fn spawn_blocking<F, R>(&self, f: F) -> Result<JoinHandle<R>, SpawnError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.admit(self.policy()).await?;
+        let workers = match &self.inner.blocking {
+            Some(p) => p,
+            None => default_blocking_pool(),
+        };
+        let handle = match workers.try_spawn(f) {
+            Ok(h) => h,
+            Err(e) => {
+                self.inner.sem.release(1);
+                return Err(SpawnError::Blocking(e));
+            }
+        };
+        self.launch(async move {
+            match handle.await {
+                Ok(v) => v,
+                // Re-raised inside the task's `catch_unwind`: the payload
+                // reaches the handle and the panic handler like any other.
+                Err(e) => match e.into_panic() {
+                    Some(payload) => resume_unwind(payload),
+                    None => resume_unwind(Box::new("the blocking pool dropped the closure")),
+                },
+            }
+        })
+    }
+
+    fn policy(&self) -> How {
+        match self.inner.when_full {
+            WhenFull::Wait => How::Wait,
+            WhenFull::Reject => How::Try,
+            WhenFull::WaitFor(d) => How::Within(d),
+        }
+    }
+
+    /// Takes a slot now or fails.
+    fn try_admit(&self) -> Result<(), SpawnError> {
+        match self.inner.sem.try_acquire() {
+            Ok(permit) => {
+                // The slot now belongs to the task; `finish` gives it back.
+                permit.forget();
+                Ok(())
+            }
+            Err(TryAcquireError::Closed) => Err(SpawnError::Closed),
+            Err(_) => {
+                self.inner.rejected.fetch_add(1, Relaxed);
+                Err(SpawnError::Full)
+            }
+        }
+    }
+
+    /// Takes a slot, waiting as `how` says.
+    async fn admit(&self, how: How) -> Result<(), SpawnError> {
+        let inner = &*self.inner;
+        let timeout = match how {
+            How::Try => return self.try_admit(),
+            How::Wait => None,
+            How::Within(d) => Some(d),
+        };
+        match inner.sem.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                return Ok(());
+            }
+            Err(TryAcquireError::Closed) => return Err(SpawnError::Closed),
+            Err(_) => {}
+        }
+        if timeout == Some(Duration::ZERO) {
+            inner.timed_out.fetch_add(1, Relaxed);
+            return Err(SpawnError::TimedOut(Duration::ZERO));
+        }
+        let _waiting = WaitingSpawner::enter(inner)?;
+        inner.waited.fetch_add(1, Relaxed);
+        let acquired = match timeout {
+            None => inner.sem.acquire().await,
+            Some(d) => match tokio::time::timeout(d, inner.sem.acquire()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    inner.timed_out.fetch_add(1, Relaxed);
+                    return Err(SpawnError::TimedOut(d));
+                }
+            },
+        };
+        match acquired {
+            Ok(permit) => {
+                permit.forget();
+                Ok(())
+            }
+            Err(_) => Err(SpawnError::Closed),
+        }
+    }
+
+    /// Starts a future that holds a slot already.
+    fn launch<F>(&self, fut: F) -> Result<JoinHandle<F::Output>, SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let inner = &self.inner;
+        let n = inner.lanes.len();
+        let i = if n == 1 {
+            0
+        } else {
+            CURSOR.with(|c| {
+                let i = c.get();
+                c.set(i.wrapping_add(1));
+                i % n
+            })
+        };
+        let lane = &inner.lanes[i];
+        if lane.is_dead() {
+            inner.sem.release(1);
+            return Err(SpawnError::RuntimeGone);
+        }
+        inner.active.fetch_add(1, SeqCst);
+        let (task, handle) = task(fut, inner.clone(), i);
+        lane.push(Box::pin(task));
+        Ok(handle)
+    }
+
+    // ----- control -----------------------------------------------------------
+
+    /// Sets the capacity to `n`, at once, in both directions. Growing lets
+    /// waiting spawners in; shrinking never stops a future that runs: no new
+    /// one starts until fewer than `n` run.
+    pub fn tune(&self, n: usize) -> Result<(), TuneError> {
+        if n == 0 {
+            return Err(TuneError::ZeroCapacity);
+        }
+        if self.is_closed() {
+            return Err(TuneError::Closed);
+        }
+        self.inner
+            .sem
+            .set_permits(n)
+            .map_err(|_| TuneError::CapacityTooLarge(n))
+    }
+
+    /// Futures in flight (spawned and not finished).
+    pub fn running(&self) -> usize {
+        self.inner.active.load(SeqCst)
+    }
+
+    /// Spawners waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.inner.sem.waiting()
+    }
+
+    /// The capacity (after the last `tune`).
+    pub fn capacity(&self) -> usize {
+        self.inner.sem.permits()
+    }
+
+    /// Whether [`close`](Self::close) ran.
+    pub fn is_closed(&self) -> bool {
+        self.inner.sem.is_closed()
+    }
+
+    /// The pool's counters.
+    pub fn stats(&self) -> Stats {
+        let i = &*self.inner;
+        let completed: usize = i.lanes.iter().map(|l| l.completed()).sum();
+        let running = self.running();
+        let (panicked, aborted, cancelled) = (
+            i.panicked.load(Relaxed),
+            i.aborted.load(Relaxed),
+            i.cancelled.load(Relaxed),
+        );
+        Stats {
+            spawned: completed as u64 + panicked + aborted + cancelled + running as u64,
+            completed: completed as u64,
+            panicked,
+            aborted,
+            cancelled,
+            rejected: i.rejected.load(Relaxed),
+            waited: i.waited.load(Relaxed),
+            timed_out: i.timed_out.load(Relaxed),
+            running,
+            waiting: self.waiting(),
+            capacity: self.capacity(),
+        }
+    }
+
+    /// Waits until every future spawned so far has finished. The pool stays
+    /// open; futures spawned meanwhile are waited for too.
+    pub async fn wait_idle(&self) {
+        let inner = &*self.inner;
+        inner.idle_waiters.fetch_add(1, SeqCst);
+        let _leave = Leave(&inner.idle_waiters);
+        loop {
+            let notified = inner.idle.notified();
+            if inner.active.load(SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops accepting futures: spawners waiting now and later get
+    /// [`SpawnError::Closed`]. What runs keeps running.
+    pub fn close(&self) {
+        self.inner.sem.close();
+    }
+
+    /// Closes the pool, waits up to `timeout` for what runs to finish, then
+    /// aborts what is left (each of their handles yields
+    /// [`JoinError::Aborted`](super::JoinError::Aborted)) and says how many.
+    /// Needs the runtime's timer.
+    pub async fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
+        self.close();
+        if tokio::time::timeout(timeout, self.wait_idle()).await.is_ok() {
+            return ShutdownReport { aborted: 0 };
+        }
+        let inner = &*self.inner;
+        let before = inner.aborted.load(SeqCst);
+        inner.aborting.store(true, SeqCst);
+        for lane in inner.lanes.iter() {
+            lane.set_mode(ABORT);
+        }
+        self.wait_idle().await;
+        ShutdownReport {
+            aborted: (inner.aborted.load(SeqCst) - before) as usize,
+        }
+    }
+}
+
+impl Clone for TaskPool {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Relaxed);
+        TaskPool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Drop for TaskPool {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, AcqRel) == 1 {
+            for lane in self.inner.lanes.iter() {
+                lane.set_mode(DETACHED);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TaskPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskPool")
+            .field("capacity", &self.capacity())
+            .field("running", &self.running())
+            .field("waiting", &self.waiting())
+            .field("lanes", &self.inner.lanes.len())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Inner {
+    pub(crate) fn aborting(&self) -> bool {
+        self.aborting.load(Relaxed)
+    }
+
+    /// Gives a finished future's slot back.
+    pub(crate) fn release_slot(&self) {
+        self.sem.release(1);
+    }
+
+    /// Counts a finished future and wakes `wait_idle` when it was the last.
+    pub(crate) fn finished(&self, lane: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Completed => self.lanes[lane].count_completed(),
+            Outcome::Panicked => drop(self.panicked.fetch_add(1, Relaxed)),
+            Outcome::Aborted => drop(self.aborted.fetch_add(1, SeqCst)),
+            Outcome::Cancelled => drop(self.cancelled.fetch_add(1, Relaxed)),
+        }
+        // SeqCst pairs with `wait_idle`: it counts itself in `idle_waiters`
+        // and then reads `active`; here `active` drops and then
+        // `idle_waiters` is read. In the single order of SeqCst operations
+        // one of the two sees the other.
+        if self.active.fetch_sub(1, SeqCst) == 1 && self.idle_waiters.load(SeqCst) > 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Hands a panic payload to the handler (or the log).
+    pub(crate) fn report_panic(&self, payload: &(dyn Any + Send)) {
+        match &self.panic_handler {
+            Some(handler) => {
+                if catch_unwind(AssertUnwindSafe(|| handler(payload))).is_err() {
+                    tracing::error!("cenote::tasks: the panic handler panicked");
+                }
+            }
+            None => tracing::debug!(
+                message = panic_message(payload).unwrap_or("<non-string payload>"),
+                "cenote::tasks: a spawned future panicked"
+            ),
+        }
+    }
+}
+
+/// Counts a spawner in `waiting_spawners` while it waits.
+struct WaitingSpawner<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingSpawner<'a> {
+    fn enter(inner: &'a Inner) -> Result<Self, SpawnError> {
+        let before = inner.waiting_spawners.fetch_add(1, AcqRel);
+        let me = WaitingSpawner(&inner.waiting_spawners);
+        if before >= inner.max_waiting {
+            inner.rejected.fetch_add(1, Relaxed);
+            return Err(SpawnError::TooManyWaiting(inner.max_waiting));
+        }
+        Ok(me)
+    }
+}
+
+impl Drop for WaitingSpawner<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AcqRel);
+    }
+}
+
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// The blocking pool task pools share unless given their own.
+fn default_blocking_pool() -> &'static crate::workers::Pool {
+    static POOL: OnceLock<crate::workers::Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        crate::workers::Pool::builder()
+            .capacity(512)
+            .thread_name("cenote-blocking")
+            .build()
+            .expect("a valid configuration")
+    })
+}
