@@ -1,59 +1,324 @@
-//! The handle to a spawned future's result, and the wrapper that runs the
-//! future inside a lane.
+//! A spawned future's cell (the one allocation a spawn makes) and the
+//! handle to its result.
+//!
+//! A cell holds the future, its result slot and a state word. Its lane's
+//! driver is the only code that polls or drops the future (see `lane.rs`),
+//! so the future sits in an `UnsafeCell` without a lock; the state word
+//! says who may do what:
+//!
+//! - `SCHEDULED`: the cell is in its lane's queue (at most once: a wake
+//!   pushes it only when it sets this bit).
+//! - `RUNNING`: the driver is polling it. A wake meanwhile sets `NOTIFIED`
+//!   instead of pushing, and the driver re-queues the cell after the poll.
+//! - `DONE`: the future is gone (finished, panicked, aborted or cancelled);
+//!   set with `fetch_or` by whoever drops the future, so exactly one does.
+//! - `ABORT`: `JoinHandle::abort` asked; the driver drops the future the
+//!   next time it takes the cell.
 
+use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use futures_util::task::{waker_ref, ArcWake};
 use parking_lot::Mutex;
 
 use super::errors::JoinError;
+use super::lane::Registry;
 use super::pool::Inner;
 
-/// What the future's side and the handle's side share.
-pub(crate) struct Shared<T> {
-    /// Set once the result is stored (or the future is gone).
-    finished: AtomicBool,
-    /// Set by `abort`; the lane drops the future at its next poll.
-    aborted: AtomicBool,
-    slot: Mutex<Slot<T>>,
+const SCHEDULED: usize = 1;
+const RUNNING: usize = 2;
+const NOTIFIED: usize = 4;
+const DONE: usize = 8;
+const ABORT: usize = 16;
+
+/// Not yet in its lane's registry.
+pub(crate) const UNREGISTERED: usize = usize::MAX;
+
+/// A cell as its lane sees it.
+pub(crate) trait Runnable: Send + Sync + 'static {
+    /// Polls the future once. Driver only.
+    fn run(self: Arc<Self>, registry: &mut Registry);
+    /// Drops the future unfinished (if it is not gone already) and
+    /// completes the handle with `outcome`. Driver only, or after the
+    /// driver is gone.
+    fn cancel(&self, outcome: Outcome);
+}
+
+/// The handle's view of a cell.
+trait JoinSide<T>: Send + Sync {
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>>;
+    fn is_finished(&self) -> bool;
+    fn abort(self: Arc<Self>);
+}
+
+/// How a spawned future ended, for the pool's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed,
+    Panicked,
+    Aborted,
+    Cancelled,
 }
 
 struct Slot<T> {
     result: Option<Result<T, JoinError>>,
-    /// The task awaiting the handle.
     joiner: Option<Waker>,
-    /// The lane's waker for this future, kept while it is pending, so that
-    /// `abort` can have it polled (and dropped) at once.
-    runner: Option<Waker>,
 }
 
-impl<T> Shared<T> {
-    fn new() -> Self {
-        Shared {
-            finished: AtomicBool::new(false),
-            aborted: AtomicBool::new(false),
-            slot: Mutex::new(Slot {
-                result: None,
-                joiner: None,
-                runner: None,
-            }),
-        }
-    }
+pub(crate) struct Cell<F: Future> {
+    state: AtomicUsize,
+    /// Where the driver keeps the cell while it is live.
+    index: AtomicUsize,
+    lane: usize,
+    pool: Arc<Inner>,
+    slot: Mutex<Slot<F::Output>>,
+    fut: UnsafeCell<Option<F>>,
+}
 
-    fn complete(&self, result: Result<T, JoinError>) {
+// SAFETY: `fut` is only touched by the lane's driver (one tokio task, so
+// one thread at a time, with the runtime ordering its polls), or, after the
+// driver is gone, by whoever wins the `DONE` bit; everything else is
+// atomics or behind the mutex. So sharing the cell shares `F` only by
+// moving it between threads, which `F: Send` allows; the output crosses to
+// the handle's thread, which `F::Output: Send` allows.
+unsafe impl<F: Future + Send> Sync for Cell<F> where F::Output: Send {}
+// SAFETY: as above.
+unsafe impl<F: Future + Send> Send for Cell<F> where F::Output: Send {}
+
+/// Makes the cell of a spawned future and the handle to its result.
+pub(crate) fn cell<F>(
+    fut: F,
+    pool: Arc<Inner>,
+    lane: usize,
+) -> (Arc<Cell<F>>, JoinHandle<F::Output>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let cell = Arc::new(Cell {
+        state: AtomicUsize::new(SCHEDULED),
+        index: AtomicUsize::new(UNREGISTERED),
+        lane,
+        pool,
+        slot: Mutex::new(Slot {
+            result: None,
+            joiner: None,
+        }),
+        fut: UnsafeCell::new(Some(fut)),
+    });
+    let handle = JoinHandle {
+        cell: cell.clone(),
+        taken: false,
+    };
+    (cell, handle)
+}
+
+impl<F> Cell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Ends the cell: drops the future (a panicking drop is caught and
+    /// reported), gives the slot back, publishes the result, counts. The
+    /// caller has won the `DONE` bit.
+    fn finish(&self, outcome: Outcome, result: Option<Result<F::Output, JoinError>>) {
+        // SAFETY: the caller won `DONE`, so nobody else touches `fut`
+        // again, and the driver (or the code after it) is the only one that
+        // touched it before.
+        let fut = unsafe { &mut *self.fut.get() };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| *fut = None)) {
+            self.pool.report_panic(payload.as_ref());
+        }
+        let result = result.unwrap_or(Err(match outcome {
+            Outcome::Cancelled => JoinError::Cancelled,
+            _ => JoinError::Aborted,
+        }));
         let mut slot = self.slot.lock();
         slot.result = Some(result);
-        slot.runner = None;
         let joiner = slot.joiner.take();
-        self.finished.store(true, Release);
         drop(slot);
-        if let Some(w) = joiner {
-            w.wake();
+        // Gives the slot back, then wakes the joiner (at once, or at the end
+        // of the driver's poll, see `Inner::finished`).
+        self.pool.finished(self.lane, outcome, joiner);
+    }
+
+    /// Takes the `DONE` bit; false when someone has it already.
+    fn claim_done(&self) -> bool {
+        self.state.fetch_or(DONE, AcqRel) & DONE == 0
+    }
+
+    /// Queues the cell on its lane. Takes `&Arc` (and pushes a clone) so
+    /// that the caller's reference keeps the pool, and so the lane, alive
+    /// while the push runs.
+    fn schedule(this: &Arc<Self>) {
+        this.pool.lane(this.lane).push(this.clone());
+    }
+}
+
+impl<F> Runnable for Cell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn run(self: Arc<Self>, registry: &mut Registry) {
+        // SCHEDULED -> RUNNING in one step.
+        let state = self.state.fetch_xor(SCHEDULED | RUNNING, AcqRel);
+        debug_assert!(state & SCHEDULED != 0 && state & RUNNING == 0);
+        if state & DONE != 0 {
+            return;
+        }
+        if state & ABORT != 0 {
+            if self.claim_done() {
+                self.finish(Outcome::Aborted, None);
+            }
+            registry.remove(self.index.load(Relaxed));
+            return;
+        }
+        let waker = waker_ref(&self);
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: only the driver polls `fut`, one poll at a time, and the
+        // future never moves: it lives in the `Arc` until `finish` drops it
+        // in place.
+        let fut = unsafe { Pin::new_unchecked(&mut *self.fut.get()) };
+        let polled = match fut.as_pin_mut() {
+            Some(fut) => catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx))),
+            None => return,
+        };
+        let (outcome, result) = match polled {
+            Ok(Poll::Pending) => {
+                // A future that finishes in its first poll is never
+                // registered; one that waits is, so that an abort-all or a
+                // runtime shutdown can reach it.
+                if self.index.load(Relaxed) == UNREGISTERED {
+                    self.index.store(registry.insert(self.clone()), Relaxed);
+                }
+                // RUNNING -> idle, or, when woken meanwhile, back in line.
+                let mut state = self.state.load(Acquire);
+                loop {
+                    let next = if state & NOTIFIED != 0 {
+                        (state & !(RUNNING | NOTIFIED)) | SCHEDULED
+                    } else {
+                        state & !RUNNING
+                    };
+                    match self.state.compare_exchange(state, next, AcqRel, Acquire) {
+                        Ok(_) => break,
+                        Err(s) => state = s,
+                    }
+                }
+                if state & NOTIFIED != 0 {
+                    Self::schedule(&self);
+                }
+                return;
+            }
+            Ok(Poll::Ready(value)) => (Outcome::Completed, Ok(value)),
+            Err(payload) => {
+                self.pool.report_panic(payload.as_ref());
+                (Outcome::Panicked, Err(JoinError::Panicked(payload)))
+            }
+        };
+        drop(waker);
+        if self.claim_done() {
+            self.state.fetch_and(!RUNNING, AcqRel);
+            self.finish(outcome, Some(result));
+        }
+        registry.remove(self.index.load(Relaxed));
+    }
+
+    fn cancel(&self, outcome: Outcome) {
+        if self.claim_done() {
+            self.finish(outcome, None);
+        }
+    }
+}
+
+impl<F> ArcWake for Cell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        if arc_self.mark_woken() {
+            Self::schedule(arc_self);
+        }
+    }
+}
+
+impl<F: Future> Cell<F> {
+    /// Records a wake; true when the caller must queue the cell.
+    fn mark_woken(&self) -> bool {
+        let mut state = self.state.load(Acquire);
+        loop {
+            let next = if state & (DONE | SCHEDULED) != 0 {
+                return false;
+            } else if state & RUNNING != 0 {
+                if state & NOTIFIED != 0 {
+                    return false;
+                }
+                state | NOTIFIED
+            } else {
+                state | SCHEDULED
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, AcqRel, Acquire)
+            {
+                Ok(_) => return next & SCHEDULED != 0,
+                Err(s) => state = s,
+            }
+        }
+    }
+}
+
+impl<F: Future> Drop for Cell<F> {
+    fn drop(&mut self) {
+        // Every live cell is held by its lane's queue or registry until it
+        // is done, so this is a backstop: a cell dropped unfinished still
+        // gives its slot back and counts as cancelled.
+        if *self.state.get_mut() & DONE == 0 {
+            *self.state.get_mut() |= DONE;
+            let fut = self.fut.get_mut();
+            if catch_unwind(AssertUnwindSafe(|| *fut = None)).is_err() {
+                tracing::error!("cenote::tasks: a future panicked while being dropped");
+            }
+            self.slot.get_mut().result = Some(Err(JoinError::Cancelled));
+            let joiner = self.slot.get_mut().joiner.take();
+            self.pool.finished(self.lane, Outcome::Cancelled, joiner);
+        }
+    }
+}
+
+impl<F> JoinSide<F::Output> for Cell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
+        let mut slot = self.slot.lock();
+        if let Some(result) = slot.result.take() {
+            return Poll::Ready(result);
+        }
+        match &slot.joiner {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.joiner = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn is_finished(&self) -> bool {
+        self.state.load(Acquire) & DONE != 0
+    }
+
+    fn abort(self: Arc<Self>) {
+        let state = self.state.fetch_or(ABORT, AcqRel);
+        if state & DONE == 0 {
+            // Have the driver look at it (now, or after its current poll).
+            ArcWake::wake(self);
         }
     }
 }
@@ -68,27 +333,24 @@ impl<T> Shared<T> {
 /// panics, as for tokio's handles.
 #[must_use = "dropping a JoinHandle detaches the future; `.await` it for the result"]
 pub struct JoinHandle<T> {
-    shared: Arc<Shared<T>>,
+    cell: Arc<dyn JoinSide<T>>,
     taken: bool,
 }
 
 impl<T> JoinHandle<T> {
-    /// Whether the future has finished (with a value, a panic, or aborted).
+    /// Whether the future has finished (with a value, a panic, aborted or
+    /// cancelled).
     pub fn is_finished(&self) -> bool {
-        self.shared.finished.load(Acquire)
+        self.cell.is_finished()
     }
 
     /// Asks for the future to be dropped: it is not polled again, its slot
     /// in the pool comes free, and the handle yields [`JoinError::Aborted`]
-    /// (unless it finished first, then it yields its result). A future
+    /// (unless it finished first: then it yields its result). A future
     /// waiting on a `spawn_blocking` closure stops waiting, but the closure,
     /// once started, runs to its end on its thread.
     pub fn abort(&self) {
-        self.shared.aborted.store(true, Release);
-        let runner = self.shared.slot.lock().runner.take();
-        if let Some(w) = runner {
-            w.wake();
-        }
+        self.cell.clone().abort();
     }
 }
 
@@ -97,17 +359,11 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         assert!(!self.taken, "JoinHandle polled after it yielded its result");
-        let mut slot = self.shared.slot.lock();
-        if let Some(result) = slot.result.take() {
-            drop(slot);
+        let polled = self.cell.poll_join(cx);
+        if polled.is_ready() {
             self.taken = true;
-            return Poll::Ready(result);
         }
-        match &slot.joiner {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot.joiner = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        polled
     }
 }
 
@@ -117,126 +373,4 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
             .field("finished", &self.is_finished())
             .finish()
     }
-}
-
-pin_project_lite::pin_project! {
-    /// A spawned future as its lane holds it: polls the user's future under
-    /// `catch_unwind`, and on the way out (result, panic, abort, or being
-    /// dropped unfinished) drops that future, gives the slot back and
-    /// publishes the result, in that order.
-    pub(crate) struct Task<F: Future> {
-        #[pin]
-        fut: Option<F>,
-        shared: Arc<Shared<F::Output>>,
-        pool: Arc<Inner>,
-        lane: usize,
-    }
-
-    impl<F: Future> PinnedDrop for Task<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if this.fut.is_some() {
-                // Dropped unfinished: by abort-all, or by a runtime that shut
-                // down (the lane is gone with it).
-                let why = if this.shared.aborted.load(Acquire) || this.pool.aborting() {
-                    Outcome::Aborted
-                } else {
-                    Outcome::Cancelled
-                };
-                finish(this.fut, this.shared, this.pool, *this.lane, why, None);
-            }
-        }
-    }
-}
-
-/// How a spawned future ended, for the pool's counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Completed,
-    Panicked,
-    Aborted,
-    Cancelled,
-}
-
-/// Makes a task and the handle to its result.
-pub(crate) fn task<F>(fut: F, pool: Arc<Inner>, lane: usize) -> (Task<F>, JoinHandle<F::Output>)
-where
-    F: Future,
-{
-    let shared = Arc::new(Shared::new());
-    let handle = JoinHandle {
-        shared: shared.clone(),
-        taken: false,
-    };
-    let task = Task {
-        fut: Some(fut),
-        shared,
-        pool,
-        lane,
-    };
-    (task, handle)
-}
-
-impl<F: Future> Future for Task<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
-            return Poll::Ready(());
-        };
-        if this.shared.aborted.load(Acquire) {
-            finish(this.fut, this.shared, this.pool, *this.lane, Outcome::Aborted, None);
-            return Poll::Ready(());
-        }
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Pending) => {
-                let mut slot = this.shared.slot.lock();
-                match &slot.runner {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => slot.runner = Some(cx.waker().clone()),
-                }
-                drop(slot);
-                // An abort between the check above and the store just made
-                // found no waker to wake: look again.
-                if this.shared.aborted.load(Acquire) {
-                    cx.waker().wake_by_ref();
-                }
-                Poll::Pending
-            }
-            Ok(Poll::Ready(value)) => {
-                let why = Outcome::Completed;
-                finish(this.fut, this.shared, this.pool, *this.lane, why, Some(Ok(value)));
-                Poll::Ready(())
-            }
-            Err(payload) => {
-                this.pool.report_panic(payload.as_ref());
-                let err = Err(JoinError::Panicked(payload));
-                finish(this.fut, this.shared, this.pool, *this.lane, Outcome::Panicked, Some(err));
-                Poll::Ready(())
-            }
-        }
-    }
-}
-
-/// Drops the future (its own drop may panic: caught and reported), gives
-/// the slot back, publishes the result, and counts the outcome.
-fn finish<F: Future>(
-    mut fut: Pin<&mut Option<F>>,
-    shared: &Shared<F::Output>,
-    pool: &Inner,
-    lane: usize,
-    outcome: Outcome,
-    result: Option<Result<F::Output, JoinError>>,
-) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
-        pool.report_panic(payload.as_ref());
-    }
-    pool.release_slot();
-    let result = result.unwrap_or(Err(match outcome {
-        Outcome::Cancelled => JoinError::Cancelled,
-        _ => JoinError::Aborted,
-    }));
-    shared.complete(result);
-    pool.finished(lane, outcome);
 }

@@ -2,24 +2,27 @@
 //!
 //! Spawning a tokio task per future costs a task allocation, a trip through
 //! the scheduler and, on an idle runtime, a thread wake-up (about 1.5 µs per
-//! future on the 2-core test machine). A lane instead owns a
-//! `FuturesUnordered` and a queue of new futures; spawning pushes onto the
-//! queue and wakes the lane only when it is parked. A pool has one lane per
-//! runtime worker by default, so its futures still run in parallel.
+//! future on the 2-core test machine, measured with `cenote-bench tasks`).
+//! A lane is a small executor inside one tokio task: a queue of runnable
+//! cells (new ones and woken ones alike) and a registry of the cells that
+//! wait. Spawning allocates one cell, pushes it, and wakes the lane only
+//! when it is parked. A pool has one lane per runtime worker by default, so
+//! its futures still run in parallel. (`FuturesUnordered` was the first
+//! version: three allocations per spawn, measured about 6× slower.)
 //!
 //! The lane's state word (`NOTIFIED | PARKED | DEAD`) is what a pusher and
 //! the lane agree on; each side changes it with a read-modify-write, so the
 //! two are totally ordered:
-//! - pusher: push the job, then `fetch_or(NOTIFIED)`; if the old word had
+//! - pusher: push the cell, then `fetch_or(NOTIFIED)`; if the old word had
 //!   `PARKED`, wake the lane; if it had `DEAD`, nobody will poll the queue:
-//!   drain it here (the jobs finish as cancelled and give their slots back).
+//!   drain it here (the cells end as cancelled and give their slots back).
 //! - lane: `swap(0)` (clears `NOTIFIED`; acquires every push before it),
-//!   drain the queue, poll; then `compare_exchange(0, PARKED)`: it fails
+//!   run what the queue holds, then `compare_exchange(0, PARKED)`: it fails
 //!   exactly when a push notified after the swap, and the lane goes round
 //!   again instead of parking.
 //! - lane exit (done, or dropped by a runtime shutting down): `swap(DEAD)`,
-//!   then drain; a push ordered before the swap is drained by the lane, one
-//!   after it sees `DEAD` and drains itself.
+//!   then cancel the registry and drain; a push ordered before the swap is
+//!   drained by the lane, one after it sees `DEAD` and drains itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,14 +30,16 @@ use std::sync::atomic::AtomicU8;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use crossbeam_queue::SegQueue;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::AtomicWaker;
 
-/// A spawned future, type-erased.
-pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+use super::join::{Outcome, Runnable, UNREGISTERED};
+use super::pool::Inner;
+
+/// A spawned future's cell, type-erased.
+pub(crate) type Job = Arc<dyn Runnable>;
 
 const NOTIFIED: usize = 1;
 const PARKED: usize = 2;
@@ -47,7 +52,7 @@ pub(crate) const DETACHED: u8 = 1;
 /// Drop every future now (shutdown ran out of time), then exit.
 pub(crate) const ABORT: u8 = 2;
 
-/// Futures a lane completes per poll before it yields to the runtime.
+/// Cells a lane runs per poll before it yields to the runtime.
 const BUDGET: usize = 128;
 
 pub(crate) struct Lane {
@@ -72,8 +77,8 @@ impl Lane {
         }
     }
 
-    /// Hands a job to the lane. If the lane is gone, the job is dropped here
-    /// (it finishes as cancelled).
+    /// Hands a cell to the lane. If the lane is gone, the cell is cancelled
+    /// here.
     #[inline]
     pub(crate) fn push(&self, job: Job) {
         self.queue.push(job);
@@ -83,15 +88,15 @@ impl Lane {
     fn notify(&self) {
         let old = self.state.fetch_or(NOTIFIED, AcqRel);
         if old & DEAD != 0 {
-            self.drain();
+            self.drain(Outcome::Cancelled);
         } else if old & PARKED != 0 {
             self.waker.wake();
         }
     }
 
-    fn drain(&self) {
+    fn drain(&self, outcome: Outcome) {
         while let Some(job) = self.queue.pop() {
-            drop(job);
+            job.cancel(outcome);
         }
     }
 
@@ -120,17 +125,144 @@ impl Lane {
     }
 }
 
+/// The cells of a lane that wait (were polled and returned `Pending`): the
+/// lane owns them, so that an abort-all or a runtime shutdown can drop
+/// their futures. Driver only.
+#[derive(Default)]
+pub(crate) struct Registry {
+    cells: Vec<Option<Job>>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+impl Registry {
+    pub(crate) fn insert(&mut self, job: Job) -> usize {
+        self.live += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.cells[i] = Some(job);
+                i
+            }
+            None => {
+                self.cells.push(Some(job));
+                self.cells.len() - 1
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, index: usize) {
+        if index != UNREGISTERED {
+            if let Some(job) = self.cells.get_mut(index).and_then(Option::take) {
+                self.live -= 1;
+                self.free.push(index);
+                drop(job);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Cancels every registered cell and forgets them.
+    fn cancel_all(&mut self, outcome: Outcome) {
+        for job in self.cells.drain(..).flatten() {
+            job.cancel(outcome);
+        }
+        self.free.clear();
+        self.live = 0;
+    }
+}
+
+/// Slots, joiners and `active` decrements of the futures that finished
+/// during one driver poll, settled in one go at its end (see
+/// `Inner::finished`).
+pub(crate) struct Batch {
+    pool: *const Inner,
+    finished: usize,
+    joiners: Vec<Waker>,
+}
+
+thread_local! {
+    /// The batch of the driver polling on this thread, if any.
+    static BATCH: std::cell::Cell<*mut Batch> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+impl Batch {
+    /// Adds a finished future of `pool` to the batch of the driver polling
+    /// on this thread; false when there is none, or it is another pool's.
+    pub(crate) fn add(pool: &Inner, joiner: Option<&Waker>) -> bool {
+        BATCH.with(|b| {
+            let batch = b.get();
+            if batch.is_null() {
+                return false;
+            }
+            // SAFETY: a non-null pointer is the batch of the driver that is
+            // polling on this thread (set and cleared by `Driver::poll`
+            // around its work); nothing else holds a reference to it now.
+            let batch = unsafe { &mut *batch };
+            if !std::ptr::eq(batch.pool, pool) {
+                return false;
+            }
+            batch.finished += 1;
+            batch.joiners.extend(joiner.cloned());
+            true
+        })
+    }
+}
+
+/// Installs a driver's batch for the length of one poll, and settles it
+/// when dropped.
+struct BatchScope<'a> {
+    batch: &'a mut Batch,
+    pool: &'a Inner,
+    previous: *mut Batch,
+}
+
+impl<'a> BatchScope<'a> {
+    fn enter(batch: &'a mut Batch, pool: &'a Inner) -> Self {
+        let previous = BATCH.with(|b| b.replace(batch as *mut Batch));
+        BatchScope {
+            batch,
+            pool,
+            previous,
+        }
+    }
+}
+
+impl Drop for BatchScope<'_> {
+    fn drop(&mut self) {
+        BATCH.with(|b| b.set(self.previous));
+        let n = std::mem::take(&mut self.batch.finished);
+        if n > 0 {
+            self.pool.flush(n, self.batch.joiners.drain(..));
+        }
+    }
+}
+
 /// The tokio task that runs a lane.
 pub(crate) struct Driver {
     lane: Arc<Lane>,
-    set: FuturesUnordered<Job>,
+    registry: Registry,
+    pool: std::sync::Weak<Inner>,
+    batch: Batch,
 }
 
+// SAFETY: `batch.pool` is only compared, never dereferenced, and the driver
+// is otherwise made of `Send` parts.
+unsafe impl Send for Driver {}
+
 impl Driver {
-    pub(crate) fn new(lane: Arc<Lane>) -> Self {
+    pub(crate) fn new(lane: Arc<Lane>, pool: &Arc<Inner>) -> Self {
         Driver {
             lane,
-            set: FuturesUnordered::new(),
+            registry: Registry::default(),
+            pool: Arc::downgrade(pool),
+            batch: Batch {
+                pool: Arc::as_ptr(pool),
+                finished: 0,
+                joiners: Vec::new(),
+            },
         }
     }
 }
@@ -142,26 +274,29 @@ impl Future for Driver {
         let this = &mut *self;
         let lane = &*this.lane;
         lane.waker.register(cx.waker());
+        // Futures hold the pool, so while any is queued or registered the
+        // upgrade succeeds; when it fails, none is left to run.
+        let Some(pool) = this.pool.upgrade() else {
+            return Poll::Ready(());
+        };
+        let _batch = BatchScope::enter(&mut this.batch, &pool);
         let mut budget = BUDGET;
         loop {
             lane.state.swap(0, AcqRel);
             let mode = lane.mode.load(Acquire);
             if mode == ABORT {
-                // Dropping a job finishes it as aborted (see `Task`).
-                this.set.clear();
-                lane.drain();
+                this.registry.cancel_all(Outcome::Aborted);
+                lane.drain(Outcome::Aborted);
             }
             while let Some(job) = lane.queue.pop() {
-                this.set.push(job);
-            }
-            while let Poll::Ready(Some(())) = this.set.poll_next_unpin(cx) {
+                job.run(&mut this.registry);
                 budget -= 1;
                 if budget == 0 {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
             }
-            if mode != RUN && this.set.is_empty() {
+            if mode != RUN && this.registry.is_empty() {
                 // Exit; `Drop` marks the lane dead and drains what raced in.
                 return Poll::Ready(());
             }
@@ -179,9 +314,14 @@ impl Future for Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.lane.state.swap(DEAD, AcqRel);
-        // Dropping the jobs finishes them (cancelled or aborted) and gives
-        // their slots back.
-        self.set.clear();
-        self.lane.drain();
+        // Unfinished futures dropped now count as aborted when a shutdown
+        // ran out of time, as cancelled when the runtime is going away.
+        let outcome = if self.lane.mode.load(Acquire) == ABORT {
+            Outcome::Aborted
+        } else {
+            Outcome::Cancelled
+        };
+        self.registry.cancel_all(outcome);
+        self.lane.drain(outcome);
     }
 }

@@ -8,14 +8,15 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
+use std::task::Waker;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::builder::{Builder, PanicHandler, WhenFull};
 use super::errors::{BuildError, SpawnError, TuneError};
-use super::join::{task, JoinHandle, Outcome};
-use super::lane::{Driver, Lane, ABORT, DETACHED};
+use super::join::{cell, JoinHandle, Outcome};
+use super::lane::{Batch, Driver, Lane, ABORT, DETACHED};
 use crate::limit::{Semaphore, TryAcquireError};
 use crate::workers::errors::panic_message;
 
@@ -144,11 +145,6 @@ impl TaskPool {
             .unwrap_or_else(|| runtime.metrics().num_workers())
             .max(1);
         let lanes: Box<[Arc<Lane>]> = (0..lanes).map(|_| Arc::new(Lane::new())).collect();
-        for lane in lanes.iter() {
-            // The driver holds only its lane; it exits once the pool's last
-            // handle is gone and its futures are done.
-            drop(runtime.spawn(Driver::new(lane.clone())));
-        }
         let inner = Inner {
             sem: Semaphore::new(b.capacity),
             lanes,
@@ -169,9 +165,14 @@ impl TaskPool {
             waited: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
         };
-        TaskPool {
-            inner: Arc::new(inner),
+        let inner = Arc::new(inner);
+        for lane in inner.lanes.iter() {
+            // The driver holds its lane and a weak handle to the pool; it
+            // exits once the pool's last handle is gone and its futures are
+            // done.
+            drop(runtime.spawn(Driver::new(lane.clone(), &inner)));
         }
+        TaskPool { inner }
     }
 
     // ----- spawning ----------------------------------------------------------
@@ -339,8 +340,8 @@ impl TaskPool {
             return Err(SpawnError::RuntimeGone);
         }
         inner.active.fetch_add(1, SeqCst);
-        let (task, handle) = task(fut, inner.clone(), i);
-        lane.push(Box::pin(task));
+        let (cell, handle) = cell(fut, inner.clone(), i);
+        lane.push(cell);
         Ok(handle)
     }
 
@@ -434,7 +435,10 @@ impl TaskPool {
     /// Needs the runtime's timer.
     pub async fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
         self.close();
-        if tokio::time::timeout(timeout, self.wait_idle()).await.is_ok() {
+        if tokio::time::timeout(timeout, self.wait_idle())
+            .await
+            .is_ok()
+        {
             return ShutdownReport { aborted: 0 };
         }
         let inner = &*self.inner;
@@ -482,28 +486,38 @@ impl fmt::Debug for TaskPool {
 }
 
 impl Inner {
-    pub(crate) fn aborting(&self) -> bool {
-        self.aborting.load(Relaxed)
+    pub(crate) fn lane(&self, i: usize) -> &Lane {
+        &self.lanes[i]
     }
 
-    /// Gives a finished future's slot back.
-    pub(crate) fn release_slot(&self) {
-        self.sem.release(1);
-    }
-
-    /// Counts a finished future and wakes `wait_idle` when it was the last.
-    pub(crate) fn finished(&self, lane: usize, outcome: Outcome) {
+    /// Counts a finished future, gives its slot back and wakes its joiner
+    /// (in that order, so a joiner that wakes finds the slot free), and
+    /// wakes `wait_idle` when it was the last. Inside its lane's driver the
+    /// last three are batched until the end of the driver's poll: one
+    /// semaphore release and one counter update per poll instead of one per
+    /// future, which keeps those cache lines from bouncing between the
+    /// spawning thread and the lane's.
+    pub(crate) fn finished(&self, lane: usize, outcome: Outcome, joiner: Option<Waker>) {
         match outcome {
             Outcome::Completed => self.lanes[lane].count_completed(),
             Outcome::Panicked => drop(self.panicked.fetch_add(1, Relaxed)),
             Outcome::Aborted => drop(self.aborted.fetch_add(1, SeqCst)),
             Outcome::Cancelled => drop(self.cancelled.fetch_add(1, Relaxed)),
         }
+        if !Batch::add(self, joiner.as_ref()) {
+            self.flush(1, joiner);
+        }
+    }
+
+    /// Gives `n` slots back, wakes the joiners, drops `active` by `n`.
+    pub(crate) fn flush(&self, n: usize, joiners: impl IntoIterator<Item = Waker>) {
+        self.sem.release(n);
+        joiners.into_iter().for_each(Waker::wake);
         // SeqCst pairs with `wait_idle`: it counts itself in `idle_waiters`
         // and then reads `active`; here `active` drops and then
         // `idle_waiters` is read. In the single order of SeqCst operations
         // one of the two sees the other.
-        if self.active.fetch_sub(1, SeqCst) == 1 && self.idle_waiters.load(SeqCst) > 0 {
+        if self.active.fetch_sub(n, SeqCst) == n && self.idle_waiters.load(SeqCst) > 0 {
             self.idle.notify_waiters();
         }
     }
