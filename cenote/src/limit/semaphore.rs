@@ -838,6 +838,13 @@ impl Permit<'_> {
         std::mem::forget(self);
     }
 
+    /// Keeps the permits taken without a guard; whoever calls this gives
+    /// them back later with `Semaphore::release` (the task pool does, when
+    /// a future ends).
+    pub(crate) fn keep(self) {
+        std::mem::forget(self);
+    }
+
     /// Moves `n` of the permits into a new guard.
     pub fn split(&mut self, n: usize) -> Option<Permit<'_>> {
         if n > self.n {

@@ -222,7 +222,6 @@ where
                 (Outcome::Panicked, Err(JoinError::Panicked(payload)))
             }
         };
-        drop(waker);
         if self.claim_done() {
             self.state.fetch_and(!RUNNING, AcqRel);
             self.finish(outcome, Some(result));

@@ -265,7 +265,7 @@ impl TaskPool {
         match self.inner.sem.try_acquire() {
             Ok(permit) => {
                 // The slot now belongs to the task; `finish` gives it back.
-                permit.forget();
+                permit.keep();
                 Ok(())
             }
             Err(TryAcquireError::Closed) => Err(SpawnError::Closed),
@@ -286,7 +286,7 @@ impl TaskPool {
         };
         match inner.sem.try_acquire() {
             Ok(permit) => {
-                permit.forget();
+                permit.keep();
                 return Ok(());
             }
             Err(TryAcquireError::Closed) => return Err(SpawnError::Closed),
@@ -310,7 +310,7 @@ impl TaskPool {
         };
         match acquired {
             Ok(permit) => {
-                permit.forget();
+                permit.keep();
                 Ok(())
             }
             Err(_) => Err(SpawnError::Closed),
@@ -363,9 +363,11 @@ impl TaskPool {
             .map_err(|_| TuneError::CapacityTooLarge(n))
     }
 
-    /// Futures in flight (spawned and not finished).
+    /// Futures in flight (spawned and not finished). Read from the
+    /// semaphore, so it never exceeds the capacity (except after a
+    /// shrinking `tune`, until enough futures end).
     pub fn running(&self) -> usize {
-        self.inner.active.load(SeqCst)
+        self.inner.sem.in_use()
     }
 
     /// Spawners waiting for a slot.
@@ -387,14 +389,14 @@ impl TaskPool {
     pub fn stats(&self) -> Stats {
         let i = &*self.inner;
         let completed: usize = i.lanes.iter().map(|l| l.completed()).sum();
-        let running = self.running();
+        let active = i.active.load(SeqCst) as u64;
         let (panicked, aborted, cancelled) = (
             i.panicked.load(Relaxed),
             i.aborted.load(Relaxed),
             i.cancelled.load(Relaxed),
         );
         Stats {
-            spawned: completed as u64 + panicked + aborted + cancelled + running as u64,
+            spawned: completed as u64 + panicked + aborted + cancelled + active,
             completed: completed as u64,
             panicked,
             aborted,
@@ -402,7 +404,7 @@ impl TaskPool {
             rejected: i.rejected.load(Relaxed),
             waited: i.waited.load(Relaxed),
             timed_out: i.timed_out.load(Relaxed),
-            running,
+            running: self.running(),
             waiting: self.waiting(),
             capacity: self.capacity(),
         }

@@ -1,0 +1,725 @@
+//! Tests of `cenote::tasks`: one per feature, bad input, the capacity
+//! invariant (also across `tune`), cancel-safety, runtime shutdown, and a
+//! stress test that counts every future ran exactly once.
+#![cfg(not(loom))]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cenote::tasks::{BuildError, JoinError, SpawnError, TaskPool, TuneError, WhenFull};
+use tokio::sync::oneshot;
+use tokio::time::{sleep, timeout};
+
+/// Counts futures inside their body and remembers the most at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl InFlight {
+    fn enter(&self) -> usize {
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(n, SeqCst);
+        n
+    }
+    fn leave(&self) {
+        self.now.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Leaves an [`InFlight`] when dropped (also when the future is aborted).
+struct Leaving<'a>(&'a InFlight);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// Waits (at most 10 s) until `cond` holds.
+async fn eventually(mut cond: impl FnMut() -> bool) {
+    timeout(Duration::from_secs(10), async {
+        while !cond() {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("condition not reached in 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_returns_results_and_never_exceeds_capacity() {
+    let pool = TaskPool::new(8).unwrap();
+    let flight = Arc::new(InFlight::default());
+    let mut handles = Vec::new();
+    for i in 0..2_000u64 {
+        let flight = flight.clone();
+        handles.push(
+            pool.spawn(async move {
+                let n = flight.enter();
+                assert!(n <= 8, "{n} futures in flight, capacity 8");
+                tokio::task::yield_now().await;
+                if i % 7 == 0 {
+                    sleep(Duration::from_micros(200)).await;
+                }
+                flight.leave();
+                i * 3
+            })
+            .await
+            .unwrap(),
+        );
+        assert!(pool.running() <= 8);
+    }
+    let mut sum = 0;
+    for h in handles {
+        sum += h.await.unwrap();
+    }
+    assert_eq!(sum, 3 * (0..2_000u64).sum::<u64>());
+    assert!(flight.max.load(SeqCst) <= 8);
+    pool.wait_idle().await;
+    let s = pool.stats();
+    assert_eq!((s.spawned, s.completed, s.running), (2_000, 2_000, 0));
+    assert_eq!(pool.capacity(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pool_policies() {
+    // Reject.
+    let pool = TaskPool::builder()
+        .capacity(1)
+        .when_full(WhenFull::Reject)
+        .build()
+        .unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let first = pool.spawn(async move { rx.await.ok() }).await.unwrap();
+    assert!(matches!(
+        pool.spawn(async {}).await.unwrap_err(),
+        SpawnError::Full
+    ));
+    assert!(matches!(
+        pool.try_spawn(async {}).unwrap_err(),
+        SpawnError::Full
+    ));
+    // spawn_timeout waits whatever the policy; zero is a try.
+    assert!(matches!(
+        pool.spawn_timeout(async {}, Duration::ZERO).await.unwrap_err(),
+        SpawnError::TimedOut(d) if d.is_zero()
+    ));
+    assert!(matches!(
+        pool.spawn_timeout(async {}, Duration::from_millis(30))
+            .await
+            .unwrap_err(),
+        SpawnError::TimedOut(_)
+    ));
+    assert_eq!(pool.stats().rejected, 2);
+    assert_eq!(pool.stats().timed_out, 2);
+    tx.send(()).unwrap();
+    first.await.unwrap();
+    // A huge timeout waits as long as needed and no longer.
+    let h = pool
+        .spawn_timeout(async { 5 }, Duration::MAX)
+        .await
+        .unwrap();
+    assert_eq!(h.await.unwrap(), 5);
+
+    // WaitFor: waits, then gives up.
+    let pool = TaskPool::builder()
+        .capacity(1)
+        .when_full(WhenFull::WaitFor(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    let _busy = pool.spawn(sleep(Duration::from_secs(30))).await.unwrap();
+    assert!(matches!(
+        pool.spawn(async {}).await.unwrap_err(),
+        SpawnError::TimedOut(_)
+    ));
+    assert_eq!(pool.waiting(), 0, "a timed-out spawner leaves the queue");
+    let report = pool.shutdown_timeout(Duration::ZERO).await;
+    assert_eq!(report.aborted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_policy_is_fifo_and_max_waiting_sheds_load() {
+    let pool = TaskPool::builder()
+        .capacity(1)
+        .max_waiting(3)
+        .build()
+        .unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let gate = pool.spawn(async move { rx.await.ok() }).await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut spawners = Vec::new();
+    for i in 0..3 {
+        let spawner_pool = pool.clone();
+        let order = order.clone();
+        spawners.push(tokio::spawn(async move {
+            let h = spawner_pool
+                .spawn(async move { order.lock().unwrap().push(i) })
+                .await
+                .unwrap();
+            h.await.unwrap();
+        }));
+        // Queue them in a known order.
+        let p = pool.clone();
+        eventually(move || p.waiting() == i + 1).await;
+    }
+    // The fourth waiter is one too many.
+    assert!(matches!(
+        pool.spawn(async {}).await.unwrap_err(),
+        SpawnError::TooManyWaiting(3)
+    ));
+    assert_eq!(pool.stats().waited, 3);
+    tx.send(()).unwrap();
+    gate.await.unwrap();
+    for s in spawners {
+        s.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_are_carried_to_the_handle_and_the_handler() {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let pool = {
+        let seen = seen.clone();
+        TaskPool::builder()
+            .capacity(2)
+            .panic_handler(move |p| {
+                let msg = p.downcast_ref::<&str>().copied().unwrap_or("?");
+                seen.lock().unwrap().push(msg.to_string());
+            })
+            .build()
+            .unwrap()
+    };
+    let h = pool
+        .spawn(async {
+            tokio::task::yield_now().await;
+            panic!("boom")
+        })
+        .await
+        .unwrap();
+    let err = h.await.unwrap_err();
+    assert!(err.is_panic());
+    assert_eq!(err.panic_message(), Some("boom"));
+    assert_eq!(*seen.lock().unwrap(), vec!["boom".to_string()]);
+    // The pool goes on, and the slot came back.
+    assert_eq!(pool.spawn(async { 1 }).await.unwrap().await.unwrap(), 1);
+    pool.wait_idle().await;
+    let s = pool.stats();
+    assert_eq!((s.panicked, s.completed, s.running), (1, 1, 0));
+
+    // A panicking handler is caught too.
+    let pool = TaskPool::builder()
+        .capacity(1)
+        .panic_handler(|_| panic!("handler"))
+        .build()
+        .unwrap();
+    let h = pool.spawn(async { panic!("task") }).await.unwrap();
+    assert_eq!(h.await.unwrap_err().panic_message(), Some("task"));
+    assert_eq!(pool.spawn(async { 2 }).await.unwrap().await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_drops_the_future_and_frees_the_slot() {
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+    let pool = TaskPool::new(1).unwrap();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = SetOnDrop(dropped.clone());
+    let h = pool
+        .spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        })
+        .await
+        .unwrap();
+    eventually(|| pool.running() == 1).await;
+    assert!(!h.is_finished());
+    h.abort();
+    let p = pool.clone();
+    eventually(move || p.running() == 0).await;
+    assert!(dropped.load(SeqCst), "the future was dropped");
+    assert!(h.is_finished());
+    assert!(h.await.unwrap_err().is_aborted());
+    // Abort after the end keeps the result.
+    let h = pool.spawn(async { 7 }).await.unwrap();
+    pool.wait_idle().await;
+    h.abort();
+    assert_eq!(h.await.unwrap(), 7);
+    assert_eq!(pool.stats().aborted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::async_yields_async)] // the helper returns a JoinHandle
+async fn tune_grows_at_once_and_shrinks_without_stopping_anything() {
+    let pool = TaskPool::new(2).unwrap();
+    let flight = Arc::new(InFlight::default());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let spawn_blocked =
+        |pool: TaskPool, flight: Arc<InFlight>, release: Arc<tokio::sync::Notify>| async move {
+            pool.spawn(async move {
+                flight.enter();
+                release.notified().await;
+                flight.leave();
+            })
+            .await
+            .unwrap()
+        };
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        handles.push(spawn_blocked(pool.clone(), flight.clone(), release.clone()).await);
+    }
+    // Full: a third spawner waits, and gets in as soon as the pool grows.
+    let third = tokio::spawn(spawn_blocked(pool.clone(), flight.clone(), release.clone()));
+    let p = pool.clone();
+    eventually(move || p.waiting() == 1).await;
+    pool.tune(4).unwrap();
+    handles.push(third.await.unwrap());
+    assert_eq!(pool.capacity(), 4);
+    let f = flight.clone();
+    eventually(move || f.now.load(SeqCst) == 3).await;
+    // Shrink to 1 with 3 running: they go on; a new one waits until only
+    // 0 run (capacity 1).
+    pool.tune(1).unwrap();
+    assert_eq!(pool.capacity(), 1);
+    assert_eq!(pool.running(), 3);
+    assert!(matches!(
+        pool.try_spawn(async {}).unwrap_err(),
+        SpawnError::Full
+    ));
+    release.notify_waiters();
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert!(flight.max.load(SeqCst) <= 4);
+    let h = pool.try_spawn(async { 1 }).unwrap();
+    assert!(matches!(
+        pool.try_spawn(async {}).unwrap_err(),
+        SpawnError::Full
+    ));
+    assert_eq!(h.await.unwrap(), 1);
+    // Bad input.
+    assert_eq!(pool.tune(0), Err(TuneError::ZeroCapacity));
+    assert!(matches!(
+        pool.tune(usize::MAX),
+        Err(TuneError::CapacityTooLarge(_))
+    ));
+    pool.close();
+    assert_eq!(pool.tune(3), Err(TuneError::Closed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_holds_while_tune_races_spawners() {
+    // Spawners keep the pool full while another task moves the capacity
+    // between 1 and 6; in flight never exceeds the largest capacity set,
+    // and once the last tune (to 3) has drained, never exceeds 3.
+    let pool = TaskPool::new(4).unwrap();
+    let flight = Arc::new(InFlight::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut spawners = Vec::new();
+    for _ in 0..3 {
+        let (pool, flight, stop) = (pool.clone(), flight.clone(), stop.clone());
+        spawners.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(SeqCst) {
+                let flight = flight.clone();
+                let handle = pool
+                    .spawn(async move {
+                        flight.enter();
+                        tokio::task::yield_now().await;
+                        flight.leave();
+                    })
+                    .await
+                    .unwrap();
+                drop(handle); // detached
+                n += 1;
+            }
+            n
+        }));
+    }
+    for i in 0..400 {
+        pool.tune(1 + (i * 7) % 6).unwrap();
+        tokio::task::yield_now().await;
+    }
+    pool.tune(3).unwrap();
+    pool.wait_idle().await;
+    flight.max.store(0, SeqCst);
+    sleep(Duration::from_millis(50)).await;
+    stop.store(true, SeqCst);
+    let mut total = 0;
+    for s in spawners {
+        total += s.await.unwrap();
+    }
+    pool.wait_idle().await;
+    assert!(
+        flight.max.load(SeqCst) <= 3,
+        "max {}",
+        flight.max.load(SeqCst)
+    );
+    let s = pool.stats();
+    assert_eq!(s.completed, total);
+    assert_eq!(s.running, 0);
+    // Every slot came back: exactly 3 can be taken now.
+    let hs: Vec<_> = (0..3)
+        .map(|_| pool.try_spawn(std::future::pending::<()>()).unwrap())
+        .collect();
+    assert!(pool.try_spawn(async {}).is_err());
+    hs.iter().for_each(|h| h.abort());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_keeps_the_pool_open_and_close_refuses_new_work() {
+    let pool = TaskPool::new(4).unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..20 {
+        let done = done.clone();
+        let handle = pool
+            .spawn(async move {
+                sleep(Duration::from_millis(5)).await;
+                done.fetch_add(1, SeqCst);
+            })
+            .await
+            .unwrap();
+        drop(handle); // detached
+    }
+    pool.wait_idle().await;
+    assert_eq!(done.load(SeqCst), 20);
+    assert_eq!(pool.running(), 0);
+    // Still open.
+    assert_eq!(pool.spawn(async { 3 }).await.unwrap().await.unwrap(), 3);
+    // wait_idle on an idle pool returns at once.
+    timeout(Duration::from_secs(5), pool.wait_idle())
+        .await
+        .unwrap();
+
+    // close: running futures finish, waiting spawners and new ones fail.
+    let pool = TaskPool::new(1).unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let running = pool.spawn(async move { rx.await.is_ok() }).await.unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.spawn(async {}).await.map(|_| ()) })
+    };
+    let p = pool.clone();
+    eventually(move || p.waiting() == 1).await;
+    pool.close();
+    assert!(pool.is_closed());
+    assert!(matches!(waiter.await.unwrap(), Err(SpawnError::Closed)));
+    assert!(matches!(
+        pool.spawn(async {}).await,
+        Err(SpawnError::Closed)
+    ));
+    assert!(matches!(pool.try_spawn(async {}), Err(SpawnError::Closed)));
+    tx.send(()).unwrap();
+    assert!(running.await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_waits_then_aborts_the_rest() {
+    let pool = TaskPool::new(10).unwrap();
+    let quick: Vec<_> = {
+        let mut v = Vec::new();
+        for i in 0..5 {
+            v.push(
+                pool.spawn(async move {
+                    sleep(Duration::from_millis(10)).await;
+                    i
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        v
+    };
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        slow.push(pool.spawn(sleep(Duration::from_secs(60))).await.unwrap());
+    }
+    let report = pool.shutdown_timeout(Duration::from_millis(300)).await;
+    assert_eq!(report.aborted, 3);
+    for (i, h) in quick.into_iter().enumerate() {
+        assert_eq!(h.await.unwrap(), i);
+    }
+    for h in slow {
+        assert!(h.await.unwrap_err().is_aborted());
+    }
+    assert_eq!(pool.running(), 0);
+    assert!(matches!(
+        pool.spawn(async {}).await,
+        Err(SpawnError::Closed)
+    ));
+    // Nothing left: a second shutdown has nothing to abort.
+    assert_eq!(pool.shutdown_timeout(Duration::ZERO).await.aborted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_blocking_runs_on_workers_within_the_capacity() {
+    let workers = cenote::workers::Pool::new(4).unwrap();
+    let pool = TaskPool::builder()
+        .capacity(2)
+        .blocking_pool(workers)
+        .build()
+        .unwrap();
+    let flight = Arc::new(InFlight::default());
+    let mut handles = Vec::new();
+    for i in 0..10u32 {
+        let flight = flight.clone();
+        handles.push(
+            pool.spawn_blocking(move || {
+                flight.enter();
+                std::thread::sleep(Duration::from_millis(5));
+                flight.leave();
+                let name = std::thread::current().name().map(str::to_owned);
+                (i, name)
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        let (v, _name) = h.await.unwrap();
+        assert_eq!(v as usize, i);
+    }
+    assert!(flight.max.load(SeqCst) <= 2);
+    // A panic in the closure arrives as a panic.
+    let h = pool
+        .spawn_blocking(|| panic!("blocking boom"))
+        .await
+        .unwrap();
+    let err: JoinError = h.await.unwrap_err();
+    assert_eq!(err.panic_message(), Some("blocking boom"));
+    // The default blocking pool works too.
+    let pool = TaskPool::new(1).unwrap();
+    assert_eq!(pool.spawn_blocking(|| 9).await.unwrap().await.unwrap(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_spawn_futures_leave_no_slot_or_waiter_behind() {
+    let pool = TaskPool::new(2).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut blockers = Vec::new();
+    for _ in 0..2 {
+        let mut rx = rx.clone();
+        blockers.push(
+            pool.spawn(async move { rx.wait_for(|v| *v).await.is_ok() })
+                .await
+                .unwrap(),
+        );
+    }
+    // 1000 spawners wait; half are cancelled mid-wait.
+    let mut waiters = Vec::new();
+    for _ in 0..1_000 {
+        let pool = pool.clone();
+        waiters.push(tokio::spawn(async move {
+            pool.spawn(async {}).await.map(drop).is_ok()
+        }));
+    }
+    let p = pool.clone();
+    eventually(move || p.waiting() == 1_000).await;
+    for w in waiters.iter().step_by(2) {
+        w.abort();
+    }
+    let p = pool.clone();
+    eventually(move || p.waiting() == 500).await;
+    tx.send(true).unwrap();
+    for b in blockers {
+        assert!(b.await.unwrap());
+    }
+    let mut ok = 0;
+    for w in waiters {
+        if let Ok(true) = w.await {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 500);
+    pool.wait_idle().await;
+    assert_eq!((pool.running(), pool.waiting()), (0, 0));
+    // All slots are back.
+    let a = pool.try_spawn(std::future::pending::<()>()).unwrap();
+    let b = pool.try_spawn(std::future::pending::<()>()).unwrap();
+    assert!(pool.try_spawn(async {}).is_err());
+    a.abort();
+    b.abort();
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    // Outside a runtime.
+    assert_eq!(TaskPool::new(4).unwrap_err(), BuildError::NoRuntime);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    assert_eq!(TaskPool::new(0).unwrap_err(), BuildError::ZeroCapacity);
+    assert!(matches!(
+        TaskPool::new(usize::MAX).unwrap_err(),
+        BuildError::CapacityTooLarge(_)
+    ));
+    assert_eq!(
+        TaskPool::builder().lanes(0).build().unwrap_err(),
+        BuildError::ZeroLanes
+    );
+    assert!(!format!("{}", BuildError::NoRuntime).is_empty());
+}
+
+#[test]
+fn a_pool_built_outside_the_runtime_runs_on_it() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = TaskPool::builder()
+        .capacity(3)
+        .runtime(rt.handle().clone())
+        .build()
+        .unwrap();
+    let h = pool.try_spawn(async { 40 + 2 }).unwrap();
+    assert_eq!(rt.block_on(h).unwrap(), 42);
+}
+
+#[test]
+fn runtime_shutdown_cancels_what_runs_and_frees_the_slots() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = TaskPool::builder()
+        .capacity(4)
+        .runtime(rt.handle().clone())
+        .build()
+        .unwrap();
+    let pending = pool.try_spawn(std::future::pending::<()>()).unwrap();
+    let sleeping = pool
+        .try_spawn(async { tokio::time::sleep(Duration::from_secs(60)).await })
+        .unwrap();
+    let p = pool.clone();
+    rt.block_on(eventually(move || p.running() == 2));
+    drop(rt);
+    let after = futures_lite::future::block_on(pending);
+    assert!(matches!(after, Err(JoinError::Cancelled)));
+    assert!(matches!(
+        futures_lite::future::block_on(sleeping),
+        Err(JoinError::Cancelled)
+    ));
+    assert_eq!(pool.running(), 0);
+    assert_eq!(pool.stats().cancelled, 2);
+    assert!(matches!(
+        pool.try_spawn(async {}),
+        Err(SpawnError::RuntimeGone)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn futures_outlive_the_pool_handle() {
+    let pool = TaskPool::new(4).unwrap();
+    let h = pool
+        .spawn(async {
+            sleep(Duration::from_millis(20)).await;
+            "done"
+        })
+        .await
+        .unwrap();
+    drop(pool);
+    assert_eq!(h.await.unwrap(), "done");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn works_on_a_current_thread_runtime() {
+    let pool = TaskPool::new(16).unwrap();
+    let mut hs = Vec::new();
+    for i in 0..1_000u32 {
+        hs.push(
+            pool.spawn(async move {
+                tokio::task::yield_now().await;
+                i
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let mut sum = 0;
+    for h in hs {
+        sum += h.await.unwrap();
+    }
+    assert_eq!(sum, (0..1_000).sum::<u32>());
+}
+
+/// 4 spawner tasks push 200k futures through a pool of 64 (a third of them
+/// wait on a timer or yield, a few panic, a few are aborted); every future
+/// runs at most once, every unaborted one exactly once, the capacity holds,
+/// and the counters add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_every_future_runs_exactly_once() {
+    const PER: usize = 50_000;
+    const SPAWNERS: usize = 4;
+    let pool = TaskPool::new(64).unwrap();
+    let runs: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..PER * SPAWNERS).map(|_| AtomicUsize::new(0)).collect());
+    let flight = Arc::new(InFlight::default());
+    let mut spawners = Vec::new();
+    for s in 0..SPAWNERS {
+        let (pool, runs, flight) = (pool.clone(), runs.clone(), flight.clone());
+        spawners.push(tokio::spawn(async move {
+            let mut aborted = Vec::new();
+            for k in 0..PER {
+                let id = s * PER + k;
+                let (runs, flight) = (runs.clone(), flight.clone());
+                let h = pool
+                    .spawn(async move {
+                        let n = flight.enter();
+                        // An abort drops the future mid-body: leave on drop.
+                        let _leave = Leaving(&flight);
+                        assert!(n <= 64);
+                        match id % 3 {
+                            0 => tokio::task::yield_now().await,
+                            1 if id % 300 == 1 => sleep(Duration::from_micros(100)).await,
+                            _ => {}
+                        }
+                        runs[id].fetch_add(1, SeqCst);
+                        if id % 10_007 == 5 {
+                            panic!("planned");
+                        }
+                    })
+                    .await
+                    .unwrap();
+                if id % 5_003 == 2 {
+                    h.abort();
+                    aborted.push(id);
+                }
+            }
+            aborted
+        }));
+    }
+    let mut aborted = Vec::new();
+    for s in spawners {
+        aborted.extend(s.await.unwrap());
+    }
+    pool.wait_idle().await;
+    let mut ran = 0;
+    for (id, r) in runs.iter().enumerate() {
+        let r = r.load(SeqCst);
+        assert!(r <= 1, "future {id} ran {r} times");
+        if !aborted.contains(&id) {
+            assert_eq!(r, 1, "future {id} never ran");
+        }
+        ran += r;
+    }
+    assert!(flight.max.load(SeqCst) <= 64);
+    let s = pool.stats();
+    assert_eq!(s.spawned as usize, PER * SPAWNERS);
+    assert_eq!(s.completed + s.panicked + s.aborted, s.spawned);
+    assert_eq!(s.running, 0);
+    assert!(s.panicked > 0);
+    // Aborted futures that had already run still count as run.
+    assert!(ran >= PER * SPAWNERS - aborted.len());
+}
