@@ -91,6 +91,9 @@ enum Command {
     Seeds(SeedArgs),
     /// Object-pool experiments: get + put cycles against plain allocation and peer pools.
     Objects,
+    /// Async experiments: TaskPool against tokio::spawn, Semaphore + spawn, buffer_unordered,
+    /// JoinSet; cenote's semaphore against tokio's and Mutex + Condvar.
+    Tasks,
     /// Runs one measurement (used by the harness; not for people).
     #[command(name = "__child", hide = true)]
     Child {
@@ -140,11 +143,12 @@ fn main() -> ExitCode {
         harness::child_main(spec);
     }
 
-    let (workers, seeds, objects) = match &cli.command {
-        None => (true, Some(SeedArgs::defaults()), true),
-        Some(Command::Workers) => (true, None, false),
-        Some(Command::Seeds(args)) => (false, Some(args.clone()), false),
-        Some(Command::Objects) => (false, None, true),
+    let (workers, seeds, objects, tasks) = match &cli.command {
+        None => (true, Some(SeedArgs::defaults()), true, true),
+        Some(Command::Workers) => (true, None, false, false),
+        Some(Command::Seeds(args)) => (false, Some(args.clone()), false, false),
+        Some(Command::Objects) => (false, None, true, false),
+        Some(Command::Tasks) => (false, None, false, true),
         Some(Command::Child { .. }) => unreachable!("handled above"),
     };
     let mut plan: Vec<Experiment> = Vec::new();
@@ -163,6 +167,9 @@ fn main() -> ExitCode {
     }
     if objects {
         plan.extend(experiments::objects::plan(cli.smoke));
+    }
+    if tasks {
+        plan.extend(experiments::tasks::plan(cli.smoke));
     }
 
     if !cli.filter.is_empty() {

@@ -21,6 +21,7 @@ use crate::{alloc, with_peer};
 
 pub mod objects;
 pub mod seeds;
+pub mod tasks;
 pub mod workers;
 
 /// One experiment: a table of (scenario, impl) rows, and its charts.
@@ -124,6 +125,8 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
         workers::IDLE => workers::run_idle(imp, &params(spec)?),
         workers::WAKE => workers::run_wake(imp, &params(spec)?),
         objects::GETPUT => objects::run_getput(imp, &params(spec)?),
+        tasks::OVERHEAD | tasks::SLEEP => tasks::run_tasks(imp, &params(spec)?),
+        tasks::SEMAPHORE => tasks::run_semaphore(imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }
 }

@@ -55,6 +55,17 @@ pub enum Impl {
     MutexVec,
     /// A hand-rolled `crossbeam_queue::ArrayQueue<T>` object pool.
     ArrayQueue,
+    /// `tokio::spawn` per future, no bound.
+    TokioSpawn,
+    /// tokio's `Semaphore` (with `tokio::spawn` per future in the task
+    /// experiments).
+    TokioSemaphore,
+    /// `futures::stream::StreamExt::buffer_unordered`.
+    BufferUnordered,
+    /// tokio's `JoinSet`, bounded by `join_next`.
+    JoinSet,
+    /// A hand-rolled `Mutex<usize>` + `Condvar` semaphore.
+    MutexCondvar,
 }
 
 impl Impl {
@@ -99,12 +110,17 @@ impl Impl {
             Impl::ShardedSlab => "sharded-slab",
             Impl::MutexVec => "mutex-vec-pool",
             Impl::ArrayQueue => "arrayqueue-pool",
+            Impl::TokioSpawn => "tokio-spawn",
+            Impl::TokioSemaphore => "tokio-semaphore",
+            Impl::BufferUnordered => "buffer-unordered",
+            Impl::JoinSet => "joinset",
+            Impl::MutexCondvar => "mutex-condvar",
         }
     }
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 15] = [
+        const ALL: [Impl; 20] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -120,6 +136,11 @@ impl Impl {
             Impl::ShardedSlab,
             Impl::MutexVec,
             Impl::ArrayQueue,
+            Impl::TokioSpawn,
+            Impl::TokioSemaphore,
+            Impl::BufferUnordered,
+            Impl::JoinSet,
+            Impl::MutexCondvar,
         ];
         ALL.into_iter().find(|i| i.name() == name)
     }
@@ -220,7 +241,12 @@ macro_rules! with_peer {
             | Impl::Opool
             | Impl::ShardedSlab
             | Impl::MutexVec
-            | Impl::ArrayQueue) => Err(format!("{} is not a general worker pool", other.name())),
+            | Impl::ArrayQueue
+            | Impl::TokioSpawn
+            | Impl::TokioSemaphore
+            | Impl::BufferUnordered
+            | Impl::JoinSet
+            | Impl::MutexCondvar) => Err(format!("{} is not a general worker pool", other.name())),
         }
     }};
 }
