@@ -107,26 +107,59 @@ const WAITING: usize = 0;
 const GRANTED: usize = 1;
 const CLOSED: usize = 2;
 
+/// What a queued acquire shares with whoever serves the queue: only its
+/// progress. How to wake it lives in its queue node, under the queue lock.
 struct Waiter {
     state: AtomicUsize,
-    wake: Mutex<Wake>,
 }
 
 enum Wake {
-    None,
     Thread(Thread),
     Task(Waker),
 }
 
-impl Waiter {
-    fn wake(&self) {
-        let wake = std::mem::replace(&mut *self.wake.lock(), Wake::None);
-        match wake {
-            Wake::None => {}
+impl Wake {
+    fn wake(self) {
+        match self {
             Wake::Thread(t) => t.unpark(),
             Wake::Task(w) => w.wake(),
         }
     }
+}
+
+impl Waiter {
+    /// A waiter in state WAITING: a recycled one when this thread has one
+    /// (see [`Waiter::recycle`]), else a new allocation.
+    fn new() -> Arc<Waiter> {
+        #[cfg(not(loom))]
+        if let Some(mut w) = SPARE.with(|s| s.take()) {
+            if let Some(inner) = Arc::get_mut(&mut w) {
+                *inner.state.get_mut() = WAITING;
+                return w;
+            }
+        }
+        Arc::new(Waiter {
+            state: AtomicUsize::new(WAITING),
+        })
+    }
+
+    /// Keeps a finished waiter for this thread's next enqueue, if nobody
+    /// else holds it any more (a granter may still be waking it).
+    fn recycle(w: Arc<Waiter>) {
+        #[cfg(not(loom))]
+        if Arc::strong_count(&w) == 1 {
+            SPARE.with(|s| s.set(Some(w)));
+        }
+        #[cfg(loom)]
+        drop(w);
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// One finished waiter per thread, reused by the next enqueue: a waiting
+    /// acquire then allocates nothing.
+    static SPARE: std::cell::Cell<Option<Arc<Waiter>>> = const { std::cell::Cell::new(None) };
 }
 
 // ----- the waiter queue: a doubly linked list in a vector ---------------------
@@ -135,6 +168,9 @@ const NIL: usize = usize::MAX;
 
 struct Node {
     waiter: Arc<Waiter>,
+    /// How to wake the waiter; a task's waker is updated here (under the
+    /// queue lock) when it is polled with a new one.
+    wake: Wake,
     requested: usize,
     /// Permits still to be handed over.
     remaining: usize,
@@ -467,16 +503,16 @@ impl Semaphore {
     pub fn close(&self) {
         let mut q = self.queue.lock();
         self.closed.store(true, SeqCst);
-        let mut woken = Vec::new();
+        let mut woken = Woken::default();
         while q.head != NIL {
             let head = q.head;
             let node = q.remove(head);
             let partial = node.requested - node.remaining;
-            self.reserved.fetch_sub(partial, SeqCst);
+            self.unreserve(partial);
             self.put_available(partial);
-            self.waiters.fetch_sub(1, SeqCst);
-            node.waiter.state.store(CLOSED, SeqCst);
-            woken.push(node.waiter);
+            self.count_waiter(false);
+            node.waiter.state.store(CLOSED, Release);
+            woken.push(node.wake);
         }
         // Pays any shrink debt from what came back, and clears SLOW.
         woken.extend(self.serve(&mut q));
@@ -486,8 +522,8 @@ impl Semaphore {
 
     /// Under the queue lock: pays the shrink debt, then hands available
     /// permits to waiters in order; returns the waiters to wake.
-    fn serve(&self, q: &mut MutexGuard<'_, List>) -> Vec<Arc<Waiter>> {
-        let mut woken = Vec::new();
+    fn serve(&self, q: &mut MutexGuard<'_, List>) -> Woken {
+        let mut woken = Woken::default();
         let debt = self.debt.load(SeqCst);
         if debt > 0 {
             let paid = self.take_up_to(debt);
@@ -504,15 +540,20 @@ impl Semaphore {
             let got = self.take_up_to(node.remaining);
             node.remaining -= got;
             if node.remaining > 0 {
-                self.reserved.fetch_add(got, SeqCst);
+                if got > 0 {
+                    self.reserve(got);
+                }
                 break;
             }
             let partial = node.requested - got;
             let node = q.remove(head);
-            self.reserved.fetch_sub(partial, SeqCst);
-            self.waiters.fetch_sub(1, SeqCst);
-            node.waiter.state.store(GRANTED, SeqCst);
-            woken.push(node.waiter);
+            self.unreserve(partial);
+            self.count_waiter(false);
+            // Release: the waiter that sees GRANTED sees the queue as this
+            // lock holder left it; it re-checks under the lock before it
+            // touches its node.
+            node.waiter.state.store(GRANTED, Release);
+            woken.push(node.wake);
         }
         if q.head == NIL {
             // Nobody waits and nothing is owed: releases may skip the lock.
@@ -522,6 +563,26 @@ impl Semaphore {
         woken
     }
 
+    /// `waiters` and `reserved` change only under the queue lock, so a load
+    /// and a store do (no read-modify-write); readers take snapshots.
+    fn count_waiter(&self, joined: bool) {
+        let n = self.waiters.load(Relaxed);
+        self.waiters
+            .store(if joined { n + 1 } else { n - 1 }, Relaxed);
+    }
+
+    fn reserve(&self, n: usize) {
+        self.reserved
+            .store(self.reserved.load(Relaxed) + n, Relaxed);
+    }
+
+    fn unreserve(&self, n: usize) {
+        if n > 0 {
+            self.reserved
+                .store(self.reserved.load(Relaxed) - n, Relaxed);
+        }
+    }
+
     /// Queues a waiter for `n` permits (and serves the queue at once, which
     /// grants it if permits are free and it is first).
     fn enqueue(&self, n: usize, wake: Wake) -> Result<Queued, AcquireError> {
@@ -529,18 +590,16 @@ impl Semaphore {
         if self.closed.load(SeqCst) {
             return Err(AcquireError::Closed);
         }
-        let waiter = Arc::new(Waiter {
-            state: AtomicUsize::new(WAITING),
-            wake: Mutex::new(wake),
-        });
+        let waiter = Waiter::new();
         let index = q.push_back(Node {
             waiter: waiter.clone(),
+            wake,
             requested: n,
             remaining: n,
             prev: NIL,
             next: NIL,
         });
-        self.waiters.fetch_add(1, SeqCst);
+        self.count_waiter(true);
         self.state.fetch_or(SLOW, SeqCst);
         let woken = self.serve(&mut q);
         drop(q);
@@ -559,10 +618,10 @@ impl Semaphore {
             return state;
         }
         let node = q.remove(queued.index);
-        self.waiters.fetch_sub(1, SeqCst);
+        self.count_waiter(false);
         let partial = n - node.remaining;
         if partial > 0 {
-            self.reserved.fetch_sub(partial, SeqCst);
+            self.unreserve(partial);
             self.put_available(partial);
         }
         // The next waiter may now be first, or the partial permits may
@@ -574,8 +633,33 @@ impl Semaphore {
     }
 }
 
-fn wake_all(woken: Vec<Arc<Waiter>>) {
-    for w in woken {
+/// Waiters to wake once the queue lock is released. Usually one, kept
+/// inline: a release that hands its permit over allocates nothing.
+#[derive(Default)]
+struct Woken {
+    first: Option<Wake>,
+    rest: Vec<Wake>,
+}
+
+impl Woken {
+    fn push(&mut self, w: Wake) {
+        match self.first {
+            None => self.first = Some(w),
+            Some(_) => self.rest.push(w),
+        }
+    }
+
+    fn extend(&mut self, other: Woken) {
+        other
+            .first
+            .into_iter()
+            .chain(other.rest)
+            .for_each(|w| self.push(w));
+    }
+}
+
+fn wake_all(woken: Woken) {
+    for w in woken.first.into_iter().chain(woken.rest) {
         w.wake();
     }
 }
@@ -649,7 +733,9 @@ impl Request {
 
     fn finish(&mut self, r: Result<(), AcquireError>) -> Result<(), AcquireError> {
         self.done = true;
-        self.queued = None;
+        if let Some(queued) = self.queued.take() {
+            Waiter::recycle(queued.waiter);
+        }
         r
     }
 
@@ -665,14 +751,15 @@ impl Request {
             return Poll::Ready(self.finish(r));
         }
         {
-            let mut wake = queued.waiter.wake.lock();
-            // Re-checked under the waiter's lock: whoever grants sets the
-            // state before taking the waker under this lock.
+            let mut q = sem.queue.lock();
+            // Re-checked under the queue lock: a grant (or close) sets the
+            // state and unlinks the node under this lock, so while the state
+            // says WAITING the node at `index` is still ours.
             if let Some(r) = Self::outcome(queued.waiter.state.load(SeqCst)) {
-                drop(wake);
+                drop(q);
                 return Poll::Ready(self.finish(r));
             }
-            match &mut *wake {
+            match &mut q.node_mut(queued.index).wake {
                 Wake::Task(w) if w.will_wake(cx.waker()) => {}
                 other => *other = Wake::Task(cx.waker().clone()),
             }
@@ -726,6 +813,7 @@ impl Request {
                 // Granted but never handed to the caller: give them back.
                 sem.release(self.n);
             }
+            Waiter::recycle(queued.waiter);
         }
     }
 }
