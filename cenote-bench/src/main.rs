@@ -87,7 +87,7 @@ struct Cli {
 enum Command {
     /// Worker-pool experiments: throughput, FnPool, idle CPU, wake latency.
     Workers,
-    /// Seed experiments: gopool's no-pool-versus-pool test, ants' 100k sleeping jobs.
+    /// Seed experiments: gopool's no-pool-versus-pool test, ants' 100k sleeping jobs (threads, and futures).
     Seeds(SeedArgs),
     /// Object-pool experiments: get + put cycles against plain allocation and peer pools.
     Objects,
@@ -164,6 +164,7 @@ fn main() -> ExitCode {
             stack_kib: args.stack_kib,
         };
         plan.extend(experiments::seeds::plan(cli.smoke, &opts));
+        plan.push(experiments::tasks::seed001_async(cli.smoke, opts.sleep_ms));
     }
     if objects {
         plan.extend(experiments::objects::plan(cli.smoke));

@@ -125,7 +125,9 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
         workers::IDLE => workers::run_idle(imp, &params(spec)?),
         workers::WAKE => workers::run_wake(imp, &params(spec)?),
         objects::GETPUT => objects::run_getput(imp, &params(spec)?),
-        tasks::OVERHEAD | tasks::SLEEP => tasks::run_tasks(imp, &params(spec)?),
+        tasks::OVERHEAD | tasks::SLEEP | tasks::SEED001_ASYNC => {
+            tasks::run_tasks(imp, &params(spec)?)
+        }
         tasks::SEMAPHORE => tasks::run_semaphore(imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }

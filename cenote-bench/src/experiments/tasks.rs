@@ -17,6 +17,9 @@ use crate::peers::Impl;
 
 pub const OVERHEAD: &str = "tasks/overhead";
 pub const SLEEP: &str = "tasks/sleep";
+/// Seed 001's shape (100k jobs sleeping, pools of 1,000 and 10,000) with
+/// futures instead of threads; part of `cenote-bench seeds`.
+pub const SEED001_ASYNC: &str = "seeds/seed001-async";
 pub const SEMAPHORE: &str = "limit/semaphore";
 
 /// Parameters of the task-pool measurements.
@@ -121,6 +124,35 @@ fn sleep(smoke: bool) -> Experiment {
             (100_000, 30, 10_000),
         ]
     };
+    sleep_experiment(
+        SLEEP,
+        "I/O-shaped jobs: futures that sleep, at most cap in flight (ants' and seed 001's \
+         shapes)"
+            .to_owned(),
+        shapes,
+    )
+}
+
+/// Seed 001 with futures: 100k jobs sleeping `sleep_ms` (the seed's
+/// `--sleep-ms`, 10 by default), at most 1,000 and 10,000 in flight.
+pub fn seed001_async(smoke: bool, sleep_ms: u64) -> Experiment {
+    let shapes = if smoke {
+        vec![(2_000, sleep_ms.min(1), 32), (2_000, sleep_ms.min(1), 256)]
+    } else {
+        vec![(100_000, sleep_ms, 1_000), (100_000, sleep_ms, 10_000)]
+    };
+    sleep_experiment(
+        SEED001_ASYNC,
+        "seed 001 with futures: jobs sleeping on a tokio runtime, at most cap in flight".to_owned(),
+        shapes,
+    )
+}
+
+fn sleep_experiment(
+    name: &'static str,
+    title: String,
+    shapes: Vec<(u64, u64, usize)>,
+) -> Experiment {
     let mut cases = Vec::new();
     for (jobs, sleep_ms, capacity) in shapes {
         let scenario = format!("{}x{sleep_ms}ms/cap={capacity}", count_label(jobs));
@@ -135,10 +167,8 @@ fn sleep(smoke: bool) -> Experiment {
         }
     }
     Experiment {
-        name: SLEEP,
-        title: "I/O-shaped jobs: futures that sleep, at most cap in flight (ants' and seed 001's \
-                shapes)"
-            .to_owned(),
+        name,
+        title,
         notes: vec![
             "job: tokio::time::sleep(ms).await; one producer task on a multi-thread tokio \
              runtime with one worker per CPU; measured region: from the first spawn to the \
