@@ -24,4 +24,10 @@ pub mod objects;
 pub(crate) mod sync;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub mod tasks;
+/// The state words of `cenote::tasks`, alone, for the loom models
+/// (`tests/loom_tasks.rs`); tokio does not build under loom.
+#[cfg(loom)]
+#[doc(hidden)]
+#[path = "tasks/protocol.rs"]
+pub mod tasks_protocol;
 pub mod workers;

@@ -1,26 +1,18 @@
 //! A spawned future's cell (the one allocation a spawn makes) and the
 //! handle to its result.
 //!
-//! A cell holds the future, its result slot and a state word. Its lane's
-//! driver is the only code that polls or drops the future (see `lane.rs`),
-//! so the future sits in an `UnsafeCell` without a lock; the state word
-//! says who may do what:
-//!
-//! - `SCHEDULED`: the cell is in its lane's queue (at most once: a wake
-//!   pushes it only when it sets this bit).
-//! - `RUNNING`: the driver is polling it. A wake meanwhile sets `NOTIFIED`
-//!   instead of pushing, and the driver re-queues the cell after the poll.
-//! - `DONE`: the future is gone (finished, panicked, aborted or cancelled);
-//!   set with `fetch_or` by whoever drops the future, so exactly one does.
-//! - `ABORT`: `JoinHandle::abort` asked; the driver drops the future the
-//!   next time it takes the cell.
+//! A cell holds the future, its result slot and a state word
+//! ([`CellState`], in `protocol.rs`, where the rules are written down and
+//! from where loom checks them). Its lane's driver is the only code that
+//! polls the future, and exactly one party (the winner of `claim_done`)
+//! drops it, so the future sits in an `UnsafeCell` without a lock.
 
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -30,12 +22,7 @@ use parking_lot::Mutex;
 use super::errors::JoinError;
 use super::lane::Registry;
 use super::pool::Inner;
-
-const SCHEDULED: usize = 1;
-const RUNNING: usize = 2;
-const NOTIFIED: usize = 4;
-const DONE: usize = 8;
-const ABORT: usize = 16;
+use super::protocol::{Begin, CellState};
 
 /// Not yet in its lane's registry.
 pub(crate) const UNREGISTERED: usize = usize::MAX;
@@ -72,7 +59,7 @@ struct Slot<T> {
 }
 
 pub(crate) struct Cell<F: Future> {
-    state: AtomicUsize,
+    state: CellState,
     /// Where the driver keeps the cell while it is live.
     index: AtomicUsize,
     lane: usize,
@@ -102,7 +89,7 @@ where
     F::Output: Send + 'static,
 {
     let cell = Arc::new(Cell {
-        state: AtomicUsize::new(SCHEDULED),
+        state: CellState::new_scheduled(),
         index: AtomicUsize::new(UNREGISTERED),
         lane,
         pool,
@@ -148,11 +135,6 @@ where
         self.pool.finished(self.lane, outcome, joiner);
     }
 
-    /// Takes the `DONE` bit; false when someone has it already.
-    fn claim_done(&self) -> bool {
-        self.state.fetch_or(DONE, AcqRel) & DONE == 0
-    }
-
     /// Queues the cell on its lane. Takes `&Arc` (and pushes a clone) so
     /// that the caller's reference keeps the pool, and so the lane, alive
     /// while the push runs.
@@ -167,18 +149,16 @@ where
     F::Output: Send + 'static,
 {
     fn run(self: Arc<Self>, registry: &mut Registry) {
-        // SCHEDULED -> RUNNING in one step.
-        let state = self.state.fetch_xor(SCHEDULED | RUNNING, AcqRel);
-        debug_assert!(state & SCHEDULED != 0 && state & RUNNING == 0);
-        if state & DONE != 0 {
-            return;
-        }
-        if state & ABORT != 0 {
-            if self.claim_done() {
-                self.finish(Outcome::Aborted, None);
+        match self.state.begin_run() {
+            Begin::Poll => {}
+            Begin::Done => return,
+            Begin::Abort => {
+                if self.state.claim_done() {
+                    self.finish(Outcome::Aborted, None);
+                }
+                registry.remove(self.index.load(Relaxed));
+                return;
             }
-            registry.remove(self.index.load(Relaxed));
-            return;
         }
         let waker = waker_ref(&self);
         let mut cx = Context::from_waker(&waker);
@@ -199,19 +179,7 @@ where
                     self.index.store(registry.insert(self.clone()), Relaxed);
                 }
                 // RUNNING -> idle, or, when woken meanwhile, back in line.
-                let mut state = self.state.load(Acquire);
-                loop {
-                    let next = if state & NOTIFIED != 0 {
-                        (state & !(RUNNING | NOTIFIED)) | SCHEDULED
-                    } else {
-                        state & !RUNNING
-                    };
-                    match self.state.compare_exchange(state, next, AcqRel, Acquire) {
-                        Ok(_) => break,
-                        Err(s) => state = s,
-                    }
-                }
-                if state & NOTIFIED != 0 {
+                if self.state.end_pending() {
                     Self::schedule(&self);
                 }
                 return;
@@ -222,15 +190,14 @@ where
                 (Outcome::Panicked, Err(JoinError::Panicked(payload)))
             }
         };
-        if self.claim_done() {
-            self.state.fetch_and(!RUNNING, AcqRel);
+        if self.state.claim_done() {
             self.finish(outcome, Some(result));
         }
         registry.remove(self.index.load(Relaxed));
     }
 
     fn cancel(&self, outcome: Outcome) {
-        if self.claim_done() {
+        if self.state.claim_done() {
             self.finish(outcome, None);
         }
     }
@@ -242,34 +209,8 @@ where
     F::Output: Send + 'static,
 {
     fn wake_by_ref(arc_self: &Arc<Self>) {
-        if arc_self.mark_woken() {
+        if arc_self.state.mark_woken() {
             Self::schedule(arc_self);
-        }
-    }
-}
-
-impl<F: Future> Cell<F> {
-    /// Records a wake; true when the caller must queue the cell.
-    fn mark_woken(&self) -> bool {
-        let mut state = self.state.load(Acquire);
-        loop {
-            let next = if state & (DONE | SCHEDULED) != 0 {
-                return false;
-            } else if state & RUNNING != 0 {
-                if state & NOTIFIED != 0 {
-                    return false;
-                }
-                state | NOTIFIED
-            } else {
-                state | SCHEDULED
-            };
-            match self
-                .state
-                .compare_exchange_weak(state, next, AcqRel, Acquire)
-            {
-                Ok(_) => return next & SCHEDULED != 0,
-                Err(s) => state = s,
-            }
         }
     }
 }
@@ -279,8 +220,7 @@ impl<F: Future> Drop for Cell<F> {
         // Every live cell is held by its lane's queue or registry until it
         // is done, so this is a backstop: a cell dropped unfinished still
         // gives its slot back and counts as cancelled.
-        if *self.state.get_mut() & DONE == 0 {
-            *self.state.get_mut() |= DONE;
+        if !self.state.take_done() {
             let fut = self.fut.get_mut();
             if catch_unwind(AssertUnwindSafe(|| *fut = None)).is_err() {
                 tracing::error!("cenote::tasks: a future panicked while being dropped");
@@ -310,12 +250,11 @@ where
     }
 
     fn is_finished(&self) -> bool {
-        self.state.load(Acquire) & DONE != 0
+        self.state.is_done()
     }
 
     fn abort(self: Arc<Self>) {
-        let state = self.state.fetch_or(ABORT, AcqRel);
-        if state & DONE == 0 {
+        if self.state.request_abort() {
             // Have the driver look at it (now, or after its current poll).
             ArcWake::wake(self);
         }

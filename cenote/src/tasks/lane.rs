@@ -10,19 +10,11 @@
 //! its futures still run in parallel. (`FuturesUnordered` was the first
 //! version: three allocations per spawn, measured about 6× slower.)
 //!
-//! The lane's state word (`NOTIFIED | PARKED | DEAD`) is what a pusher and
-//! the lane agree on; each side changes it with a read-modify-write, so the
-//! two are totally ordered:
-//! - pusher: push the cell, then `fetch_or(NOTIFIED)`; if the old word had
-//!   `PARKED`, wake the lane; if it had `DEAD`, nobody will poll the queue:
-//!   drain it here (the cells end as cancelled and give their slots back).
-//! - lane: `swap(0)` (clears `NOTIFIED`; acquires every push before it),
-//!   run what the queue holds, then `compare_exchange(0, PARKED)`: it fails
-//!   exactly when a push notified after the swap, and the lane goes round
-//!   again instead of parking.
-//! - lane exit (done, or dropped by a runtime shutting down): `swap(DEAD)`,
-//!   then cancel the registry and drain; a push ordered before the swap is
-//!   drained by the lane, one after it sees `DEAD` and drains itself.
+//! A pusher and the lane agree through the lane's [`LaneSignal`] (in
+//! `protocol.rs`, with the argument, checked by loom): a push is never
+//! missed by a lane about to park, and a push to a lane that is gone is
+//! drained by the pusher (its cells end as cancelled and give their slots
+//! back).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,13 +29,10 @@ use futures_util::task::AtomicWaker;
 
 use super::join::{Outcome, Runnable, UNREGISTERED};
 use super::pool::Inner;
+use super::protocol::{LaneSignal, Notified};
 
 /// A spawned future's cell, type-erased.
 pub(crate) type Job = Arc<dyn Runnable>;
-
-const NOTIFIED: usize = 1;
-const PARKED: usize = 2;
-const DEAD: usize = 4;
 
 /// Run normally.
 pub(crate) const RUN: u8 = 0;
@@ -57,7 +46,7 @@ const BUDGET: usize = 128;
 
 pub(crate) struct Lane {
     queue: SegQueue<Job>,
-    state: AtomicUsize,
+    signal: LaneSignal,
     mode: AtomicU8,
     waker: AtomicWaker,
     /// Futures this lane saw complete. Only the lane's driver writes it (a
@@ -70,7 +59,7 @@ impl Lane {
     pub(crate) fn new() -> Self {
         Lane {
             queue: SegQueue::new(),
-            state: AtomicUsize::new(0),
+            signal: LaneSignal::new(),
             mode: AtomicU8::new(RUN),
             waker: AtomicWaker::new(),
             completed: AtomicUsize::new(0),
@@ -86,11 +75,10 @@ impl Lane {
     }
 
     fn notify(&self) {
-        let old = self.state.fetch_or(NOTIFIED, AcqRel);
-        if old & DEAD != 0 {
-            self.drain(Outcome::Cancelled);
-        } else if old & PARKED != 0 {
-            self.waker.wake();
+        match self.signal.notify() {
+            Notified::Nothing => {}
+            Notified::Wake => self.waker.wake(),
+            Notified::Dead => self.drain(Outcome::Cancelled),
         }
     }
 
@@ -102,7 +90,7 @@ impl Lane {
 
     /// Whether the lane's driver has exited (or was dropped).
     pub(crate) fn is_dead(&self) -> bool {
-        self.state.load(Acquire) & DEAD != 0
+        self.signal.is_dead()
     }
 
     /// Switches the lane to `mode` (only ever upwards: RUN, DETACHED, ABORT)
@@ -282,7 +270,7 @@ impl Future for Driver {
         let _batch = BatchScope::enter(&mut this.batch, &pool);
         let mut budget = BUDGET;
         loop {
-            lane.state.swap(0, AcqRel);
+            lane.signal.begin_round();
             let mode = lane.mode.load(Acquire);
             if mode == ABORT {
                 this.registry.cancel_all(Outcome::Aborted);
@@ -300,11 +288,7 @@ impl Future for Driver {
                 // Exit; `Drop` marks the lane dead and drains what raced in.
                 return Poll::Ready(());
             }
-            if lane
-                .state
-                .compare_exchange(0, PARKED, AcqRel, Acquire)
-                .is_ok()
-            {
+            if lane.signal.try_park() {
                 return Poll::Pending;
             }
         }
@@ -313,7 +297,7 @@ impl Future for Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        self.lane.state.swap(DEAD, AcqRel);
+        self.lane.signal.die();
         // Unfinished futures dropped now count as aborted when a shutdown
         // ran out of time, as cancelled when the runtime is going away.
         let outcome = if self.lane.mode.load(Acquire) == ABORT {

@@ -48,6 +48,7 @@ mod errors;
 mod join;
 mod lane;
 mod pool;
+pub(crate) mod protocol;
 
 pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY};
 pub use errors::{BuildError, JoinError, SpawnError, TuneError};

@@ -1,0 +1,215 @@
+//! The two state words of `cenote::tasks`, kept apart from tokio so that
+//! loom can check them (`tests/loom_tasks.rs`; under `--cfg loom` this file
+//! is compiled on its own as `cenote::tasks_protocol`).
+//!
+//! [`LaneSignal`]: how a spawner and a lane's driver agree on "there is new
+//! work" and "the lane is parked" or "gone". [`CellState`]: who may queue,
+//! poll and drop a spawned future. Both are changed only by
+//! read-modify-writes of one word, so every pair of operations on a word is
+//! totally ordered, and each argument below is about that order alone.
+
+use crate::sync::{AtomicUsize, Ordering::*};
+
+const NOTIFIED: usize = 1;
+const PARKED: usize = 2;
+const DEAD: usize = 4;
+
+/// What a push found the lane doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notified {
+    /// Running (or already notified): it will see the push.
+    Nothing,
+    /// Parked: wake its task.
+    Wake,
+    /// Gone: nobody will pop the queue; the pusher drains it.
+    Dead,
+}
+
+/// The lane's state word: `NOTIFIED | PARKED | DEAD`.
+///
+/// - A pusher pushes, then [`notify`](Self::notify) (`fetch_or(NOTIFIED)`).
+/// - The driver starts each round with [`begin_round`](Self::begin_round)
+///   (`swap(0)`, which acquires every push notified before it), pops, and
+///   parks with [`try_park`](Self::try_park) (`CAS 0 -> PARKED`). The CAS
+///   fails exactly when a push notified after the swap, so the driver goes
+///   round again instead of parking past a push. A push that finds PARKED
+///   wakes the driver's task.
+/// - A driver that exits calls [`die`](Self::die) (`swap(DEAD)`) and then
+///   drains: a push ordered before the swap is drained by it, one after it
+///   reads DEAD and drains itself.
+#[derive(Debug, Default)]
+pub struct LaneSignal {
+    state: AtomicUsize,
+}
+
+impl LaneSignal {
+    /// A running lane.
+    pub fn new() -> Self {
+        LaneSignal {
+            state: AtomicUsize::new(0),
+        }
+    }
+
+    /// Pusher, after its push.
+    pub fn notify(&self) -> Notified {
+        let old = self.state.fetch_or(NOTIFIED, AcqRel);
+        if old & DEAD != 0 {
+            Notified::Dead
+        } else if old & PARKED != 0 {
+            Notified::Wake
+        } else {
+            Notified::Nothing
+        }
+    }
+
+    /// Driver, before it pops.
+    pub fn begin_round(&self) {
+        self.state.swap(0, AcqRel);
+    }
+
+    /// Driver, with its queue found empty: true when it may return
+    /// `Pending` (its waker registered before `begin_round`); false when a
+    /// push came meanwhile and it must go round again.
+    pub fn try_park(&self) -> bool {
+        self.state
+            .compare_exchange(0, PARKED, AcqRel, Acquire)
+            .is_ok()
+    }
+
+    /// Driver, as it exits; it drains its queue afterwards.
+    pub fn die(&self) {
+        self.state.swap(DEAD, AcqRel);
+    }
+
+    /// Whether the driver is gone.
+    pub fn is_dead(&self) -> bool {
+        self.state.load(Acquire) & DEAD != 0
+    }
+}
+
+const SCHEDULED: usize = 1;
+const RUNNING: usize = 2;
+const WOKEN: usize = 4;
+const DONE: usize = 8;
+const ABORT: usize = 16;
+
+/// What a driver taking a queued cell must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Begin {
+    /// Poll the future.
+    Poll,
+    /// Abort was asked: drop the future (if [`CellState::claim_done`]).
+    Abort,
+    /// The future is gone already (cancelled meanwhile): nothing.
+    Done,
+}
+
+/// A spawned future's state word: `SCHEDULED | RUNNING | WOKEN | DONE |
+/// ABORT`.
+///
+/// - SCHEDULED: in its lane's queue, at most once, because only the wake
+///   that sets the bit (from idle) pushes, and a new cell starts with it.
+/// - RUNNING: its driver polls it ([`begin_run`](Self::begin_run) turns
+///   SCHEDULED into RUNNING in one `fetch_xor`). A wake meanwhile sets WOKEN
+///   instead of pushing, and [`end_pending`](Self::end_pending) turns
+///   RUNNING | WOKEN into SCHEDULED (the driver pushes it again): a wake is
+///   never lost and the future is never queued twice.
+/// - DONE: its future is gone. [`claim_done`](Self::claim_done) is a
+///   `fetch_or`, so exactly one party drops the future; wakes of a DONE cell
+///   do nothing.
+/// - ABORT: asked by the handle; the next `begin_run` reports it.
+#[derive(Debug)]
+pub struct CellState {
+    state: AtomicUsize,
+}
+
+impl CellState {
+    /// A new cell, about to be pushed onto its lane.
+    pub fn new_scheduled() -> Self {
+        CellState {
+            state: AtomicUsize::new(SCHEDULED),
+        }
+    }
+
+    /// Driver, on taking the cell from its queue.
+    pub fn begin_run(&self) -> Begin {
+        let old = self.state.fetch_xor(SCHEDULED | RUNNING, AcqRel);
+        debug_assert!(old & SCHEDULED != 0 && old & RUNNING == 0, "{old:#b}");
+        if old & DONE != 0 {
+            Begin::Done
+        } else if old & ABORT != 0 {
+            Begin::Abort
+        } else {
+            Begin::Poll
+        }
+    }
+
+    /// Driver, after a poll that returned `Pending`: true when a wake came
+    /// during the poll, and the cell (now SCHEDULED again) must be pushed.
+    pub fn end_pending(&self) -> bool {
+        let mut state = self.state.load(Acquire);
+        loop {
+            let next = if state & WOKEN != 0 {
+                (state & !(RUNNING | WOKEN)) | SCHEDULED
+            } else {
+                state & !RUNNING
+            };
+            match self.state.compare_exchange(state, next, AcqRel, Acquire) {
+                Ok(_) => return state & WOKEN != 0,
+                Err(s) => state = s,
+            }
+        }
+    }
+
+    /// A waker: true when the caller must push the cell (it was idle).
+    ///
+    /// When the cell is queued or already woken this still writes the word
+    /// (the same value back): the waker's own writes before the wake (the
+    /// event the future waits for) are then released to the driver's next
+    /// `begin_run` / `end_pending`, which read-modify-write the same word.
+    /// With a plain load here, the driver could take the cell, poll, and
+    /// miss the event while this wake saw "queued" and did nothing: loom
+    /// found that lost wake-up (`tests/loom_tasks.rs`).
+    pub fn mark_woken(&self) -> bool {
+        let mut state = self.state.load(Acquire);
+        loop {
+            let next = if state & DONE != 0 {
+                return false;
+            } else if state & SCHEDULED != 0 {
+                state
+            } else if state & RUNNING != 0 {
+                state | WOKEN
+            } else {
+                state | SCHEDULED
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, AcqRel, Acquire)
+            {
+                Ok(_) => return next & SCHEDULED != 0 && state & SCHEDULED == 0,
+                Err(s) => state = s,
+            }
+        }
+    }
+
+    /// Whoever is about to drop the future: true for exactly one caller.
+    pub fn claim_done(&self) -> bool {
+        self.state.fetch_or(DONE, AcqRel) & DONE == 0
+    }
+
+    /// The handle asks for an abort: true when the future is not gone yet
+    /// (the caller then wakes the cell, so that its driver looks at it).
+    pub fn request_abort(&self) -> bool {
+        self.state.fetch_or(ABORT, AcqRel) & DONE == 0
+    }
+
+    /// Whether the future is gone.
+    pub fn is_done(&self) -> bool {
+        self.state.load(Acquire) & DONE != 0
+    }
+
+    /// Marks the future gone; whether it was already.
+    pub fn take_done(&self) -> bool {
+        self.state.fetch_or(DONE, AcqRel) & DONE != 0
+    }
+}

@@ -1,0 +1,274 @@
+//! Loom models of `cenote::tasks`' two state words (`src/tasks/protocol.rs`):
+//! a lane's signal (no push missed by a lane about to park; pushes to a dead
+//! lane drained exactly once) and a spawned future's cell state (never
+//! queued twice, no wake lost while it runs, one party drops the future,
+//! abort reaches it). Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --test loom_tasks --release`.
+//!
+//! The models drive the real `LaneSignal` and `CellState` (compiled alone
+//! under loom as `cenote::tasks_protocol`, since tokio does not build under
+//! loom) with the same call sequences as `lane.rs` and `join.rs`, a loom
+//! mutex-protected queue standing in for the lane's queue, and loom thread
+//! park/unpark standing in for the lane's tokio waker. A lost wake-up shows
+//! up as a deadlock report.
+#![cfg(loom)]
+
+use std::collections::VecDeque;
+
+use cenote::tasks_protocol::{Begin, CellState, LaneSignal, Notified};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+
+/// A lane: its queue, its signal, and the thread to unpark (its "waker").
+struct Lane {
+    queue: Mutex<VecDeque<u32>>,
+    signal: LaneSignal,
+    driver: Mutex<Option<thread::Thread>>,
+    drained: AtomicUsize,
+}
+
+impl Lane {
+    fn new() -> Arc<Lane> {
+        Arc::new(Lane {
+            queue: Mutex::new(VecDeque::new()),
+            signal: LaneSignal::new(),
+            driver: Mutex::new(None),
+            drained: AtomicUsize::new(0),
+        })
+    }
+
+    /// `Lane::push` in `lane.rs`.
+    fn push(&self, item: u32) {
+        self.queue.lock().unwrap().push_back(item);
+        match self.signal.notify() {
+            Notified::Nothing => {}
+            Notified::Wake => {
+                if let Some(t) = self.driver.lock().unwrap().as_ref() {
+                    t.unpark();
+                }
+            }
+            Notified::Dead => self.drain(),
+        }
+    }
+
+    fn drain(&self) {
+        while self.queue.lock().unwrap().pop_front().is_some() {
+            self.drained.fetch_add(1, SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_parking_lane_never_misses_a_push() {
+    loom::model(|| {
+        let lane = Lane::new();
+        // The driver (its own thread, so that a late unpark never lands on
+        // a thread blocked in `join`): rounds of begin / pop all / try to
+        // park, as `Driver::poll`; parked means waiting for an unpark.
+        let driver = {
+            let lane = lane.clone();
+            thread::spawn(move || {
+                *lane.driver.lock().unwrap() = Some(thread::current());
+                let mut got = 0;
+                while got < 2 {
+                    lane.signal.begin_round();
+                    while lane.queue.lock().unwrap().pop_front().is_some() {
+                        got += 1;
+                    }
+                    if got < 2 && lane.signal.try_park() {
+                        thread::park();
+                    }
+                }
+            })
+        };
+        let pusher = {
+            let lane = lane.clone();
+            thread::spawn(move || lane.push(1))
+        };
+        lane.push(2);
+        pusher.join().unwrap();
+        driver.join().unwrap();
+    });
+}
+
+#[test]
+fn pushes_to_a_dying_lane_are_drained_exactly_once() {
+    loom::model(|| {
+        let lane = Lane::new();
+        let pusher = {
+            let lane = lane.clone();
+            thread::spawn(move || {
+                lane.push(1);
+                lane.push(2);
+            })
+        };
+        // The driver exits: `Drop for Driver` marks the lane dead, then
+        // drains.
+        lane.signal.die();
+        lane.drain();
+        pusher.join().unwrap();
+        assert!(lane.signal.is_dead());
+        assert_eq!(lane.drained.load(SeqCst), 2, "each push drained once");
+        assert!(lane.queue.lock().unwrap().is_empty());
+    });
+}
+
+/// A cell and its lane's queue of cells (at most one entry: the cell).
+struct Cell {
+    state: CellState,
+    queued: AtomicUsize,
+    driver: Mutex<Option<thread::Thread>>,
+    /// What the future waits for.
+    ready: AtomicBool,
+    dropped: AtomicUsize,
+}
+
+impl Cell {
+    fn new() -> Arc<Cell> {
+        Arc::new(Cell {
+            state: CellState::new_scheduled(),
+            // A new cell is pushed at spawn.
+            queued: AtomicUsize::new(1),
+            driver: Mutex::new(None),
+            ready: AtomicBool::new(false),
+            dropped: AtomicUsize::new(0),
+        })
+    }
+
+    fn push(&self) {
+        let before = self.queued.fetch_add(1, SeqCst);
+        assert_eq!(before, 0, "a cell is never queued twice");
+        if let Some(t) = self.driver.lock().unwrap().as_ref() {
+            t.unpark();
+        }
+    }
+
+    /// The waker (`ArcWake::wake_by_ref` in `join.rs`).
+    fn wake(&self) {
+        if self.state.mark_woken() {
+            self.push();
+        }
+    }
+
+    fn drop_future(&self) {
+        assert_eq!(
+            self.dropped.fetch_add(1, SeqCst),
+            0,
+            "the future is dropped once"
+        );
+    }
+
+    /// The driver, until the cell is done: pop, `begin_run`, poll (ready
+    /// once `ready` is set), and `end_pending` / `claim_done`, as
+    /// `Cell::run`. Between runs with nothing queued it parks (a parked
+    /// lane, unparked by the push).
+    fn drive(&self) {
+        *self.driver.lock().unwrap() = Some(thread::current());
+        loop {
+            if self.queued.load(SeqCst) == 0 {
+                if self.state.is_done() {
+                    return;
+                }
+                thread::park();
+                continue;
+            }
+            self.queued.fetch_sub(1, SeqCst);
+            match self.state.begin_run() {
+                Begin::Done => return,
+                Begin::Abort => {
+                    if self.state.claim_done() {
+                        self.drop_future();
+                    }
+                    return;
+                }
+                Begin::Poll => {}
+            }
+            if self.ready.load(SeqCst) {
+                if self.state.claim_done() {
+                    self.drop_future();
+                }
+                return;
+            }
+            if self.state.end_pending() {
+                self.push();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wake_during_a_poll_is_not_lost_and_never_double_queues() {
+    loom::model(|| {
+        let cell = Cell::new();
+        let waker = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                // The event the future waits for, then its wake (twice: a
+                // duplicate wake must not queue the cell twice).
+                cell.ready.store(true, SeqCst);
+                cell.wake();
+                cell.wake();
+            })
+        };
+        let driver = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.drive())
+        };
+        waker.join().unwrap();
+        driver.join().unwrap();
+        assert!(cell.state.is_done());
+        assert_eq!(cell.dropped.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn abort_reaches_a_waiting_future() {
+    loom::model(|| {
+        // The future never becomes ready; only the abort ends it.
+        let cell = Cell::new();
+        let aborter = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                if cell.state.request_abort() {
+                    cell.wake();
+                }
+            })
+        };
+        let driver = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.drive())
+        };
+        aborter.join().unwrap();
+        driver.join().unwrap();
+        assert!(cell.state.is_done());
+        assert_eq!(cell.dropped.load(SeqCst), 1);
+        // A wake after the end does nothing.
+        assert!(!cell.state.mark_woken());
+    });
+}
+
+#[test]
+fn cancel_and_completion_race_for_the_future() {
+    loom::model(|| {
+        // A lane dropping its cells (runtime shutdown) races the run that
+        // completes the future: exactly one of them drops it.
+        let cell = Cell::new();
+        cell.ready.store(true, SeqCst);
+        let canceller = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                if cell.state.claim_done() {
+                    cell.drop_future();
+                }
+            })
+        };
+        let driver = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.drive())
+        };
+        canceller.join().unwrap();
+        driver.join().unwrap();
+        assert_eq!(cell.dropped.load(SeqCst), 1);
+    });
+}
