@@ -45,7 +45,13 @@ pub(crate) const ABORT: u8 = 2;
 const BUDGET: usize = 128;
 
 pub(crate) struct Lane {
+    /// Cells woken by their futures' wakers.
     queue: SegQueue<Job>,
+    /// Newly spawned cells, run before the woken ones: a spawn usually
+    /// follows a slot coming free, and its first poll (which starts its
+    /// I/O or timer) should not wait behind a wave of completions, as a
+    /// tokio task spawned from a worker does not (tokio's LIFO slot).
+    fresh: SegQueue<Job>,
     signal: LaneSignal,
     mode: AtomicU8,
     waker: AtomicWaker,
@@ -59,6 +65,7 @@ impl Lane {
     pub(crate) fn new() -> Self {
         Lane {
             queue: SegQueue::new(),
+            fresh: SegQueue::new(),
             signal: LaneSignal::new(),
             mode: AtomicU8::new(RUN),
             waker: AtomicWaker::new(),
@@ -66,12 +73,23 @@ impl Lane {
         }
     }
 
-    /// Hands a cell to the lane. If the lane is gone, the cell is cancelled
-    /// here.
+    /// Hands a woken cell to the lane. If the lane is gone, the cell is
+    /// cancelled here.
     #[inline]
     pub(crate) fn push(&self, job: Job) {
         self.queue.push(job);
         self.notify();
+    }
+
+    /// Hands a new cell to the lane (run before the woken ones).
+    #[inline]
+    pub(crate) fn push_new(&self, job: Job) {
+        self.fresh.push(job);
+        self.notify();
+    }
+
+    fn pop(&self) -> Option<Job> {
+        self.fresh.pop().or_else(|| self.queue.pop())
     }
 
     fn notify(&self) {
@@ -83,7 +101,7 @@ impl Lane {
     }
 
     fn drain(&self, outcome: Outcome) {
-        while let Some(job) = self.queue.pop() {
+        while let Some(job) = self.pop() {
             job.cancel(outcome);
         }
     }
@@ -276,7 +294,7 @@ impl Future for Driver {
                 this.registry.cancel_all(Outcome::Aborted);
                 lane.drain(Outcome::Aborted);
             }
-            while let Some(job) = lane.queue.pop() {
+            while let Some(job) = lane.pop() {
                 job.run(&mut this.registry);
                 budget -= 1;
                 if budget == 0 {

@@ -341,7 +341,7 @@ impl TaskPool {
         }
         inner.active.fetch_add(1, SeqCst);
         let (cell, handle) = cell(fut, inner.clone(), i);
-        lane.push(cell);
+        lane.push_new(cell);
         Ok(handle)
     }
 
