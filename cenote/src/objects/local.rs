@@ -211,7 +211,7 @@ pub(crate) struct Cache<T> {
     /// Idle objects with the trim epoch at which each came back, used as a
     /// LIFO stack (so the epochs never decrease from bottom to top);
     /// capacity reserved on first use.
-    pub(crate) items: Vec<(Box<T>, u64)>,
+    pub(crate) items: Vec<(super::pool::Obj<T>, u64)>,
     /// The pool's trim epoch at the owner's last access, or
     /// [`UNREGISTERED`]: one comparison tells the hot path both that the
     /// exit hook is in place and that no trim happened since.

@@ -36,7 +36,9 @@
 //!   store, through which they move between threads.
 //! - **Objects stay in place**: the pool keeps each object in a box made
 //!   when it is created (one allocation per miss), so getting and returning
-//!   moves a pointer, never the object, however large `T` is.
+//!   moves a pointer, never the object, however large `T` is. The box is
+//!   cache-padded (128 bytes), so objects in use on different threads
+//!   never share a cache line.
 //!   [`Pooled::detach`] moves the object out and frees its box.
 //! - **Bounded**: the shared store keeps at most
 //!   [`max_idle`](Builder::max_idle) objects; a return past it drops the
