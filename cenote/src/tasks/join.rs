@@ -114,7 +114,20 @@ where
     /// Ends the cell: drops the future (a panicking drop is caught and
     /// reported), gives the slot back, publishes the result, counts. The
     /// caller has won the `DONE` bit.
-    fn finish(&self, outcome: Outcome, result: Option<Result<F::Output, JoinError>>) {
+    ///
+    /// `owner`: the driver's reference, and whether the registry holds
+    /// another. If, once the future is dropped, no other reference is left
+    /// (no handle, no waker), nobody can ever see the result: it is dropped
+    /// and the slot's release waits for the end of the driver's poll,
+    /// batched with the others (`Inner::finished`). Otherwise the slot is
+    /// given back before the result is published, so a handle that yields
+    /// always finds its slot free. `None` (cancel paths): the latter.
+    fn finish(
+        &self,
+        outcome: Outcome,
+        result: Option<Result<F::Output, JoinError>>,
+        owner: Option<(&Arc<Self>, bool)>,
+    ) {
         // SAFETY: the caller won `DONE`, so nobody else touches `fut`
         // again, and the driver (or the code after it) is the only one that
         // touched it before.
@@ -122,6 +135,16 @@ where
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| *fut = None)) {
             self.pool.report_panic(payload.as_ref());
         }
+        let watched = match owner {
+            Some((me, registered)) => Arc::strong_count(me) - usize::from(registered) > 1,
+            None => true,
+        };
+        if !watched {
+            drop(result);
+            self.pool.finished(self.lane, outcome, true);
+            return;
+        }
+        self.pool.finished(self.lane, outcome, false);
         let result = result.unwrap_or(Err(match outcome {
             Outcome::Cancelled => JoinError::Cancelled,
             _ => JoinError::Aborted,
@@ -130,9 +153,9 @@ where
         slot.result = Some(result);
         let joiner = slot.joiner.take();
         drop(slot);
-        // Gives the slot back, then wakes the joiner (at once, or at the end
-        // of the driver's poll, see `Inner::finished`).
-        self.pool.finished(self.lane, outcome, joiner);
+        if let Some(w) = joiner {
+            w.wake();
+        }
     }
 
     /// Queues the cell on its lane. Takes `&Arc` (and pushes a clone) so
@@ -154,7 +177,8 @@ where
             Begin::Done => return,
             Begin::Abort => {
                 if self.state.claim_done() {
-                    self.finish(Outcome::Aborted, None);
+                    let registered = self.index.load(Relaxed) != UNREGISTERED;
+                    self.finish(Outcome::Aborted, None, Some((&self, registered)));
                 }
                 registry.remove(self.index.load(Relaxed));
                 return;
@@ -191,14 +215,15 @@ where
             }
         };
         if self.state.claim_done() {
-            self.finish(outcome, Some(result));
+            let registered = self.index.load(Relaxed) != UNREGISTERED;
+            self.finish(outcome, Some(result), Some((&self, registered)));
         }
         registry.remove(self.index.load(Relaxed));
     }
 
     fn cancel(&self, outcome: Outcome) {
         if self.state.claim_done() {
-            self.finish(outcome, None);
+            self.finish(outcome, None, None);
         }
     }
 }
@@ -225,9 +250,8 @@ impl<F: Future> Drop for Cell<F> {
             if catch_unwind(AssertUnwindSafe(|| *fut = None)).is_err() {
                 tracing::error!("cenote::tasks: a future panicked while being dropped");
             }
-            self.slot.get_mut().result = Some(Err(JoinError::Cancelled));
-            let joiner = self.slot.get_mut().joiner.take();
-            self.pool.finished(self.lane, Outcome::Cancelled, joiner);
+            // Dropped: no handle is left to see a result.
+            self.pool.finished(self.lane, Outcome::Cancelled, false);
         }
     }
 }

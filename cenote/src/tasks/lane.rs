@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicU8;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use crossbeam_queue::SegQueue;
 use futures_util::task::AtomicWaker;
@@ -180,13 +180,11 @@ impl Registry {
     }
 }
 
-/// Slots, joiners and `active` decrements of the futures that finished
-/// during one driver poll, settled in one go at its end (see
-/// `Inner::finished`).
+/// Slots and `active` decrements of the futures that finished during one
+/// driver poll, settled in one go at its end (see `Inner::finished`).
 pub(crate) struct Batch {
     pool: *const Inner,
     finished: usize,
-    joiners: Vec<Waker>,
 }
 
 thread_local! {
@@ -197,7 +195,7 @@ thread_local! {
 impl Batch {
     /// Adds a finished future of `pool` to the batch of the driver polling
     /// on this thread; false when there is none, or it is another pool's.
-    pub(crate) fn add(pool: &Inner, joiner: Option<&Waker>) -> bool {
+    pub(crate) fn add(pool: &Inner) -> bool {
         BATCH.with(|b| {
             let batch = b.get();
             if batch.is_null() {
@@ -211,7 +209,6 @@ impl Batch {
                 return false;
             }
             batch.finished += 1;
-            batch.joiners.extend(joiner.cloned());
             true
         })
     }
@@ -241,7 +238,7 @@ impl Drop for BatchScope<'_> {
         BATCH.with(|b| b.set(self.previous));
         let n = std::mem::take(&mut self.batch.finished);
         if n > 0 {
-            self.pool.flush(n, self.batch.joiners.drain(..));
+            self.pool.flush(n);
         }
     }
 }
@@ -267,7 +264,6 @@ impl Driver {
             batch: Batch {
                 pool: Arc::as_ptr(pool),
                 finished: 0,
-                joiners: Vec::new(),
             },
         }
     }

@@ -8,7 +8,6 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
-use std::task::Waker;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -492,29 +491,28 @@ impl Inner {
         &self.lanes[i]
     }
 
-    /// Counts a finished future, gives its slot back and wakes its joiner
-    /// (in that order, so a joiner that wakes finds the slot free), and
-    /// wakes `wait_idle` when it was the last. Inside its lane's driver the
-    /// last three are batched until the end of the driver's poll: one
-    /// semaphore release and one counter update per poll instead of one per
-    /// future, which keeps those cache lines from bouncing between the
-    /// spawning thread and the lane's.
-    pub(crate) fn finished(&self, lane: usize, outcome: Outcome, joiner: Option<Waker>) {
+    /// Counts a finished future, gives its slot back, and wakes `wait_idle`
+    /// when it was the last. With `batch`, inside its lane's driver, the
+    /// release waits for the end of the driver's poll: one semaphore release
+    /// and one counter update per poll instead of one per future, which
+    /// keeps those cache lines from bouncing between the spawning thread and
+    /// the lane's. (Only futures whose result nobody can see are batched,
+    /// see `Cell::finish`.)
+    pub(crate) fn finished(&self, lane: usize, outcome: Outcome, batch: bool) {
         match outcome {
             Outcome::Completed => self.lanes[lane].count_completed(),
             Outcome::Panicked => drop(self.panicked.fetch_add(1, Relaxed)),
             Outcome::Aborted => drop(self.aborted.fetch_add(1, SeqCst)),
             Outcome::Cancelled => drop(self.cancelled.fetch_add(1, Relaxed)),
         }
-        if !Batch::add(self, joiner.as_ref()) {
-            self.flush(1, joiner);
+        if !(batch && Batch::add(self)) {
+            self.flush(1);
         }
     }
 
-    /// Gives `n` slots back, wakes the joiners, drops `active` by `n`.
-    pub(crate) fn flush(&self, n: usize, joiners: impl IntoIterator<Item = Waker>) {
+    /// Gives `n` slots back and drops `active` by `n`.
+    pub(crate) fn flush(&self, n: usize) {
         self.sem.release(n);
-        joiners.into_iter().for_each(Waker::wake);
         // SeqCst pairs with `wait_idle`: it counts itself in `idle_waiters`
         // and then reads `active`; here `active` drops and then
         // `idle_waiters` is read. In the single order of SeqCst operations
