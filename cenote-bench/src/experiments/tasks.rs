@@ -387,6 +387,27 @@ impl MutexSemaphore {
     }
 }
 
+/// Two tasks on a 2-worker runtime share the semaphore `$sem` (cenote's or
+/// tokio's: the same `acquire().await` API) and each acquire, bump a shared
+/// counter and release `$ops / 2` times.
+macro_rules! contended_tasks {
+    ($sem:expr, $ops:expr) => {{
+        let sem = Arc::new($sem);
+        let counter = Arc::new(AtomicUsize::new(0));
+        let ops: u64 = $ops;
+        two_tasks(move || {
+            let (sem, counter) = (sem.clone(), counter.clone());
+            async move {
+                for _ in 0..ops / 2 {
+                    let permit = sem.acquire().await.expect("open");
+                    counter.fetch_add(1, Relaxed);
+                    drop(permit);
+                }
+            }
+        })?
+    }};
+}
+
 /// Child side of [`SEMAPHORE`].
 pub fn run_semaphore(imp: Impl, p: &SemParams) -> Result<Outcome, String> {
     let ops = p.ops;
@@ -457,32 +478,10 @@ pub fn run_semaphore(imp: Impl, p: &SemParams) -> Result<Outcome, String> {
             })
         }
         (SemMode::Tasks2, Impl::Cenote) => {
-            let sem = Arc::new(cenote::limit::Semaphore::new(1));
-            let counter = Arc::new(AtomicUsize::new(0));
-            two_tasks(move || {
-                let (sem, counter) = (sem.clone(), counter.clone());
-                async move {
-                    for _ in 0..ops / 2 {
-                        let permit = sem.acquire().await.expect("open");
-                        counter.fetch_add(1, Relaxed);
-                        drop(permit);
-                    }
-                }
-            })?
+            contended_tasks!(cenote::limit::Semaphore::new(1), ops)
         }
         (SemMode::Tasks2, Impl::TokioSemaphore) => {
-            let sem = Arc::new(tokio::sync::Semaphore::new(1));
-            let counter = Arc::new(AtomicUsize::new(0));
-            two_tasks(move || {
-                let (sem, counter) = (sem.clone(), counter.clone());
-                async move {
-                    for _ in 0..ops / 2 {
-                        let permit = sem.acquire().await.expect("open");
-                        counter.fetch_add(1, Relaxed);
-                        drop(permit);
-                    }
-                }
-            })?
+            contended_tasks!(tokio::sync::Semaphore::new(1), ops)
         }
         (mode, other) => return Err(format!("{} does not run {mode:?}", other.name())),
     };
