@@ -338,7 +338,18 @@ impl Semaphore {
     }
 
     /// Blocks the calling thread until a permit is granted.
+    #[inline]
     pub fn acquire_blocking(&self) -> Result<Permit<'_>, AcquireError> {
+        // The uncontended case inline: one load and one CAS.
+        if !self.closed.load(SeqCst) && self.take_available(1) {
+            return Ok(Permit { sem: self, n: 1 });
+        }
+        self.acquire_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self) -> Result<Permit<'_>, AcquireError> {
         self.acquire().wait()
     }
 
@@ -426,6 +437,7 @@ impl Semaphore {
     }
 
     /// Makes permits available (the caller serves the queue if needed).
+    #[inline]
     fn put_available(&self, n: usize) -> usize {
         self.state.fetch_add(n << 1, SeqCst)
     }
@@ -433,6 +445,7 @@ impl Semaphore {
     // ----- releasing and resizing --------------------------------------------
 
     /// Gives `n` permits back: to the queue's head first, then to the pool.
+    #[inline]
     pub(crate) fn release(&self, n: usize) {
         if n == 0 {
             return;
@@ -441,11 +454,18 @@ impl Semaphore {
         // is set after, whoever set it (under the lock) serves the queue
         // and sees these permits.
         if self.put_available(n) & SLOW != 0 {
-            let mut q = self.queue.lock();
-            let woken = self.serve(&mut q);
-            drop(q);
-            wake_all(woken);
+            self.release_slow();
         }
+    }
+
+    /// A release that found SLOW: serve the queue (and pay shrink debt).
+    #[cold]
+    #[inline(never)]
+    fn release_slow(&self) {
+        let mut q = self.queue.lock();
+        let woken = self.serve(&mut q);
+        drop(q);
+        wake_all(woken);
     }
 
     /// Adds `n` permits (first cancelling what a shrink still owes).
@@ -699,6 +719,7 @@ impl Request {
     }
 
     /// First attempt: the fast path, else a place in the queue.
+    #[inline]
     fn start(
         &mut self,
         sem: &Semaphore,
@@ -739,6 +760,7 @@ impl Request {
         r
     }
 
+    #[inline]
     fn poll(&mut self, sem: &Semaphore, cx: &mut Context<'_>) -> Poll<Result<(), AcquireError>> {
         assert!(!self.done, "an Acquire future polled after it completed");
         let Some(queued) = &self.queued else {
@@ -851,6 +873,7 @@ impl<'a> Acquire<'a> {
 impl<'a> Future for Acquire<'a> {
     type Output = Result<Permit<'a>, AcquireError>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         this.req.poll(this.sem, cx).map(|r| {
@@ -957,6 +980,7 @@ impl Permit<'_> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.sem.release(self.n);
     }
