@@ -726,3 +726,67 @@ async fn stress_every_future_runs_exactly_once() {
     // Aborted futures that had already run still count as run.
     assert!(ran >= PER * SPAWNERS - aborted.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_blocking_reports_a_full_blocking_pool_and_aborts_stop_the_wait() {
+    // A blocking pool of one thread and no queue: a second closure is refused
+    // with the pool's own error, and the slot it took comes back.
+    let workers = cenote::workers::Pool::builder()
+        .capacity(1)
+        .queue(0)
+        .build()
+        .unwrap();
+    let pool = TaskPool::builder()
+        .capacity(4)
+        .blocking_pool(workers)
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let busy = pool
+        .spawn_blocking(move || rx.recv().is_ok())
+        .await
+        .unwrap();
+    let p = pool.clone();
+    eventually(move || p.running() == 1).await;
+    let refused = pool.spawn_blocking(|| ()).await.unwrap_err();
+    assert!(matches!(refused, SpawnError::Blocking(_)), "{refused:?}");
+    assert!(!refused.to_string().is_empty());
+    assert_eq!(pool.running(), 1, "the refused closure's slot came back");
+    // Aborting the handle stops the waiting (the closure itself runs on).
+    busy.abort();
+    assert!(busy.await.unwrap_err().is_aborted());
+    assert_eq!(pool.running(), 0);
+    tx.send(()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_waiting_zero_refuses_at_once_and_stats_add_up() {
+    let pool = TaskPool::builder()
+        .capacity(1)
+        .max_waiting(0)
+        .build()
+        .unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let gate = pool.spawn(async move { rx.await.ok() }).await.unwrap();
+    assert!(matches!(
+        pool.spawn(async {}).await.unwrap_err(),
+        SpawnError::TooManyWaiting(0)
+    ));
+    // A deadline of zero fails at once too, counted as timed out.
+    assert!(matches!(
+        pool.spawn_timeout(async {}, Duration::ZERO)
+            .await
+            .unwrap_err(),
+        SpawnError::TimedOut(_)
+    ));
+    tx.send(()).unwrap();
+    gate.await.unwrap();
+    pool.wait_idle().await;
+    let s = pool.stats();
+    assert_eq!(
+        (s.spawned, s.completed, s.rejected, s.timed_out, s.waited),
+        (1, 1, 1, 1, 0)
+    );
+    assert_eq!((s.running, s.waiting, s.capacity), (0, 0, 1));
+    assert!(format!("{pool:?}").contains("capacity"));
+}
