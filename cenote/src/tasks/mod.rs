@@ -42,6 +42,9 @@
 //! consequence of lanes: a future that blocks its thread (CPU work without
 //! `.await`) delays the other futures of its lane; give such work to
 //! `spawn_blocking`.
+//!
+//! See `tasks/DESIGN.md` for how a future travels through the pool and why
+//! nothing is lost or run twice.
 
 mod builder;
 mod errors;
