@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -63,7 +63,6 @@ pub(crate) struct Inner {
     /// someone listens.
     idle_waiters: AtomicUsize,
     idle: Notify,
-    aborting: AtomicBool,
     /// `TaskPool` handles alive.
     handles: AtomicUsize,
     panic_handler: Option<PanicHandler>,
@@ -153,7 +152,6 @@ impl TaskPool {
             active: AtomicUsize::new(0),
             idle_waiters: AtomicUsize::new(0),
             idle: Notify::new(),
-            aborting: AtomicBool::new(false),
             handles: AtomicUsize::new(1),
             panic_handler: b.panic_handler,
             blocking: b.blocking,
@@ -444,7 +442,6 @@ impl TaskPool {
         }
         let inner = &*self.inner;
         let before = inner.aborted.load(SeqCst);
-        inner.aborting.store(true, SeqCst);
         for lane in inner.lanes.iter() {
             lane.set_mode(ABORT);
         }
