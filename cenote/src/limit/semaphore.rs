@@ -964,7 +964,7 @@ impl Permit<'_> {
     /// Keeps the permits taken without a guard; whoever calls this gives
     /// them back later with `Semaphore::release` (the task pool does, when
     /// a future ends).
-    #[cfg_attr(loom, allow(dead_code))]
+    #[cfg_attr(any(loom, not(feature = "tokio")), allow(dead_code))]
     pub(crate) fn keep(self) {
         std::mem::forget(self);
     }
