@@ -154,6 +154,49 @@ fn a_large_request_keeps_its_place_against_later_small_ones() {
 }
 
 #[test]
+fn higher_priority_waiters_are_served_first_and_equals_in_order() {
+    let sem = Semaphore::new(1);
+    let held = sem.try_acquire().unwrap();
+    // (label, priority), queued in this order.
+    let queued = [("a", 0), ("b", 5), ("c", 0), ("d", 5), ("e", -1), ("f", 9)];
+    let mut futs: Vec<_> = queued
+        .iter()
+        .map(|&(label, p)| (label, Box::pin(sem.acquire_prioritized(1, p))))
+        .collect();
+    for (_, f) in &mut futs {
+        assert!(poll_once(f).is_pending());
+    }
+    assert_eq!(sem.waiting(), 6);
+    drop(held);
+    let mut order = Vec::new();
+    while !futs.is_empty() {
+        let i = futs
+            .iter_mut()
+            .position(|(_, f)| poll_once(f).is_ready())
+            .expect("one waiter holds the permit");
+        // `poll_once` consumed the permit: hand it back by dropping the
+        // permit it returned (it was dropped with the Ready value).
+        order.push(futs.remove(i).0);
+    }
+    assert_eq!(order, ["f", "b", "d", "a", "c", "e"]);
+    assert_eq!(sem.available(), 1);
+}
+
+#[test]
+fn a_priority_waiter_never_overtakes_a_partly_served_head() {
+    let sem = Semaphore::new(2);
+    let mut held = sem.try_acquire_many(2).unwrap();
+    let mut big = Box::pin(sem.acquire_many(2));
+    assert!(poll_once(&mut big).is_pending());
+    drop(held.split(1).unwrap()); // the head now holds 1 of its 2
+    let mut urgent = Box::pin(sem.acquire_prioritized(1, 100));
+    assert!(poll_once(&mut urgent).is_pending());
+    drop(held);
+    assert!(matches!(poll_once(&mut big), Poll::Ready(Ok(ref p)) if p.count() == 2));
+    assert!(matches!(poll_once(&mut urgent), Poll::Ready(Ok(_))));
+}
+
+#[test]
 fn dropping_a_pending_acquire_leaves_no_waiter_and_no_permit() {
     let sem = Semaphore::new(2);
     let held = sem.try_acquire_many(2).unwrap();

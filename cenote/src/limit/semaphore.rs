@@ -174,6 +174,8 @@ struct Node {
     requested: usize,
     /// Permits still to be handed over.
     remaining: usize,
+    /// Higher waits ahead of lower; FIFO among equals.
+    priority: i32,
     prev: usize,
     next: usize,
 }
@@ -214,6 +216,51 @@ impl List {
             t => self.node_mut(t).next = i,
         }
         self.tail = i;
+        i
+    }
+
+    /// Links `node` behind every node of the same or higher priority (the
+    /// tail, O(1), when all share one priority), but never ahead of a head
+    /// that already holds part of its permits (`reserved` is the head's).
+    fn insert_by_priority(&mut self, node: Node) -> usize {
+        let mut after = self.tail;
+        while after != NIL {
+            let n = self.nodes[after].as_ref().expect("a linked node");
+            let partly_served = after == self.head && n.remaining < n.requested;
+            if n.priority >= node.priority || partly_served {
+                break;
+            }
+            after = n.prev;
+        }
+        if after == self.tail {
+            return self.push_back(node);
+        }
+        self.link_after(after, node)
+    }
+
+    /// Links `node` after `after` (`NIL`: at the head), which is not the tail.
+    fn link_after(&mut self, after: usize, mut node: Node) -> usize {
+        let next = match after {
+            NIL => self.head,
+            a => self.node_mut(a).next,
+        };
+        node.prev = after;
+        node.next = next;
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i] = Some(node);
+                i
+            }
+            None => {
+                self.nodes.push(Some(node));
+                self.nodes.len() - 1
+            }
+        };
+        match after {
+            NIL => self.head = i,
+            a => self.node_mut(a).next = i,
+        }
+        self.node_mut(next).prev = i;
         i
     }
 
@@ -321,6 +368,18 @@ impl Semaphore {
             sem: self,
             req: Request::new(n),
         }
+    }
+
+    /// Like [`acquire_many`](Self::acquire_many), with a priority: a waiter
+    /// queues ahead of every waiter of lower priority (the plain acquires
+    /// have priority 0), behind those of the same or higher priority, so
+    /// urgent work is served first and equals stay FIFO. A waiter already
+    /// holding part of a many-permit request is never overtaken. Use it
+    /// from a thread with [`Acquire::wait`] / [`Acquire::wait_timeout`].
+    pub fn acquire_prioritized(&self, n: usize, priority: i32) -> Acquire<'_> {
+        let mut req = Request::new(n);
+        req.priority = priority;
+        Acquire { sem: self, req }
     }
 
     /// Like [`acquire`](Self::acquire), with a permit that owns a handle to
@@ -605,20 +664,22 @@ impl Semaphore {
 
     /// Queues a waiter for `n` permits (and serves the queue at once, which
     /// grants it if permits are free and it is first).
-    fn enqueue(&self, n: usize, wake: Wake) -> Result<Queued, AcquireError> {
+    fn enqueue(&self, n: usize, wake: Wake, priority: i32) -> Result<Queued, AcquireError> {
         let mut q = self.queue.lock();
         if self.closed.load(SeqCst) {
             return Err(AcquireError::Closed);
         }
         let waiter = Waiter::new();
-        let index = q.push_back(Node {
+        let node = Node {
             waiter: waiter.clone(),
             wake,
             requested: n,
             remaining: n,
+            priority,
             prev: NIL,
             next: NIL,
-        });
+        };
+        let index = q.insert_by_priority(node);
         self.count_waiter(true);
         self.state.fetch_or(SLOW, SeqCst);
         let woken = self.serve(&mut q);
@@ -705,6 +766,7 @@ struct Queued {
 
 struct Request {
     n: usize,
+    priority: i32,
     queued: Option<Queued>,
     done: bool,
 }
@@ -713,6 +775,7 @@ impl Request {
     fn new(n: usize) -> Self {
         Request {
             n,
+            priority: 0,
             queued: None,
             done: false,
         }
@@ -734,7 +797,7 @@ impl Request {
         if self.n == 0 || sem.take_available(self.n) {
             return Some(Ok(()));
         }
-        match sem.enqueue(self.n, wake()) {
+        match sem.enqueue(self.n, wake(), self.priority) {
             Err(e) => Some(Err(e)),
             Ok(queued) => {
                 let state = queued.waiter.state.load(SeqCst);
