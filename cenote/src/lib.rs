@@ -14,7 +14,10 @@
 //!   on a tokio runtime with at most `capacity` in flight: back-pressure,
 //!   reject or deadline when full, join handles, tune, wait-idle, shutdown.
 //!
-//! The resource pool follows in a later release.
+//! - [`resources`] (feature `tokio`): a managed resource pool for async
+//!   tasks and plain threads: min-idle, lifetimes, idle timeout, keepalive,
+//!   checks with a bypass window, reset before reuse, FIFO or priority
+//!   waiters, load shedding, leak detection, hooks, fail-fast errors.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -22,6 +25,14 @@
 pub mod limit;
 pub mod objects;
 pub(crate) mod sync;
+#[cfg(all(feature = "tokio", not(loom)))]
+pub mod resources;
+/// The resource pool's bookkeeping core, alone, for the loom models
+/// (`tests/loom_resources.rs`); tokio does not build under loom.
+#[cfg(loom)]
+#[doc(hidden)]
+#[path = "resources/core.rs"]
+pub mod resources_core;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub mod tasks;
 /// The state words of `cenote::tasks`, alone, for the loom models

@@ -1,0 +1,99 @@
+//! Errors of the resource pool.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why `get` gave no resource.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError<E: std::error::Error + 'static> {
+    /// No resource within the acquire timeout. `last_error` is the most
+    /// recent create or check error this call or the pool saw since its last
+    /// successful create, so a database that is down shows as down, not
+    /// as a bare timeout.
+    #[error("no resource within {waited:?}{}", LastError(last_error))]
+    TimedOut {
+        /// How long the caller waited.
+        waited: Duration,
+        /// The last create or check error, if any.
+        last_error: Option<Arc<E>>,
+    },
+    /// Creating a resource failed with an error the manager calls
+    /// permanent (bad credentials, unknown host): reported at once.
+    #[error("creating a resource failed: {0}")]
+    Create(#[source] Arc<E>),
+    /// The pool is closed.
+    #[error("the resource pool is closed")]
+    Closed,
+    /// `max_waiting` callers already wait: this one is shed.
+    #[error("{0} callers already wait for a resource (max_waiting): shed")]
+    TooManyWaiting(usize),
+    /// `try_get` found no idle resource and no room to create one.
+    #[error("no resource is free now")]
+    NoneFree,
+}
+
+impl<E: std::error::Error + 'static> GetError<E> {
+    /// The underlying create or check error, if any.
+    pub fn cause(&self) -> Option<&E> {
+        match self {
+            GetError::TimedOut { last_error, .. } => last_error.as_deref(),
+            GetError::Create(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+struct LastError<'a, E>(&'a Option<Arc<E>>);
+
+impl<E: fmt::Display> fmt::Display for LastError<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(e) => write!(f, "; last error: {e}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a pool could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError<E: std::error::Error + 'static> {
+    /// `max_size(0)`.
+    #[error("max_size must be at least 1")]
+    ZeroMaxSize,
+    /// `max_size` above the semaphore's limit.
+    #[error("max_size {0} is above the limit ({max})", max = crate::limit::MAX_PERMITS)]
+    MaxSizeTooLarge(usize),
+    /// `min_idle` above `max_size`.
+    #[error("min_idle {min_idle} is above max_size {max_size}")]
+    MinIdleAboveMax {
+        /// The requested minimum.
+        min_idle: usize,
+        /// The bound.
+        max_size: usize,
+    },
+    /// A zero duration where a positive one is needed.
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(&'static str),
+    /// The pool's own runtime could not start.
+    #[error("could not start the pool's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// `build_filled`: the first resources could not be created (the
+    /// manager's own error, not a timeout).
+    #[error("creating the first resources failed: {0}")]
+    Create(#[source] Arc<E>),
+    /// `build_filled`: creating the first resources took longer than the
+    /// create timeout.
+    #[error("creating the first resources timed out after {0:?}")]
+    CreateTimedOut(Duration),
+}
+
+/// Why `close_timeout` returned before every resource was destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{lent} resources still lent and {destroying} being destroyed after the timeout")]
+pub struct CloseTimedOut {
+    /// Resources still lent when the time ran out.
+    pub lent: usize,
+    /// Resources whose `destroy` had not finished.
+    pub destroying: usize,
+}

@@ -1,0 +1,149 @@
+//! Running the manager's futures: the pool's runtime, a `block_on` for
+//! plain threads, and a timeout that costs nothing when the future is
+//! ready at its first poll.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use futures_util::task::{waker_ref, ArcWake};
+use tokio::runtime::Handle;
+
+/// The runtime a pool runs its manager and maintenance on: the caller's
+/// (or the one given to the builder), or its own, a current-thread runtime
+/// driven by one thread named `cenote-resources` (for pools used from
+/// plain threads only).
+pub(crate) struct Rt {
+    pub(crate) handle: Handle,
+    /// Dropping the sender stops the pool's own runtime.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Rt {
+    pub(crate) fn new(given: Option<Handle>) -> std::io::Result<Rt> {
+        if let Some(handle) = given.or_else(|| Handle::try_current().ok()) {
+            return Ok(Rt { handle, stop: None });
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("cenote-resources")
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        thread::Builder::new()
+            .name("cenote-resources".into())
+            .spawn(move || {
+                // Driving the runtime: its timers, its I/O and the tasks the
+                // pool spawns on it. Returns when the pool is dropped.
+                let _ = rt.block_on(stopped);
+                rt.shutdown_background();
+            })?;
+        Ok(Rt {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+struct ThreadWaker(Thread);
+
+impl ArcWake for ThreadWaker {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.0.unpark();
+    }
+}
+
+thread_local! {
+    static WAKER: Arc<ThreadWaker> = Arc::new(ThreadWaker(thread::current()));
+}
+
+/// Runs `fut` to completion on the calling thread, inside `handle`'s
+/// context (so its timers and I/O work), parking between polls.
+pub(crate) fn block_on<F: Future>(handle: &Handle, fut: F) -> F::Output {
+    let _entered = handle.enter();
+    let mut fut = std::pin::pin!(fut);
+    WAKER.with(|w| {
+        let waker = waker_ref(w);
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                return v;
+            }
+            thread::park();
+        }
+    })
+}
+
+/// The time ran out.
+#[derive(Debug)]
+pub(crate) struct Elapsed;
+
+pin_project_lite::pin_project! {
+    /// `fut`, bounded by `limit`. The timer is made (and registered) only if
+    /// the first poll is pending: a check or reset that completes at once
+    /// costs no timer.
+    pub(crate) struct Bounded<'h, F> {
+        #[pin]
+        fut: F,
+        limit: Duration,
+        handle: &'h Handle,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+/// Bounds `fut` by `limit` (a huge limit: unbounded).
+pub(crate) fn bounded<F: Future>(handle: &Handle, limit: Duration, fut: F) -> Bounded<'_, F> {
+    Bounded {
+        fut,
+        limit,
+        handle,
+        sleep: None,
+    }
+}
+
+impl<F: Future> Future for Bounded<'_, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        if this.sleep.is_none() {
+            let Some(deadline) = tokio::time::Instant::now().checked_add(*this.limit) else {
+                // Beyond any representable instant: no deadline.
+                return Poll::Pending;
+            };
+            // Made inside the runtime's context, so any executor can poll it.
+            let _entered = this.handle.enter();
+            *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        }
+        match this.sleep.as_mut().expect("made above").as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A pseudo-random number in `0..n` (lifetime jitter; not for secrets).
+pub(crate) fn jitter(seed: u64, n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    // splitmix64
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % n
+}

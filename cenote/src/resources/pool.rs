@@ -1,0 +1,922 @@
+//! The pool: getting, returning, destroying and controlling resources (see
+//! `DESIGN.md`).
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+
+use super::builder::{Builder, Config, QueueOrder};
+use super::core::{Core, Idle, Meta};
+use super::errors::{BuildError, CloseTimedOut, GetError};
+use super::exec::{block_on, bounded, jitter, Rt};
+use super::guard::{Lease, Pooled};
+use super::hooks::{guarded, Hooks, LeakReport, Lent, LentTable};
+use super::stats::{Counters, DestroyReason, Stats, Status};
+use super::Manager;
+
+/// A pool of managed resources (connections, clients), shared by async
+/// tasks and plain threads. Cloning gives another handle to the same pool.
+///
+/// See the [module documentation](super) for an example and the model.
+pub struct Pool<M: Manager> {
+    pub(crate) inner: Arc<Inner<M>>,
+}
+
+impl<M: Manager> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<M: Manager> fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner<M: Manager> {
+    pub(crate) manager: M,
+    pub(crate) core: Core<M::Resource>,
+    pub(crate) cfg: Config,
+    pub(crate) hooks: Hooks<M::Resource>,
+    pub(crate) counters: Counters,
+    /// Milliseconds since `base`, advanced by the maintenance task and by
+    /// the slow paths: reading it is one load (the hot path never reads
+    /// the system clock).
+    clock: AtomicU64,
+    base: Instant,
+    next_id: AtomicU64,
+    /// The last create or check error since the last successful create.
+    last_error: Mutex<Option<Arc<M::Error>>>,
+    has_last_error: AtomicBool,
+    /// `destroy` calls under way.
+    destroying: AtomicUsize,
+    /// Signalled when a resource is destroyed (for `close_timeout`).
+    gone: tokio::sync::Notify,
+    pub(crate) lent: Option<Mutex<LentTable>>,
+    /// Consecutive failed background creates (backs the refill off).
+    refill_failures: AtomicU64,
+    refill_after_ms: AtomicU64,
+    pub(crate) rt: Rt,
+}
+
+/// A `get` with options: a priority and a timeout of its own.
+#[must_use = "a Request does nothing until get() or get_blocking()"]
+pub struct Request<'a, M: Manager> {
+    pool: &'a Pool<M>,
+    priority: i32,
+    timeout: Option<Duration>,
+}
+
+impl<M: Manager> Request<'_, M> {
+    /// Waits ahead of every caller of lower priority (plain `get`s have
+    /// priority 0); FIFO among equals.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// This call's acquire timeout instead of the pool's.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Gets a resource (async).
+    #[track_caller]
+    pub fn get(
+        self,
+    ) -> impl std::future::Future<Output = Result<Pooled<M>, GetError<M::Error>>> + Send + 'static
+    {
+        let at = Location::caller();
+        let inner = self.pool.inner.clone();
+        let timeout = self.timeout.unwrap_or(inner.cfg.acquire_timeout);
+        let priority = self.priority;
+        async move { Inner::get(&inner, priority, timeout, at).await }
+    }
+
+    /// Gets a resource, blocking the calling thread (not for async code:
+    /// use [`get`](Self::get) there).
+    #[track_caller]
+    pub fn get_blocking(self) -> Result<Pooled<M>, GetError<M::Error>> {
+        let at = Location::caller();
+        let inner = &self.pool.inner;
+        let timeout = self.timeout.unwrap_or(inner.cfg.acquire_timeout);
+        block_on(
+            &inner.rt.handle,
+            Inner::get(inner, self.priority, timeout, at),
+        )
+    }
+}
+
+impl<M: Manager> Pool<M> {
+    /// A builder for a pool of `manager`'s resources.
+    pub fn builder(manager: M) -> Builder<M> {
+        Builder::new(manager)
+    }
+
+    pub(crate) fn start(
+        manager: M,
+        cfg: Config,
+        hooks: Hooks<M::Resource>,
+        runtime: Option<Handle>,
+    ) -> Result<Pool<M>, BuildError<M::Error>> {
+        let rt = Rt::new(runtime).map_err(BuildError::Runtime)?;
+        let lent = cfg.leak_threshold.map(|_| Mutex::new(LentTable::default()));
+        let inner = Arc::new(Inner {
+            manager,
+            core: Core::new(cfg.max_size, cfg.order == QueueOrder::Lifo),
+            cfg,
+            hooks,
+            counters: Counters::default(),
+            clock: AtomicU64::new(0),
+            base: Instant::now(),
+            next_id: AtomicU64::new(1),
+            last_error: Mutex::new(None),
+            has_last_error: AtomicBool::new(false),
+            destroying: AtomicUsize::new(0),
+            gone: tokio::sync::Notify::new(),
+            lent,
+            refill_failures: AtomicU64::new(0),
+            refill_after_ms: AtomicU64::new(0),
+            rt,
+        });
+        let weak = Arc::downgrade(&inner);
+        let tick = inner.cfg.maintenance_interval;
+        inner.rt.handle.spawn(maintain(weak, tick));
+        Ok(Pool { inner })
+    }
+
+    /// Gets a resource: an idle one (reset, and checked unless used within
+    /// the bypass window) or a new one, waiting FIFO for a slot when
+    /// `max_size` are lent, at most the acquire timeout. Cancel-safe:
+    /// dropping the future at any point leaves no slot and no waiter behind
+    /// (a create under way finishes in the background and its resource
+    /// goes idle).
+    #[track_caller]
+    pub fn get(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Pooled<M>, GetError<M::Error>>> + Send + 'static
+    {
+        self.request().get()
+    }
+
+    /// [`get`](Self::get) from a plain thread, blocking it (at most the
+    /// acquire timeout).
+    #[track_caller]
+    pub fn get_blocking(&self) -> Result<Pooled<M>, GetError<M::Error>> {
+        self.request().get_blocking()
+    }
+
+    /// [`get_blocking`](Self::get_blocking) with a timeout of its own.
+    #[track_caller]
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Pooled<M>, GetError<M::Error>> {
+        self.request().timeout(timeout).get_blocking()
+    }
+
+    /// A `get` with a priority or a timeout of its own.
+    pub fn request(&self) -> Request<'_, M> {
+        Request {
+            pool: self,
+            priority: 0,
+            timeout: None,
+        }
+    }
+
+    /// The pool's runtime.
+    pub fn handle(&self) -> &Handle {
+        &self.inner.rt.handle
+    }
+
+    /// Makes resources up to `max(min_idle, 1)` (at build).
+    pub(crate) async fn fill(&self) -> Result<(), BuildError<M::Error>> {
+        let inner = &self.inner;
+        let want = inner.cfg.min_idle.max(1);
+        while inner.core.size() < want {
+            if !inner.core.try_permit() {
+                break;
+            }
+            let lease = Lease::new(inner.clone());
+            inner.core.start_create();
+            match inner.create_one().await {
+                Ok(item) => {
+                    if let Err(item) = inner.core.put_idle(item) {
+                        inner.dispose(item, DestroyReason::Evicted);
+                    }
+                    drop(lease);
+                }
+                Err(CreateFailure::Failed(e)) => return Err(BuildError::Create(e)),
+                Err(CreateFailure::TimedOut) => {
+                    return Err(BuildError::CreateTimedOut(inner.cfg.create_timeout))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts now.
+    pub fn status(&self) -> Status {
+        let core = &self.inner.core;
+        let size = core.size();
+        let idle = core.idle();
+        Status {
+            size,
+            idle,
+            in_use: core.permits_held().min(size.saturating_sub(idle)),
+            waiting: core.waiting(),
+            max_size: core.max(),
+        }
+    }
+
+    /// Counters since the pool was built.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Sets `max_size` to `n`, both ways. Growing lets waiters in at once;
+    /// shrinking destroys idle resources over the bound now and lent ones
+    /// as they come back.
+    pub fn resize(&self, n: usize) -> Result<(), ResizeError> {
+        if n == 0 {
+            return Err(ResizeError::Zero);
+        }
+        if self.inner.core.is_closed() {
+            return Err(ResizeError::Closed);
+        }
+        let over = self
+            .inner
+            .core
+            .set_max(n)
+            .map_err(|_| ResizeError::TooLarge(n))?;
+        for item in over {
+            self.inner.dispose(item, DestroyReason::Evicted);
+        }
+        Ok(())
+    }
+
+    /// Destroys the idle resources for which `keep` returns false; returns
+    /// how many.
+    pub fn retain(&self, mut keep: impl FnMut(&M::Resource, ResourceInfo) -> bool) -> usize {
+        let now = self.inner.refresh_clock();
+        let gone = self
+            .inner
+            .core
+            .take_idle_where(|item| !keep(&item.res, ResourceInfo::of(&item.meta, now)));
+        let n = gone.len();
+        for item in gone {
+            self.inner.dispose(item, DestroyReason::Evicted);
+        }
+        n
+    }
+
+    /// Destroys every idle resource; returns how many.
+    pub fn evict_idle(&self) -> usize {
+        self.retain(|_, _| false)
+    }
+
+    /// Stops lending: waiting and later `get`s fail with
+    /// `GetError::Closed`, idle resources are destroyed now, lent ones when
+    /// they come back.
+    pub fn close(&self) {
+        for item in self.inner.core.close() {
+            self.inner.dispose(item, DestroyReason::Evicted);
+        }
+    }
+
+    /// Whether the pool is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.core.is_closed()
+    }
+
+    /// Closes the pool, then waits at most `d` for lent resources to come
+    /// back and every `destroy` to finish.
+    pub async fn close_timeout(&self, d: Duration) -> Result<(), CloseTimedOut> {
+        self.close();
+        let inner = &self.inner;
+        let done = || inner.core.size() == 0 && inner.destroying.load(SeqCst) == 0;
+        let wait = async {
+            loop {
+                let gone = inner.gone.notified();
+                if done() {
+                    return;
+                }
+                gone.await;
+            }
+        };
+        match bounded(&inner.rt.handle, d, wait).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(CloseTimedOut {
+                lent: inner.core.size(),
+                destroying: inner.destroying.load(SeqCst),
+            }),
+        }
+    }
+
+    /// [`close_timeout`](Self::close_timeout) from a plain thread.
+    pub fn close_timeout_blocking(&self, d: Duration) -> Result<(), CloseTimedOut> {
+        block_on(&self.inner.rt.handle, self.close_timeout(d))
+    }
+}
+
+/// What `retain` knows about an idle resource.
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceInfo {
+    /// The resource's number in its pool.
+    pub id: u64,
+    /// Time since it was created (coarse).
+    pub age: Duration,
+    /// Time since it was last returned or checked (coarse).
+    pub idle_for: Duration,
+}
+
+impl ResourceInfo {
+    fn of(meta: &Meta, now_ms: u64) -> Self {
+        ResourceInfo {
+            id: meta.id,
+            age: Duration::from_millis(now_ms.saturating_sub(meta.created_ms)),
+            idle_for: Duration::from_millis(now_ms.saturating_sub(meta.last_used_ms)),
+        }
+    }
+}
+
+/// Why `resize` refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResizeError {
+    /// `resize(0)`.
+    #[error("max_size must be at least 1")]
+    Zero,
+    /// Above the semaphore's limit.
+    #[error("max_size {0} is above the limit")]
+    TooLarge(usize),
+    /// The pool is closed.
+    #[error("the pool is closed")]
+    Closed,
+}
+
+pub(crate) enum CreateFailure<E> {
+    Failed(Arc<E>),
+    TimedOut,
+}
+
+/// A failed check or reset.
+enum CheckFailure<E> {
+    Failed(E),
+    TimedOut,
+}
+
+impl<M: Manager> Inner<M> {
+    #[inline]
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.load(Relaxed)
+    }
+
+    /// Reads the system clock into the coarse one (slow paths only).
+    pub(crate) fn refresh_clock(&self) -> u64 {
+        let now = self.base.elapsed().as_millis() as u64;
+        self.clock.fetch_max(now, Relaxed);
+        now
+    }
+
+    fn ms(d: Duration) -> u64 {
+        d.as_millis().min(u128::from(u64::MAX / 4)) as u64
+    }
+
+    fn last_error(&self) -> Option<Arc<M::Error>> {
+        if !self.has_last_error.load(Relaxed) {
+            return None;
+        }
+        self.last_error.lock().clone()
+    }
+
+    fn record_error(&self, e: Arc<M::Error>) {
+        *self.last_error.lock() = Some(e);
+        self.has_last_error.store(true, Relaxed);
+    }
+
+    fn clear_error(&self) {
+        if self.has_last_error.load(Relaxed) {
+            *self.last_error.lock() = None;
+            self.has_last_error.store(false, Relaxed);
+        }
+    }
+
+    /// The whole `get`.
+    async fn get(
+        this: &Arc<Self>,
+        priority: i32,
+        timeout: Duration,
+        at: &'static Location<'static>,
+    ) -> Result<Pooled<M>, GetError<M::Error>> {
+        if this.core.is_closed() {
+            return Err(GetError::Closed);
+        }
+        // A deadline is computed only on a path that may wait.
+        let mut started: Option<Instant> = None;
+        if this.core.try_permit() {
+            this.counters.served_at_once.fetch_add(1, Relaxed);
+        } else {
+            let t0 = Instant::now();
+            started = Some(t0);
+            if let Some(max) = this.cfg.max_waiting {
+                let waiting = this.core.waiting();
+                if waiting >= max {
+                    this.counters.shed.fetch_add(1, Relaxed);
+                    return Err(GetError::TooManyWaiting(waiting));
+                }
+            }
+            match bounded(&this.rt.handle, timeout, this.core.acquire(priority)).await {
+                Ok(Ok(permit)) => permit.keep(),
+                Ok(Err(_)) => return Err(GetError::Closed),
+                Err(_) => return Err(this.timed_out(t0, None)),
+            }
+            this.counters.waited(t0.elapsed());
+        }
+        let lease = Lease::new(this.clone());
+        this.checkout(lease, timeout, started, at).await
+    }
+
+    fn timed_out(&self, t0: Instant, mine: Option<Arc<M::Error>>) -> GetError<M::Error> {
+        self.counters.timed_out.fetch_add(1, Relaxed);
+        GetError::TimedOut {
+            waited: t0.elapsed(),
+            last_error: mine.or_else(|| self.last_error()),
+        }
+    }
+
+    /// With a permit: an idle resource that passes its reset and check, or
+    /// a new one.
+    async fn checkout(
+        self: &Arc<Self>,
+        mut lease: Lease<M>,
+        timeout: Duration,
+        mut started: Option<Instant>,
+        at: &'static Location<'static>,
+    ) -> Result<Pooled<M>, GetError<M::Error>> {
+        let mut mine: Option<Arc<M::Error>> = None;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            while let Some(item) = self.core.pop_idle() {
+                if let Some(item) = self.ready(item, &mut mine).await {
+                    return Ok(Pooled::new(lease, item, at));
+                }
+            }
+            if self.core.is_closed() {
+                return Err(GetError::Closed);
+            }
+            // Nothing idle: make one. The permit travels with the create
+            // (so a caller that gives up leaves it to finish in the
+            // background, its resource going idle).
+            let t0 = *started.get_or_insert_with(Instant::now);
+            let left = timeout.saturating_sub(t0.elapsed());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.core.start_create();
+            let inner = self.clone();
+            self.rt.handle.spawn(async move {
+                let result = inner.create_one().await;
+                let msg = match result {
+                    Ok(item) => Ok(Created {
+                        lease: Some(lease),
+                        item: Some(item),
+                    }),
+                    Err(f) => Err((f, lease)),
+                };
+                // A receiver gone drops `msg`: `Created` puts the resource
+                // in the idle store and the lease gives the permit back.
+                let _ = tx.send(msg);
+            });
+            match bounded(&self.rt.handle, left, rx).await {
+                Err(_) => return Err(self.timed_out(t0, mine)),
+                Ok(Err(_)) => return Err(GetError::Closed), // runtime gone
+                Ok(Ok(Ok(mut created))) => {
+                    let (l, item) = created.take();
+                    let item = match self.on_checkout_hook(item) {
+                        Some(item) => item,
+                        None => {
+                            lease = l;
+                            continue;
+                        }
+                    };
+                    return Ok(Pooled::new(l, item, at));
+                }
+                Ok(Ok(Err((failure, l)))) => {
+                    lease = l;
+                    match failure {
+                        CreateFailure::Failed(e) => {
+                            if self.manager.is_permanent(&e) {
+                                return Err(GetError::Create(e));
+                            }
+                            mine = Some(e);
+                        }
+                        CreateFailure::TimedOut => {}
+                    }
+                    // Transient: try again after a pause, within the
+                    // deadline (an idle resource may come back meanwhile).
+                    let left = timeout.saturating_sub(t0.elapsed());
+                    if left <= backoff {
+                        return Err(self.timed_out(t0, mine));
+                    }
+                    let pause = {
+                        let _entered = self.rt.handle.enter();
+                        tokio::time::sleep(backoff)
+                    };
+                    pause.await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// An idle resource made ready to lend: not expired, reset, checked
+    /// (unless used within the bypass window), accepted by the checkout
+    /// hook; `None` if it was destroyed instead.
+    async fn ready(
+        self: &Arc<Self>,
+        item: Idle<M::Resource>,
+        mine: &mut Option<Arc<M::Error>>,
+    ) -> Option<Idle<M::Resource>> {
+        let now = self.now_ms();
+        if item.meta.expires_ms <= now {
+            self.dispose(item, DestroyReason::Expired);
+            return None;
+        }
+        if let Some(idle) = self.cfg.idle_timeout {
+            if now.saturating_sub(item.meta.last_used_ms) >= Self::ms(idle) {
+                self.dispose(item, DestroyReason::Idle);
+                return None;
+            }
+        }
+        // From here a cancelled `get` drops `held`, which destroys the
+        // resource: a reset or check cut off midway leaves it unknown.
+        let mut held = Held {
+            inner: self,
+            item: Some(item),
+        };
+        let item = held.item.as_mut().expect("set above");
+        if item.meta.dirty {
+            let reset = self.manager.reset(&mut item.res);
+            match bounded(&self.rt.handle, self.cfg.check_timeout, reset).await {
+                Ok(Ok(())) => item.meta.dirty = false,
+                Ok(Err(e)) => return held.fail(CheckFailure::Failed(e), mine),
+                Err(_) => return held.fail(CheckFailure::TimedOut, mine),
+            }
+        }
+        if self.cfg.check_on_checkout
+            && now.saturating_sub(item.meta.last_used_ms) >= Self::ms(self.cfg.check_bypass)
+        {
+            let check = self.manager.check(&mut item.res);
+            match bounded(&self.rt.handle, self.cfg.check_timeout, check).await {
+                Ok(Ok(())) => item.meta.last_used_ms = self.now_ms(),
+                Ok(Err(e)) => return held.fail(CheckFailure::Failed(e), mine),
+                Err(_) => return held.fail(CheckFailure::TimedOut, mine),
+            }
+        }
+        let item = held.item.take().expect("still held");
+        self.on_checkout_hook(item)
+    }
+
+    fn on_checkout_hook(self: &Arc<Self>, mut item: Idle<M::Resource>) -> Option<Idle<M::Resource>> {
+        if let Some(hook) = &self.hooks.on_checkout {
+            if !guarded("on_checkout", false, || hook(&mut item.res)) {
+                self.dispose(item, DestroyReason::FailedCheck);
+                return None;
+            }
+        }
+        Some(item)
+    }
+
+    /// Makes one resource (the caller counted it with `start_create`);
+    /// on failure it is counted gone again.
+    pub(crate) async fn create_one(
+        self: &Arc<Self>,
+    ) -> Result<Idle<M::Resource>, CreateFailure<M::Error>> {
+        let created = bounded(
+            &self.rt.handle,
+            self.cfg.create_timeout,
+            self.manager.create(),
+        )
+        .await;
+        let now = self.refresh_clock();
+        match created {
+            Ok(Ok(mut res)) => {
+                self.counters.created.fetch_add(1, Relaxed);
+                self.clear_error();
+                if let Some(hook) = &self.hooks.on_create {
+                    guarded("on_create", (), || hook(&mut res));
+                }
+                let id = self.next_id.fetch_add(1, Relaxed);
+                Ok(Idle {
+                    res,
+                    meta: Meta {
+                        id,
+                        created_ms: now,
+                        expires_ms: self.expiry(id, now),
+                        last_used_ms: now,
+                        dirty: false,
+                    },
+                })
+            }
+            Ok(Err(e)) => {
+                self.core.forget();
+                self.counters.create_failures.fetch_add(1, Relaxed);
+                let e = Arc::new(e);
+                tracing::debug!("cenote: creating a pooled resource failed: {e}");
+                self.record_error(e.clone());
+                self.gone.notify_waiters();
+                Err(CreateFailure::Failed(e))
+            }
+            Err(_) => {
+                self.core.forget();
+                self.counters.create_failures.fetch_add(1, Relaxed);
+                self.gone.notify_waiters();
+                Err(CreateFailure::TimedOut)
+            }
+        }
+    }
+
+    fn expiry(&self, id: u64, now: u64) -> u64 {
+        match self.cfg.max_lifetime {
+            None => u64::MAX,
+            Some(life) => {
+                let life = Self::ms(life);
+                let spread = Self::ms(self.cfg.lifetime_jitter).min(life / 4);
+                let seed = id ^ (self.base.elapsed().as_nanos() as u64);
+                now + life - jitter(seed, spread + 1)
+            }
+        }
+    }
+
+    /// Hands a resource to `destroy` (counted gone now, so a replacement
+    /// may be made while it closes).
+    pub(crate) fn dispose(self: &Arc<Self>, item: Idle<M::Resource>, why: DestroyReason) {
+        self.core.forget();
+        self.counters.destroyed(why);
+        if let Some(hook) = &self.hooks.on_destroy {
+            guarded("on_destroy", (), || hook(&item.res, why));
+        }
+        self.destroying.fetch_add(1, SeqCst);
+        let inner = self.clone();
+        struct Done<M: Manager>(Arc<Inner<M>>);
+        impl<M: Manager> Drop for Done<M> {
+            fn drop(&mut self) {
+                self.0.destroying.fetch_sub(1, SeqCst);
+                self.0.gone.notify_waiters();
+            }
+        }
+        // Spawned, so a guard's drop never waits for it; if the runtime is
+        // gone, the task is dropped unrun and the resource with it.
+        self.rt.handle.spawn(async move {
+            let done = Done(inner);
+            done.0.manager.destroy(item.res).await;
+        });
+    }
+
+    /// A guard's return path (see `Pooled::drop`).
+    pub(crate) fn give_back(self: &Arc<Self>, mut item: Idle<M::Resource>, lent_slot: usize) {
+        if let Some(lent) = &self.lent {
+            lent.lock().remove(lent_slot);
+        }
+        if std::thread::panicking() {
+            self.dispose(item, DestroyReason::Panicked);
+            return;
+        }
+        if guarded("is_broken", true, || self.manager.is_broken(&mut item.res)) {
+            self.dispose(item, DestroyReason::Broken);
+            return;
+        }
+        if let Some(hook) = &self.hooks.on_return {
+            guarded("on_return", (), || hook(&mut item.res));
+        }
+        let now = self.now_ms();
+        if item.meta.expires_ms <= now {
+            self.dispose(item, DestroyReason::Expired);
+            return;
+        }
+        item.meta.dirty = true;
+        item.meta.last_used_ms = now;
+        if let Err(item) = self.core.put_idle(item) {
+            self.dispose(item, DestroyReason::Evicted);
+        }
+    }
+
+    pub(crate) fn register_lent(&self, id: u64, at: &'static Location<'static>) -> usize {
+        match &self.lent {
+            None => usize::MAX,
+            Some(table) => table.lock().insert(Lent {
+                id,
+                since_ms: self.now_ms(),
+                at,
+                reported: false,
+            }),
+        }
+    }
+
+    /// One pass of the background task.
+    async fn maintain_once(self: &Arc<Self>) {
+        let now = self.refresh_clock();
+        let cfg = &self.cfg;
+        // Expired and idle-too-long resources, keeping `min_idle`.
+        if cfg.max_lifetime.is_some() || cfg.idle_timeout.is_some() {
+            let idle_ms = cfg.idle_timeout.map(Self::ms);
+            let mut removable = self.core.size().saturating_sub(cfg.min_idle);
+            let mut reasons = Vec::new();
+            let gone = self.core.take_idle_where(|item| {
+                if item.meta.expires_ms <= now {
+                    reasons.push(DestroyReason::Expired);
+                    removable = removable.saturating_sub(1);
+                    return true;
+                }
+                match idle_ms {
+                    Some(ms) if removable > 0 && now.saturating_sub(item.meta.last_used_ms) >= ms => {
+                        reasons.push(DestroyReason::Idle);
+                        removable -= 1;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            for (item, why) in gone.into_iter().zip(reasons) {
+                self.dispose(item, why);
+            }
+        }
+        // Keepalive: check idle resources unused for the period, one
+        // permit at a time (never more than the bound), a few per pass.
+        if let Some(every) = cfg.keepalive {
+            let every = Self::ms(every);
+            for _ in 0..4 {
+                if !self.core.try_permit() {
+                    break;
+                }
+                let lease = Lease::new(self.clone());
+                let Some(item) = self
+                    .core
+                    .take_one_idle(|item| now.saturating_sub(item.meta.last_used_ms) >= every)
+                else {
+                    break;
+                };
+                let mut held = Held {
+                    inner: self,
+                    item: Some(item),
+                };
+                let item = held.item.as_mut().expect("set above");
+                let check = self.manager.check(&mut item.res);
+                let mut mine = None;
+                match bounded(&self.rt.handle, cfg.check_timeout, check).await {
+                    Ok(Ok(())) => {
+                        let mut item = held.item.take().expect("held");
+                        item.meta.last_used_ms = self.now_ms();
+                        if let Err(item) = self.core.put_idle(item) {
+                            self.dispose(item, DestroyReason::Evicted);
+                        }
+                    }
+                    Ok(Err(e)) => drop(held.fail(CheckFailure::Failed(e), &mut mine)),
+                    Err(_) => drop(held.fail(CheckFailure::TimedOut, &mut mine)),
+                }
+                drop(lease);
+            }
+        }
+        // Refill to `min_idle`, backing off while creates fail.
+        if cfg.min_idle > 0 && now >= self.refill_after_ms.load(Relaxed) {
+            while !self.core.is_closed()
+                && self.core.idle() < cfg.min_idle
+                && self.core.size() < self.core.max()
+            {
+                if !self.core.try_permit() {
+                    break;
+                }
+                let lease = Lease::new(self.clone());
+                self.core.start_create();
+                match self.create_one().await {
+                    Ok(item) => {
+                        self.refill_failures.store(0, Relaxed);
+                        if let Err(item) = self.core.put_idle(item) {
+                            self.dispose(item, DestroyReason::Evicted);
+                        }
+                    }
+                    Err(_) => {
+                        let n = self.refill_failures.fetch_add(1, Relaxed).min(10);
+                        let pause = (50u64 << n).min(5_000);
+                        self.refill_after_ms.store(now + pause, Relaxed);
+                        break;
+                    }
+                }
+                drop(lease);
+            }
+        }
+        // Leaks.
+        if let (Some(table), Some(threshold)) = (&self.lent, cfg.leak_threshold) {
+            let cutoff = now.saturating_sub(Self::ms(threshold));
+            let overdue = if now >= Self::ms(threshold) {
+                table.lock().overdue(cutoff)
+            } else {
+                Vec::new()
+            };
+            for (id, since, at) in overdue {
+                let report = LeakReport {
+                    resource_id: id,
+                    lent_for: Duration::from_millis(now.saturating_sub(since)),
+                    acquired_at: at,
+                };
+                self.counters.leaks_reported.fetch_add(1, Relaxed);
+                tracing::warn!("cenote: possible resource leak: {report}");
+                if let Some(hook) = &self.hooks.on_leak {
+                    guarded("on_leak", (), || hook(&report));
+                }
+            }
+        }
+    }
+}
+
+impl<M: Manager> Drop for Inner<M> {
+    fn drop(&mut self) {
+        // No `destroy` can run any more (it needs the pool): idle
+        // resources are dropped here. `close_timeout` destroys them
+        // properly.
+        let _ = self.core.close();
+    }
+}
+
+/// A resource being reset or checked for a caller: destroyed if dropped.
+struct Held<'a, M: Manager> {
+    inner: &'a Arc<Inner<M>>,
+    item: Option<Idle<M::Resource>>,
+}
+
+impl<M: Manager> Held<'_, M> {
+    fn fail(
+        mut self,
+        why: CheckFailure<M::Error>,
+        mine: &mut Option<Arc<M::Error>>,
+    ) -> Option<Idle<M::Resource>> {
+        self.inner.counters.check_failures.fetch_add(1, Relaxed);
+        if let CheckFailure::Failed(e) = why {
+            let e = Arc::new(e);
+            tracing::debug!("cenote: a pooled resource failed its check: {e}");
+            self.inner.record_error(e.clone());
+            *mine = Some(e);
+        }
+        if let Some(item) = self.item.take() {
+            self.inner.dispose(item, DestroyReason::FailedCheck);
+        }
+        None
+    }
+}
+
+impl<M: Manager> Drop for Held<'_, M> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            self.inner.dispose(item, DestroyReason::FailedCheck);
+        }
+    }
+}
+
+/// A resource made for a caller, with the caller's permit. Dropped unread
+/// (the caller gave up), it goes to the idle store.
+pub(crate) struct Created<M: Manager> {
+    lease: Option<Lease<M>>,
+    item: Option<Idle<M::Resource>>,
+}
+
+impl<M: Manager> Created<M> {
+    fn take(&mut self) -> (Lease<M>, Idle<M::Resource>) {
+        (
+            self.lease.take().expect("taken once"),
+            self.item.take().expect("taken once"),
+        )
+    }
+}
+
+impl<M: Manager> Drop for Created<M> {
+    fn drop(&mut self) {
+        if let (Some(lease), Some(item)) = (self.lease.take(), self.item.take()) {
+            let inner = lease.inner().clone();
+            if let Err(item) = inner.core.put_idle(item) {
+                inner.dispose(item, DestroyReason::Evicted);
+            }
+            drop(lease);
+        }
+    }
+}
+
+/// The background task: every `tick`, one maintenance pass, for as long as
+/// the pool lives and is open.
+async fn maintain<M: Manager>(weak: Weak<Inner<M>>, tick: Duration) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.core.is_closed() {
+            return;
+        }
+        inner.maintain_once().await;
+    }
+}

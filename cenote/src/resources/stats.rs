@@ -1,0 +1,164 @@
+//! Counts of the resource pool: `status()` (now) and `stats()` (since
+//! build).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// The pool right now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Live resources (idle, lent, being created or checked).
+    pub size: usize,
+    /// Idle resources.
+    pub idle: usize,
+    /// Resources lent to callers (and being created or checked for them).
+    pub in_use: usize,
+    /// Callers waiting for a resource.
+    pub waiting: usize,
+    /// The bound on `size`.
+    pub max_size: usize,
+}
+
+/// Why a resource was destroyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DestroyReason {
+    /// The manager's `is_broken` said so when it came back.
+    Broken,
+    /// Past its `max_lifetime`.
+    Expired,
+    /// Idle longer than `idle_timeout`.
+    Idle,
+    /// A check or reset failed or timed out (or a checkout hook refused it).
+    FailedCheck,
+    /// Its borrower panicked while holding it.
+    Panicked,
+    /// Removed by `retain`, `evict_idle`, a shrinking `resize`, or the pool
+    /// being closed or dropped.
+    Evicted,
+}
+
+/// Wait-time buckets: bucket `i` counts waits below `2^i` µs (the last
+/// bucket, everything longer).
+pub const WAIT_BUCKETS: usize = 24;
+
+/// Counters since the pool was built.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Gets served without waiting for a permit.
+    pub served_at_once: u64,
+    /// Gets served after waiting.
+    pub served_after_wait: u64,
+    /// Gets that timed out.
+    pub timed_out: u64,
+    /// Gets refused because `max_waiting` callers waited.
+    pub shed: u64,
+    /// Wait histogram: `wait_histogram[i]` counts gets whose wait for a
+    /// permit was below `2^i` µs (the last bucket: longer). Gets served at
+    /// once count in bucket 0.
+    pub wait_histogram: [u64; WAIT_BUCKETS],
+    /// Resources created.
+    pub created: u64,
+    /// Creates that failed or timed out.
+    pub create_failures: u64,
+    /// Checks and resets that failed or timed out.
+    pub check_failures: u64,
+    /// Destroyed because broken.
+    pub destroyed_broken: u64,
+    /// Destroyed because past their lifetime.
+    pub destroyed_expired: u64,
+    /// Destroyed because idle too long.
+    pub destroyed_idle: u64,
+    /// Destroyed because a check or reset failed.
+    pub destroyed_failed_check: u64,
+    /// Destroyed because their borrower panicked.
+    pub destroyed_panicked: u64,
+    /// Destroyed by `retain`, `evict_idle`, `resize` or close.
+    pub destroyed_evicted: u64,
+    /// Leaks reported (a resource lent longer than `leak_threshold`).
+    pub leaks_reported: u64,
+}
+
+impl Stats {
+    /// Resources destroyed, for every reason.
+    pub fn destroyed(&self) -> u64 {
+        self.destroyed_broken
+            + self.destroyed_expired
+            + self.destroyed_idle
+            + self.destroyed_failed_check
+            + self.destroyed_panicked
+            + self.destroyed_evicted
+    }
+
+    /// The wait below which `q` (0 to 1) of the gets were served, as a
+    /// bucket's upper bound (`None` if no get was served).
+    pub fn wait_quantile(&self, q: f64) -> Option<Duration> {
+        let served: u64 = self.wait_histogram.iter().sum();
+        if served == 0 {
+            return None;
+        }
+        let want = ((served as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.wait_histogram.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Some(Duration::from_micros(1u64 << i));
+            }
+        }
+        Some(Duration::from_micros(1u64 << (WAIT_BUCKETS - 1)))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) served_at_once: AtomicU64,
+    pub(crate) served_after_wait: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) shed: AtomicU64,
+    pub(crate) wait_histogram: [AtomicU64; WAIT_BUCKETS],
+    pub(crate) created: AtomicU64,
+    pub(crate) create_failures: AtomicU64,
+    pub(crate) check_failures: AtomicU64,
+    pub(crate) destroyed: [AtomicU64; 6],
+    pub(crate) leaks_reported: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn waited(&self, wait: Duration) {
+        self.served_after_wait.fetch_add(1, Relaxed);
+        let us = wait.as_micros().min(u128::from(u64::MAX)) as u64;
+        // Bucket i: below 2^i µs.
+        let i = (u64::BITS - us.leading_zeros()) as usize;
+        self.wait_histogram[i.min(WAIT_BUCKETS - 1)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn destroyed(&self, reason: DestroyReason) {
+        self.destroyed[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let at_once = self.served_at_once.load(Relaxed);
+        let mut hist = [0; WAIT_BUCKETS];
+        for (h, a) in hist.iter_mut().zip(&self.wait_histogram) {
+            *h = a.load(Relaxed);
+        }
+        hist[0] += at_once;
+        let d = |r: DestroyReason| self.destroyed[r as usize].load(Relaxed);
+        Stats {
+            served_at_once: at_once,
+            served_after_wait: self.served_after_wait.load(Relaxed),
+            timed_out: self.timed_out.load(Relaxed),
+            shed: self.shed.load(Relaxed),
+            wait_histogram: hist,
+            created: self.created.load(Relaxed),
+            create_failures: self.create_failures.load(Relaxed),
+            check_failures: self.check_failures.load(Relaxed),
+            destroyed_broken: d(DestroyReason::Broken),
+            destroyed_expired: d(DestroyReason::Expired),
+            destroyed_idle: d(DestroyReason::Idle),
+            destroyed_failed_check: d(DestroyReason::FailedCheck),
+            destroyed_panicked: d(DestroyReason::Panicked),
+            destroyed_evicted: d(DestroyReason::Evicted),
+            leaks_reported: self.leaks_reported.load(Relaxed),
+        }
+    }
+}
