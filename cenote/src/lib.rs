@@ -24,7 +24,6 @@
 
 pub mod limit;
 pub mod objects;
-pub(crate) mod sync;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub mod resources;
 /// The resource pool's bookkeeping core, alone, for the loom models
@@ -33,6 +32,7 @@ pub mod resources;
 #[doc(hidden)]
 #[path = "resources/core.rs"]
 pub mod resources_core;
+pub(crate) mod sync;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub mod tasks;
 /// The state words of `cenote::tasks`, alone, for the loom models

@@ -100,7 +100,10 @@ impl LentTable {
 
     /// The entries lent at or before `cutoff_ms` and not yet reported,
     /// marked reported.
-    pub(crate) fn overdue(&mut self, cutoff_ms: u64) -> Vec<(u64, u64, &'static Location<'static>)> {
+    pub(crate) fn overdue(
+        &mut self,
+        cutoff_ms: u64,
+    ) -> Vec<(u64, u64, &'static Location<'static>)> {
         let mut out = Vec::new();
         for lent in self.slots.iter_mut().flatten() {
             if !lent.reported && lent.since_ms <= cutoff_ms {

@@ -364,13 +364,50 @@ pub enum ResizeError {
 
 pub(crate) enum CreateFailure<E> {
     Failed(Arc<E>),
+    /// Timed out, or the manager panicked.
     TimedOut,
 }
 
 /// A failed check or reset.
 enum CheckFailure<E> {
     Failed(E),
+    /// Timed out, or the manager panicked.
     TimedOut,
+}
+
+/// How a call into the manager ended.
+enum Call<T, E> {
+    Done(T),
+    Failed(E),
+    TimedOut,
+    Panicked,
+}
+
+/// Runs a manager future bounded by `limit`, catching a panic (reported,
+/// and treated as a failure: a panicking manager never takes a slot or
+/// the background task down).
+async fn call<T, E>(
+    handle: &Handle,
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Call<T, E> {
+    use futures_util::FutureExt;
+    match bounded(
+        handle,
+        limit,
+        std::panic::AssertUnwindSafe(fut).catch_unwind(),
+    )
+    .await
+    {
+        Ok(Ok(Ok(v))) => Call::Done(v),
+        Ok(Ok(Err(e))) => Call::Failed(e),
+        Ok(Err(_)) => {
+            tracing::error!("cenote: the resource manager's {what} panicked");
+            Call::Panicked
+        }
+        Err(_) => Call::TimedOut,
+    }
 }
 
 impl<M: Manager> Inner<M> {
@@ -563,27 +600,30 @@ impl<M: Manager> Inner<M> {
         let item = held.item.as_mut().expect("set above");
         if item.meta.dirty {
             let reset = self.manager.reset(&mut item.res);
-            match bounded(&self.rt.handle, self.cfg.check_timeout, reset).await {
-                Ok(Ok(())) => item.meta.dirty = false,
-                Ok(Err(e)) => return held.fail(CheckFailure::Failed(e), mine),
-                Err(_) => return held.fail(CheckFailure::TimedOut, mine),
+            match call(&self.rt.handle, self.cfg.check_timeout, "reset", reset).await {
+                Call::Done(()) => item.meta.dirty = false,
+                Call::Failed(e) => return held.fail(CheckFailure::Failed(e), mine),
+                Call::TimedOut | Call::Panicked => return held.fail(CheckFailure::TimedOut, mine),
             }
         }
         if self.cfg.check_on_checkout
             && now.saturating_sub(item.meta.last_used_ms) >= Self::ms(self.cfg.check_bypass)
         {
             let check = self.manager.check(&mut item.res);
-            match bounded(&self.rt.handle, self.cfg.check_timeout, check).await {
-                Ok(Ok(())) => item.meta.last_used_ms = self.now_ms(),
-                Ok(Err(e)) => return held.fail(CheckFailure::Failed(e), mine),
-                Err(_) => return held.fail(CheckFailure::TimedOut, mine),
+            match call(&self.rt.handle, self.cfg.check_timeout, "check", check).await {
+                Call::Done(()) => item.meta.last_used_ms = self.now_ms(),
+                Call::Failed(e) => return held.fail(CheckFailure::Failed(e), mine),
+                Call::TimedOut | Call::Panicked => return held.fail(CheckFailure::TimedOut, mine),
             }
         }
         let item = held.item.take().expect("still held");
         self.on_checkout_hook(item)
     }
 
-    fn on_checkout_hook(self: &Arc<Self>, mut item: Idle<M::Resource>) -> Option<Idle<M::Resource>> {
+    fn on_checkout_hook(
+        self: &Arc<Self>,
+        mut item: Idle<M::Resource>,
+    ) -> Option<Idle<M::Resource>> {
         if let Some(hook) = &self.hooks.on_checkout {
             if !guarded("on_checkout", false, || hook(&mut item.res)) {
                 self.dispose(item, DestroyReason::FailedCheck);
@@ -598,15 +638,16 @@ impl<M: Manager> Inner<M> {
     pub(crate) async fn create_one(
         self: &Arc<Self>,
     ) -> Result<Idle<M::Resource>, CreateFailure<M::Error>> {
-        let created = bounded(
+        let created = call(
             &self.rt.handle,
             self.cfg.create_timeout,
+            "create",
             self.manager.create(),
         )
         .await;
         let now = self.refresh_clock();
         match created {
-            Ok(Ok(mut res)) => {
+            Call::Done(mut res) => {
                 self.counters.created.fetch_add(1, Relaxed);
                 self.clear_error();
                 if let Some(hook) = &self.hooks.on_create {
@@ -624,7 +665,7 @@ impl<M: Manager> Inner<M> {
                     },
                 })
             }
-            Ok(Err(e)) => {
+            Call::Failed(e) => {
                 self.core.forget();
                 self.counters.create_failures.fetch_add(1, Relaxed);
                 let e = Arc::new(e);
@@ -633,7 +674,7 @@ impl<M: Manager> Inner<M> {
                 self.gone.notify_waiters();
                 Err(CreateFailure::Failed(e))
             }
-            Err(_) => {
+            Call::TimedOut | Call::Panicked => {
                 self.core.forget();
                 self.counters.create_failures.fetch_add(1, Relaxed);
                 self.gone.notify_waiters();
@@ -735,7 +776,9 @@ impl<M: Manager> Inner<M> {
                     return true;
                 }
                 match idle_ms {
-                    Some(ms) if removable > 0 && now.saturating_sub(item.meta.last_used_ms) >= ms => {
+                    Some(ms)
+                        if removable > 0 && now.saturating_sub(item.meta.last_used_ms) >= ms =>
+                    {
                         reasons.push(DestroyReason::Idle);
                         removable -= 1;
                         true
@@ -769,16 +812,18 @@ impl<M: Manager> Inner<M> {
                 let item = held.item.as_mut().expect("set above");
                 let check = self.manager.check(&mut item.res);
                 let mut mine = None;
-                match bounded(&self.rt.handle, cfg.check_timeout, check).await {
-                    Ok(Ok(())) => {
+                match call(&self.rt.handle, cfg.check_timeout, "check", check).await {
+                    Call::Done(()) => {
                         let mut item = held.item.take().expect("held");
                         item.meta.last_used_ms = self.now_ms();
                         if let Err(item) = self.core.put_idle(item) {
                             self.dispose(item, DestroyReason::Evicted);
                         }
                     }
-                    Ok(Err(e)) => drop(held.fail(CheckFailure::Failed(e), &mut mine)),
-                    Err(_) => drop(held.fail(CheckFailure::TimedOut, &mut mine)),
+                    Call::Failed(e) => drop(held.fail(CheckFailure::Failed(e), &mut mine)),
+                    Call::TimedOut | Call::Panicked => {
+                        drop(held.fail(CheckFailure::TimedOut, &mut mine))
+                    }
                 }
                 drop(lease);
             }
