@@ -81,6 +81,19 @@ impl<R> Core<R> {
         self.sem.acquire_prioritized(1, priority)
     }
 
+    /// Blocks the calling thread for a permit (kept); `false` if the pool
+    /// is closed. (The pool's own blocking `get` goes through the async
+    /// path; the loom models use this one.)
+    pub fn wait_permit(&self) -> bool {
+        match self.sem.acquire().wait() {
+            Ok(p) => {
+                p.keep();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Gives a permit back.
     #[inline]
     pub fn release(&self) {

@@ -1,0 +1,160 @@
+//! Loom models of the resource pool's bookkeeping (`resources/core.rs`):
+//! checkout and return racing each other, a close, a shrink, and a
+//! cancelled waiter (see `src/resources/DESIGN.md`). Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --test loom_resources --release`.
+//!
+//! Each model drives the real core the way `pool.rs` does: take a permit,
+//! pop an idle resource or count a new one, return it (`put_idle`, or
+//! `forget` when refused), give the permit back. At the end nothing is
+//! counted live that is not idle, no resource was lent twice at once, and
+//! every permit is back.
+#![cfg(loom)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use cenote::resources_core::{Core, Idle, Meta};
+use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use loom::thread;
+
+fn meta(id: u64) -> Meta {
+    Meta {
+        id,
+        created_ms: 0,
+        expires_ms: u64::MAX,
+        last_used_ms: 0,
+        dirty: false,
+    }
+}
+
+/// A resource that knows whether it is lent (two borrowers at once would
+/// find the flag already set).
+struct Res {
+    lent: AtomicBool,
+}
+
+struct Pool {
+    core: Core<Arc<Res>>,
+    next: AtomicU64,
+}
+
+fn noop_waker() -> Waker {
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    Waker::from(Arc::new(Noop))
+}
+
+/// One borrower: permit (blocking), resource, use, return. `false` if the
+/// pool was closed before it got a permit.
+fn borrow(pool: &Pool) -> bool {
+    if !pool.core.wait_permit() {
+        return false;
+    }
+    let item = match pool.core.pop_idle() {
+        Some(item) => item,
+        None => {
+            pool.core.start_create();
+            Idle {
+                res: Arc::new(Res {
+                    lent: AtomicBool::new(false),
+                }),
+                meta: meta(pool.next.fetch_add(1, SeqCst)),
+            }
+        }
+    };
+    assert!(!item.res.lent.swap(true, SeqCst), "lent twice at once");
+    item.res.lent.store(false, SeqCst);
+    if pool.core.put_idle(item).is_err() {
+        pool.core.forget();
+    }
+    pool.core.release();
+    true
+}
+
+fn pool(max: usize) -> Arc<Pool> {
+    Arc::new(Pool {
+        core: Core::new(max, true),
+        next: AtomicU64::new(0),
+    })
+}
+
+#[test]
+fn two_borrowers_share_one_resource() {
+    loom::model(|| {
+        let p = pool(1);
+        let p2 = p.clone();
+        let t = thread::spawn(move || assert!(borrow(&p2)));
+        assert!(borrow(&p));
+        t.join().unwrap();
+        assert_eq!(p.core.size(), 1, "one resource made, never two");
+        assert_eq!(p.core.idle(), 1);
+        assert_eq!(p.core.permits_held(), 0);
+    });
+}
+
+#[test]
+fn close_racing_a_borrower_leaves_nothing_counted() {
+    loom::model(|| {
+        let p = pool(1);
+        let p2 = p.clone();
+        let t = thread::spawn(move || {
+            borrow(&p2);
+        });
+        for _ in p.core.close() {
+            p.core.forget();
+        }
+        t.join().unwrap();
+        assert_eq!(p.core.idle(), 0, "nothing enters the store after close");
+        assert_eq!(p.core.size(), 0, "every resource counted gone");
+    });
+}
+
+#[test]
+fn a_shrink_racing_returns_ends_within_the_new_bound() {
+    loom::model(|| {
+        let p = pool(2);
+        let p2 = p.clone();
+        let t = thread::spawn(move || assert!(borrow(&p2)));
+        let p3 = p.clone();
+        let u = thread::spawn(move || {
+            for _ in p3.core.set_max(1).unwrap() {
+                p3.core.forget();
+            }
+        });
+        assert!(borrow(&p));
+        t.join().unwrap();
+        u.join().unwrap();
+        assert!(p.core.size() <= 1, "size {} over the bound", p.core.size());
+        assert_eq!(p.core.size(), p.core.idle());
+    });
+}
+
+#[test]
+fn a_cancelled_waiter_leaves_its_permit_to_the_next() {
+    loom::model(|| {
+        let p = pool(1);
+        assert!(p.core.try_permit());
+        // A waiter queues, then gives up, while the holder returns.
+        let p2 = p.clone();
+        let t = thread::spawn(move || {
+            let mut acq = Box::pin(p2.core.acquire(0));
+            let waker = noop_waker();
+            let mut cx = Context::from_waker(&waker);
+            match Pin::new(&mut acq).poll(&mut cx) {
+                Poll::Ready(Ok(permit)) => drop(permit),
+                Poll::Ready(Err(_)) => unreachable!("not closed"),
+                Poll::Pending => drop(acq),
+            }
+        });
+        p.core.release();
+        t.join().unwrap();
+        assert_eq!(p.core.waiting(), 0);
+        assert_eq!(p.core.permits_held(), 0, "the permit came back");
+        assert!(p.core.try_permit());
+        p.core.release();
+    });
+}
