@@ -74,7 +74,10 @@ impl Manager for Http {
 
     async fn create(&self) -> Result<String, NetError> {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        Ok(format!("http-client-{}", self.made.fetch_add(1, SeqCst) + 1))
+        Ok(format!(
+            "http-client-{}",
+            self.made.fetch_add(1, SeqCst) + 1
+        ))
     }
 }
 
