@@ -101,7 +101,7 @@ impl<M: Manager> Request<'_, M> {
         let inner = self.pool.inner.clone();
         let timeout = self.timeout.unwrap_or(inner.cfg.acquire_timeout);
         let priority = self.priority;
-        async move { Inner::get(&inner, priority, timeout, at).await }
+        async move { Inner::get(inner, priority, timeout, at).await }
     }
 
     /// Gets a resource, blocking the calling thread (not for async code:
@@ -113,7 +113,7 @@ impl<M: Manager> Request<'_, M> {
         let timeout = self.timeout.unwrap_or(inner.cfg.acquire_timeout);
         block_on(
             &inner.rt.handle,
-            Inner::get(inner, self.priority, timeout, at),
+            Inner::get(inner.clone(), self.priority, timeout, at),
         )
     }
 }
@@ -448,7 +448,7 @@ impl<M: Manager> Inner<M> {
 
     /// The whole `get`.
     async fn get(
-        this: &Arc<Self>,
+        this: Arc<Self>,
         priority: i32,
         timeout: Duration,
         at: &'static Location<'static>,
@@ -477,8 +477,19 @@ impl<M: Manager> Inner<M> {
             }
             this.counters.waited(t0.elapsed());
         }
-        let lease = Lease::new(this.clone());
-        this.checkout(lease, timeout, started, at).await
+        // The caller's handle becomes the lease (no second clone on the
+        // way to a resource), taken at once so a cancelled reset or check
+        // still gives the permit back.
+        let lease = Lease::new(this);
+        let inner = lease.inner();
+        let mut mine = None;
+        while let Some(item) = inner.core.pop_idle() {
+            if let Some(item) = inner.ready(item, &mut mine).await {
+                return Ok(Pooled::new(lease, item, at));
+            }
+        }
+        let inner = inner.clone();
+        inner.checkout(lease, timeout, started, mine, at).await
     }
 
     fn timed_out(&self, t0: Instant, mine: Option<Arc<M::Error>>) -> GetError<M::Error> {
@@ -496,9 +507,9 @@ impl<M: Manager> Inner<M> {
         mut lease: Lease<M>,
         timeout: Duration,
         mut started: Option<Instant>,
+        mut mine: Option<Arc<M::Error>>,
         at: &'static Location<'static>,
     ) -> Result<Pooled<M>, GetError<M::Error>> {
-        let mut mine: Option<Arc<M::Error>> = None;
         let mut backoff = Duration::from_millis(5);
         loop {
             while let Some(item) = self.core.pop_idle() {
