@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use cenote::resources_core::{Core, Idle, Meta};
+use cenote::resources_core::{Core, Dirty, Idle, Meta, Slot};
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use loom::thread;
 
@@ -25,7 +25,7 @@ fn meta(id: u64) -> Meta {
         created_ms: 0,
         expires_ms: u64::MAX,
         last_used_ms: 0,
-        dirty: false,
+        dirty: Dirty::No,
     }
 }
 
@@ -58,12 +58,12 @@ fn borrow(pool: &Pool) -> bool {
         Some(item) => item,
         None => {
             pool.core.start_create();
-            Idle {
+            Box::new(Slot {
                 res: Arc::new(Res {
                     lent: AtomicBool::new(false),
                 }),
                 meta: meta(pool.next.fetch_add(1, SeqCst)),
-            }
+            })
         }
     };
     assert!(!item.res.lent.swap(true, SeqCst), "lent twice at once");

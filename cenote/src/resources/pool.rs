@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
 use super::builder::{Builder, Config, QueueOrder};
-use super::core::{Core, Idle, Meta};
+use super::core::{Core, Dirty, Idle, Meta, Slot};
 use super::errors::{BuildError, CloseTimedOut, GetError};
 use super::exec::{block_on, bounded, jitter, Rt};
 use super::guard::{Lease, Pooled};
@@ -609,10 +609,10 @@ impl<M: Manager> Inner<M> {
             item: Some(item),
         };
         let item = held.item.as_mut().expect("set above");
-        if item.meta.dirty {
+        if item.meta.dirty == Dirty::Yes {
             let reset = self.manager.reset(&mut item.res);
             match call(&self.rt.handle, self.cfg.check_timeout, "reset", reset).await {
-                Call::Done(()) => item.meta.dirty = false,
+                Call::Done(()) => item.meta.dirty = Dirty::No,
                 Call::Failed(e) => return held.fail(CheckFailure::Failed(e), mine),
                 Call::TimedOut | Call::Panicked => return held.fail(CheckFailure::TimedOut, mine),
             }
@@ -665,16 +665,16 @@ impl<M: Manager> Inner<M> {
                     guarded("on_create", (), || hook(&mut res));
                 }
                 let id = self.next_id.fetch_add(1, Relaxed);
-                Ok(Idle {
+                Ok(Box::new(Slot {
                     res,
                     meta: Meta {
                         id,
                         created_ms: now,
                         expires_ms: self.expiry(id, now),
                         last_used_ms: now,
-                        dirty: false,
+                        dirty: Dirty::No,
                     },
-                })
+                }))
             }
             Call::Failed(e) => {
                 self.core.forget();
@@ -752,7 +752,7 @@ impl<M: Manager> Inner<M> {
             self.dispose(item, DestroyReason::Expired);
             return;
         }
-        item.meta.dirty = true;
+        item.meta.dirty = Dirty::Yes;
         item.meta.last_used_ms = now;
         if let Err(item) = self.core.put_idle(item) {
             self.dispose(item, DestroyReason::Evicted);
