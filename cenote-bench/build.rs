@@ -21,6 +21,12 @@ const CRATES: &[&str] = &[
     "opool",
     "sharded-slab",
     "crossbeam-queue",
+    "futures-util",
+    "deadpool",
+    "bb8",
+    "mobc",
+    "qp",
+    "r2d2",
 ];
 
 fn main() {

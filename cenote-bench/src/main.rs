@@ -4,9 +4,8 @@
 //! cenote-bench [--smoke] [--json FILE] [--svg DIR] [--runs N] [--quiet] [SUBCOMMAND]
 //! ```
 //!
-//! Without a subcommand the default set runs (`workers` + `seeds` +
-//! `objects`). Every
-//! measurement runs in a fresh child process (see [`harness`]); the results
+//! Without a subcommand every set runs (`workers` + `seeds` + `objects` +
+//! `tasks` + `resources`). Every measurement runs in a fresh child process (see [`harness`]); the results
 //! are printed as one table per experiment and optionally written as JSON and
 //! SVG charts (see [`report`]).
 
@@ -94,6 +93,9 @@ enum Command {
     /// Async experiments: TaskPool against tokio::spawn, Semaphore + spawn, buffer_unordered,
     /// JoinSet; cenote's semaphore against tokio's and Mutex + Condvar.
     Tasks,
+    /// Resource-pool experiments: resources::Pool against deadpool (managed, unmanaged), bb8,
+    /// mobc, qp (tasks) and r2d2 (threads), uncontended and contended.
+    Resources,
     /// Runs one measurement (used by the harness; not for people).
     #[command(name = "__child", hide = true)]
     Child {
@@ -143,12 +145,13 @@ fn main() -> ExitCode {
         harness::child_main(spec);
     }
 
-    let (workers, seeds, objects, tasks) = match &cli.command {
-        None => (true, Some(SeedArgs::defaults()), true, true),
-        Some(Command::Workers) => (true, None, false, false),
-        Some(Command::Seeds(args)) => (false, Some(args.clone()), false, false),
-        Some(Command::Objects) => (false, None, true, false),
-        Some(Command::Tasks) => (false, None, false, true),
+    let (workers, seeds, objects, tasks, resources) = match &cli.command {
+        None => (true, Some(SeedArgs::defaults()), true, true, true),
+        Some(Command::Workers) => (true, None, false, false, false),
+        Some(Command::Seeds(args)) => (false, Some(args.clone()), false, false, false),
+        Some(Command::Objects) => (false, None, true, false, false),
+        Some(Command::Tasks) => (false, None, false, true, false),
+        Some(Command::Resources) => (false, None, false, false, true),
         Some(Command::Child { .. }) => unreachable!("handled above"),
     };
     let mut plan: Vec<Experiment> = Vec::new();
@@ -171,6 +174,9 @@ fn main() -> ExitCode {
     }
     if tasks {
         plan.extend(experiments::tasks::plan(cli.smoke));
+    }
+    if resources {
+        plan.extend(experiments::resources::plan(cli.smoke));
     }
 
     if !cli.filter.is_empty() {

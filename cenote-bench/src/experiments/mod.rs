@@ -20,6 +20,7 @@ use crate::peers::{Impl, PoolCfg, WorkerPeer};
 use crate::{alloc, with_peer};
 
 pub mod objects;
+pub mod resources;
 pub mod seeds;
 pub mod tasks;
 pub mod workers;
@@ -129,6 +130,7 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
             tasks::run_tasks(imp, &params(spec)?)
         }
         tasks::SEMAPHORE => tasks::run_semaphore(imp, &params(spec)?),
+        resources::UNCONTENDED | resources::CONTENDED => resources::run(imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }
 }

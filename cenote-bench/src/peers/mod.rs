@@ -66,6 +66,21 @@ pub enum Impl {
     JoinSet,
     /// A hand-rolled `Mutex<usize>` + `Condvar` semaphore.
     MutexCondvar,
+    /// `cenote::resources::Pool` with `check_bypass(0)`: a check on every
+    /// checkout, as the managed peers do.
+    CenoteCheckAlways,
+    /// `deadpool::managed::Pool`.
+    DeadpoolManaged,
+    /// `deadpool::unmanaged::Pool`.
+    DeadpoolUnmanaged,
+    /// `bb8::Pool`.
+    Bb8,
+    /// `mobc::Pool`.
+    Mobc,
+    /// `qp::Pool`.
+    Qp,
+    /// `r2d2::Pool` (blocking).
+    R2d2,
 }
 
 impl Impl {
@@ -115,12 +130,19 @@ impl Impl {
             Impl::BufferUnordered => "buffer-unordered",
             Impl::JoinSet => "joinset",
             Impl::MutexCondvar => "mutex-condvar",
+            Impl::CenoteCheckAlways => "cenote-check-always",
+            Impl::DeadpoolManaged => "deadpool",
+            Impl::DeadpoolUnmanaged => "deadpool-unmanaged",
+            Impl::Bb8 => "bb8",
+            Impl::Mobc => "mobc",
+            Impl::Qp => "qp",
+            Impl::R2d2 => "r2d2",
         }
     }
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 20] = [
+        const ALL: [Impl; 27] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -141,6 +163,13 @@ impl Impl {
             Impl::BufferUnordered,
             Impl::JoinSet,
             Impl::MutexCondvar,
+            Impl::CenoteCheckAlways,
+            Impl::DeadpoolManaged,
+            Impl::DeadpoolUnmanaged,
+            Impl::Bb8,
+            Impl::Mobc,
+            Impl::Qp,
+            Impl::R2d2,
         ];
         ALL.into_iter().find(|i| i.name() == name)
     }
@@ -246,7 +275,14 @@ macro_rules! with_peer {
             | Impl::TokioSemaphore
             | Impl::BufferUnordered
             | Impl::JoinSet
-            | Impl::MutexCondvar) => Err(format!("{} is not a general worker pool", other.name())),
+            | Impl::MutexCondvar
+            | Impl::CenoteCheckAlways
+            | Impl::DeadpoolManaged
+            | Impl::DeadpoolUnmanaged
+            | Impl::Bb8
+            | Impl::Mobc
+            | Impl::Qp
+            | Impl::R2d2) => Err(format!("{} is not a general worker pool", other.name())),
         }
     }};
 }
