@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use cenote::resources_core::{Core, Dirty, Idle, Meta, Slot};
+use cenote::resources_core::{Core, Dirty, Meta, Slot};
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use loom::thread;
 

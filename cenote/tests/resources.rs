@@ -277,6 +277,58 @@ async fn the_pool_recovers_to_min_idle_after_creates_stop_failing() {
 }
 
 #[tokio::test]
+async fn a_long_acquire_timeout_runs_on_the_coarse_clock_and_is_never_early() {
+    // 10 ms ticks: a 150 ms timeout is >= 10 ticks, so it is checked on the
+    // coarse clock when the background task nudges the waiters (no timer).
+    let (m, _k) = manager();
+    let pool = Pool::builder(m)
+        .max_size(1)
+        .maintenance_interval(Duration::from_millis(10))
+        .acquire_timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+    let t0 = Instant::now();
+    let err = within(pool.get()).await.unwrap_err();
+    assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
+    assert!(t0.elapsed() >= Duration::from_millis(150), "early");
+    // From a plain thread too, and with a request timeout of its own.
+    let p2 = pool.clone();
+    let t0 = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A plain thread (not spawn_blocking, which the runtime would wait for
+    // at shutdown if this hung): the test fails instead.
+    std::thread::spawn(move || {
+        let r = p2
+            .request()
+            .timeout(Duration::from_millis(120))
+            .get_blocking()
+            .map(|r| r.id());
+        let _ = tx.send(r);
+    });
+    let mut got = None;
+    eventually(|| {
+        got = rx.try_recv().ok();
+        got.is_some()
+    })
+    .await;
+    let err = got.unwrap().unwrap_err();
+    assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
+    assert!(t0.elapsed() >= Duration::from_millis(120), "early");
+    assert_eq!(pool.status().waiting, 0);
+    // A waiter still served within its deadline is not disturbed by the
+    // nudges (spurious wake-ups).
+    let p3 = pool.clone();
+    let waiter = tokio::spawn(async move { p3.get().await.map(|r| r.id()) });
+    eventually(|| pool.status().waiting == 1).await;
+    tokio::time::sleep(Duration::from_millis(40)).await; // a few nudges
+    let id = held.id();
+    drop(held);
+    assert_eq!(within(waiter).await.unwrap().unwrap(), id);
+    assert_eq!(pool.stats().timed_out, 2);
+}
+
+#[tokio::test]
 async fn the_acquire_timeout_is_honoured_and_carries_the_last_create_error() {
     let (m, k) = manager();
     let pool = Pool::builder(m)

@@ -127,6 +127,15 @@ impl Wake {
     }
 }
 
+impl Clone for Wake {
+    fn clone(&self) -> Self {
+        match self {
+            Wake::Thread(t) => Wake::Thread(t.clone()),
+            Wake::Task(w) => Wake::Task(w.clone()),
+        }
+    }
+}
+
 impl Waiter {
     /// A waiter in state WAITING: a recycled one when this thread has one
     /// (see [`Waiter::recycle`]), else a new allocation.
@@ -337,6 +346,32 @@ impl Semaphore {
     /// Threads and tasks waiting now.
     pub fn waiting(&self) -> usize {
         self.waiters.load(SeqCst)
+    }
+
+    /// Wakes every waiter without granting it anything: each finds it
+    /// still waits and goes on waiting (every acquire future and blocking
+    /// wait tolerates such a wake-up). For a caller that checks a deadline
+    /// of its own whenever it is polled: the resource pool's coarse acquire
+    /// timeout, nudged by its background task instead of one timer per
+    /// waiter. Returns how many were woken.
+    #[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
+    pub(crate) fn wake_waiters(&self) -> usize {
+        let mut wakes = Vec::new();
+        {
+            let q = self.queue.lock();
+            let mut i = q.head;
+            while i != NIL {
+                let node = q.nodes[i].as_ref().expect("a linked node");
+                wakes.push(node.wake.clone());
+                i = node.next;
+            }
+        }
+        // Woken outside the lock: a waker may run scheduler code.
+        let n = wakes.len();
+        for w in wakes {
+            w.wake();
+        }
+        n
     }
 
     /// The number of permits the semaphore is sized to (what

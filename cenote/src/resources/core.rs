@@ -230,6 +230,12 @@ impl<R> Core<R> {
         self.sem.waiting()
     }
 
+    /// Wakes every caller waiting for a permit, granting nothing (each
+    /// re-checks its deadline); returns how many.
+    pub fn nudge_waiters(&self) -> usize {
+        self.sem.wake_waiters()
+    }
+
     /// Permits held (resources lent, being created or checked).
     pub fn permits_held(&self) -> usize {
         self.sem.in_use()

@@ -470,7 +470,26 @@ impl<M: Manager> Inner<M> {
                     return Err(GetError::TooManyWaiting(waiting));
                 }
             }
-            match bounded(&this.rt.handle, timeout, this.core.acquire(priority)).await {
+            let acquire = this.core.acquire(priority);
+            let coarse = (this.cfg.maintenance_interval)
+                .checked_mul(COARSE_FACTOR)
+                .is_some_and(|floor| timeout >= floor);
+            let acquired = if coarse {
+                // A long timeout: checked against the coarse clock each time
+                // the background task nudges the waiters (at most one tick
+                // late, never early), instead of a timer per waiting get.
+                let since_base = t0.saturating_duration_since(this.base);
+                let deadline_ms = Self::ms(since_base).saturating_add(Self::ms(timeout));
+                CoarseBounded {
+                    fut: acquire,
+                    clock: &this.clock,
+                    deadline_ms,
+                }
+                .await
+            } else {
+                bounded(&this.rt.handle, timeout, acquire).await
+            };
+            match acquired {
                 Ok(Ok(permit)) => permit.keep(),
                 Ok(Err(_)) => return Err(GetError::Closed),
                 Err(_) => return Err(this.timed_out(t0, None)),
@@ -973,6 +992,47 @@ async fn maintain<M: Manager>(weak: Weak<Inner<M>>, tick: Duration) {
         if inner.core.is_closed() {
             return;
         }
+        // Waiters with a coarse deadline look at the clock when woken.
+        if inner.core.waiting() > 0 {
+            inner.refresh_clock();
+            inner.core.nudge_waiters();
+        }
         inner.maintain_once().await;
+    }
+}
+
+/// An acquire timeout at least this many maintenance ticks long is checked
+/// on the coarse clock (late by at most one tick: 10% at worst), a shorter
+/// one by a timer of its own.
+const COARSE_FACTOR: u32 = 10;
+
+pin_project_lite::pin_project! {
+    /// `fut`, given up once the pool's coarse clock reaches `deadline_ms`.
+    /// Costs nothing while `fut` is ready or woken by its own event; the
+    /// deadline is looked at whenever it is polled, which the maintenance
+    /// task makes happen every tick while anyone waits.
+    struct CoarseBounded<'c, F> {
+        #[pin]
+        fut: F,
+        clock: &'c AtomicU64,
+        deadline_ms: u64,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for CoarseBounded<'_, F> {
+    type Output = Result<F::Output, super::exec::Elapsed>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        if let std::task::Poll::Ready(v) = this.fut.poll(cx) {
+            return std::task::Poll::Ready(Ok(v));
+        }
+        if this.clock.load(Relaxed) >= *this.deadline_ms {
+            return std::task::Poll::Ready(Err(super::exec::Elapsed));
+        }
+        std::task::Poll::Pending
     }
 }
