@@ -716,7 +716,13 @@ impl Semaphore {
         };
         let index = q.insert_by_priority(node);
         self.count_waiter(true);
-        self.state.fetch_or(SLOW, SeqCst);
+        // SLOW is cleared only under this lock: seen set, it stays set until
+        // we unlock, and every release meanwhile comes to serve the queue.
+        // (Skipping the RMW matters when many wait: it is the one write to
+        // the word every acquire and release touches.)
+        if self.state.load(SeqCst) & SLOW == 0 {
+            self.state.fetch_or(SLOW, SeqCst);
+        }
         let woken = self.serve(&mut q);
         drop(q);
         // Waking our own waiter is harmless (a stale unpark, or a wake of
