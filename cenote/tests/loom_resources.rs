@@ -68,7 +68,7 @@ fn borrow(pool: &Pool) -> bool {
     };
     assert!(!item.res.lent.swap(true, SeqCst), "lent twice at once");
     item.res.lent.store(false, SeqCst);
-    if pool.core.put_idle(item).is_err() {
+    for _ in pool.core.put_idle(item) {
         pool.core.forget();
     }
     pool.core.release();

@@ -10,9 +10,10 @@
 //! and finds nothing idle may always create.
 
 use std::collections::VecDeque;
+use std::ptr::{self, NonNull};
 
 use crate::limit::{Acquire, Semaphore};
-use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
 
 /// A resource and what the pool knows about it, boxed once at creation:
 /// from then on it moves between the idle store, the `get` state machine
@@ -59,8 +60,20 @@ pub enum Dirty {
 }
 
 /// Permits, idle store and live count.
+///
+/// The idle store is a locked deque plus, in LIFO pools, one lock-free
+/// slot (`hot`) holding the most recent return, so that an uncontended
+/// get + return moves a resource with one atomic exchange each way instead
+/// of taking the lock twice. `hot` is null (empty), a pointer from
+/// `Box::into_raw` (owned by the slot: whoever exchanges it out owns it),
+/// or [`disabled`] (FIFO pools, closed pools, and after a shrink until the
+/// pool is within its bound again: returns take the lock). A return that
+/// published into the slot re-checks the pool (open, within its bound)
+/// afterwards and, if not, clears the excess under the lock, so nothing
+/// stays idle past `close` or over the bound (see `put_idle`).
 pub struct Core<R> {
     sem: Semaphore,
+    hot: AtomicPtr<Slot<R>>,
     idle: Mutex<VecDeque<Idle<R>>>,
     /// Live resources: idle, lent, being checked; counted from the moment a
     /// creation starts until the resource is handed to `destroy`.
@@ -76,6 +89,7 @@ impl<R> Core<R> {
     pub fn new(max: usize, lifo: bool) -> Self {
         Core {
             sem: Semaphore::new(max),
+            hot: AtomicPtr::new(if lifo { ptr::null_mut() } else { disabled() }),
             idle: Mutex::new(VecDeque::new()),
             size: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
@@ -121,9 +135,25 @@ impl<R> Core<R> {
         self.sem.release(1);
     }
 
-    /// Takes an idle resource (permit held).
+    /// Takes an idle resource (permit held): the slot's (the most recent
+    /// return) first, then the locked store's.
     #[inline]
     pub fn pop_idle(&self) -> Option<Idle<R>> {
+        let p = self.hot.load(Acquire);
+        if !p.is_null()
+            && p != disabled()
+            && self
+                .hot
+                .compare_exchange(p, ptr::null_mut(), AcqRel, Relaxed)
+                .is_ok()
+        {
+            // SAFETY: a value of `hot` other than null and `disabled()` came
+            // from `Box::into_raw` in `put_idle` and is owned by the slot;
+            // the exchange took it out, so it is ours alone. (If it was
+            // taken and another put at the same address meanwhile, we took
+            // that one: whatever the slot holds is an idle resource.)
+            return Some(unsafe { Box::from_raw(p) });
+        }
         let mut idle = self.idle.lock();
         if self.lifo {
             idle.pop_back()
@@ -138,19 +168,116 @@ impl<R> Core<R> {
     }
 
     /// Puts a resource back in the idle store (the caller still holds its
-    /// permit and releases it afterwards). `Err` gives it back when the
-    /// pool is closed or holds more than `max` resources (after a shrink):
-    /// the caller destroys it and calls `forget`.
+    /// permit and releases it afterwards). Returns what the store refused,
+    /// usually nothing: the resource itself when the pool is closed or
+    /// holds more than `max` (after a shrink), rarely more (see below). The
+    /// caller destroys each and calls `forget` for each.
     #[inline]
-    pub fn put_idle(&self, item: Idle<R>) -> Result<(), Idle<R>> {
+    pub fn put_idle(&self, item: Idle<R>) -> Vec<Idle<R>> {
+        let raw = Box::into_raw(item);
+        let cur = self.hot.load(Acquire);
+        let published =
+            cur != disabled() && self.hot.compare_exchange(cur, raw, AcqRel, Acquire).is_ok();
+        if !published {
+            // SAFETY: `raw` came from `Box::into_raw` above and was not
+            // published: still ours alone.
+            return self.put_locked(unsafe { Box::from_raw(raw) });
+        }
+        // The slot now holds the most recent return; an older one it held
+        // moves to the locked store.
+        // SAFETY: `cur` was in the slot (not null, not `disabled()`) and
+        // the exchange took it out: ours.
+        let displaced = (!cur.is_null()).then(|| unsafe { Box::from_raw(cur) });
+        // Checked after publishing: `close` and `set_max` write their flag
+        // or bound before they empty the slot, so either they found our
+        // resource there, or we see what they wrote here.
+        if self.is_open_and_within() {
+            return match displaced {
+                None => Vec::new(),
+                Some(old) => self.put_locked(old),
+            };
+        }
+        let mut idle = self.idle.lock();
+        self.disable_hot(&mut idle);
+        if let Some(old) = displaced {
+            idle.push_back(old);
+        }
+        self.excess(&mut idle)
+    }
+
+    /// Whether the pool is open and holds at most `max` resources.
+    #[inline]
+    fn is_open_and_within(&self) -> bool {
+        !self.closed.load(SeqCst) && self.size.load(SeqCst) <= self.max.load(SeqCst)
+    }
+
+    /// The lock path of `put_idle`.
+    fn put_locked(&self, item: Idle<R>) -> Vec<Idle<R>> {
         let mut idle = self.idle.lock();
         // Both read under the idle lock, which `close` and `set_max` take
         // to drain: nothing enters the store after they drained it.
-        if self.closed.load(Relaxed) || self.size.load(Relaxed) > self.max.load(Relaxed) {
-            return Err(item);
+        if !self.is_open_and_within() {
+            return vec![item];
         }
         idle.push_back(item);
-        Ok(())
+        self.rearm_hot();
+        Vec::new()
+    }
+
+    /// Under the lock: what the store holds beyond what an open pool within
+    /// its bound may keep (all of it when closed; else the least recently
+    /// used ones over `max`).
+    fn excess(&self, idle: &mut VecDeque<Idle<R>>) -> Vec<Idle<R>> {
+        if self.closed.load(SeqCst) {
+            return idle.drain(..).collect();
+        }
+        let over = self
+            .size
+            .load(SeqCst)
+            .saturating_sub(self.max.load(SeqCst))
+            .min(idle.len());
+        let out = idle.drain(..over).collect();
+        self.rearm_hot();
+        out
+    }
+
+    /// Under the lock: moves what the slot holds into the deque, so that
+    /// counting, filtering and draining see every idle resource.
+    fn absorb_hot(&self, idle: &mut VecDeque<Idle<R>>) {
+        loop {
+            let p = self.hot.load(Acquire);
+            if p.is_null() || p == disabled() {
+                return;
+            }
+            if self
+                .hot
+                .compare_exchange(p, ptr::null_mut(), AcqRel, Acquire)
+                .is_ok()
+            {
+                // SAFETY: as in `pop_idle`: the exchange made it ours.
+                idle.push_back(unsafe { Box::from_raw(p) });
+                return;
+            }
+        }
+    }
+
+    /// Under the lock: turns the slot off, keeping what it held.
+    fn disable_hot(&self, idle: &mut VecDeque<Idle<R>>) {
+        let p = self.hot.swap(disabled(), AcqRel);
+        if !p.is_null() && p != disabled() {
+            // SAFETY: as in `pop_idle`: the swap made it ours.
+            idle.push_back(unsafe { Box::from_raw(p) });
+        }
+    }
+
+    /// Under the lock: turns the slot back on in a LIFO pool that is open
+    /// and within its bound.
+    fn rearm_hot(&self) {
+        if self.lifo && self.is_open_and_within() {
+            let _ = self
+                .hot
+                .compare_exchange(disabled(), ptr::null_mut(), AcqRel, Relaxed);
+        }
     }
 
     /// Counts a resource gone (handed to `destroy`, or its creation
@@ -164,14 +291,15 @@ impl<R> Core<R> {
     /// `forget` for each). Lent resources are refused by `put_idle`.
     pub fn close(&self) -> Vec<Idle<R>> {
         let mut idle = self.idle.lock();
-        self.closed.store(true, Relaxed);
+        self.closed.store(true, SeqCst);
+        self.disable_hot(&mut idle);
         self.sem.close();
         idle.drain(..).collect()
     }
 
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Relaxed)
+        self.closed.load(SeqCst)
     }
 
     /// Sets the bound to `max` (both ways; lent resources are never taken
@@ -180,15 +308,18 @@ impl<R> Core<R> {
     pub fn set_max(&self, max: usize) -> Result<Vec<Idle<R>>, crate::limit::TooManyPermits> {
         self.sem.set_permits(max)?;
         let mut idle = self.idle.lock();
-        self.max.store(max, Relaxed);
-        let over = self.size.load(SeqCst).saturating_sub(max).min(idle.len());
-        // The least recently used go first.
-        Ok(idle.drain(..over).collect())
+        self.max.store(max, SeqCst);
+        self.disable_hot(&mut idle);
+        // The least recently used go first; the slot comes back on only
+        // within the bound (else at the first return that finds the pool
+        // within it again, through the lock).
+        Ok(self.excess(&mut idle))
     }
 
     /// Removes the idle resources for which `remove` says so.
     pub fn take_idle_where(&self, mut remove: impl FnMut(&Idle<R>) -> bool) -> Vec<Idle<R>> {
         let mut idle = self.idle.lock();
+        self.absorb_hot(&mut idle);
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(idle.len());
         for item in idle.drain(..) {
@@ -206,6 +337,7 @@ impl<R> Core<R> {
     /// task's keepalive check; the caller holds a permit for it).
     pub fn take_one_idle(&self, mut pick: impl FnMut(&Idle<R>) -> bool) -> Option<Idle<R>> {
         let mut idle = self.idle.lock();
+        self.absorb_hot(&mut idle);
         let i = idle.iter().position(&mut pick)?;
         idle.remove(i)
     }
@@ -217,12 +349,14 @@ impl<R> Core<R> {
 
     /// Idle resources.
     pub fn idle(&self) -> usize {
-        self.idle.lock().len()
+        let mut idle = self.idle.lock();
+        self.absorb_hot(&mut idle);
+        idle.len()
     }
 
     /// The bound.
     pub fn max(&self) -> usize {
-        self.max.load(Relaxed)
+        self.max.load(SeqCst)
     }
 
     /// Callers waiting for a permit.
@@ -240,4 +374,22 @@ impl<R> Core<R> {
     pub fn permits_held(&self) -> usize {
         self.sem.in_use()
     }
+}
+
+impl<R> Drop for Core<R> {
+    fn drop(&mut self) {
+        let p = self.hot.swap(ptr::null_mut(), AcqRel);
+        if !p.is_null() && p != disabled() {
+            // SAFETY: as in `pop_idle`; and nothing else can reach the slot
+            // any more (`&mut self`).
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+/// The `hot` value meaning "off": a well-aligned dangling pointer, never
+/// the address of a live allocation (a `Slot` is never zero-sized).
+#[inline]
+fn disabled<R>() -> *mut Slot<R> {
+    NonNull::dangling().as_ptr()
 }

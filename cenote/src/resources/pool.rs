@@ -209,7 +209,7 @@ impl<M: Manager> Pool<M> {
             inner.core.start_create();
             match inner.create_one().await {
                 Ok(item) => {
-                    if let Err(item) = inner.core.put_idle(item) {
+                    for item in inner.core.put_idle(item) {
                         inner.dispose(item, DestroyReason::Evicted);
                     }
                     drop(lease);
@@ -773,7 +773,7 @@ impl<M: Manager> Inner<M> {
         }
         item.meta.dirty = Dirty::Yes;
         item.meta.last_used_ms = now;
-        if let Err(item) = self.core.put_idle(item) {
+        for item in self.core.put_idle(item) {
             self.dispose(item, DestroyReason::Evicted);
         }
     }
@@ -846,7 +846,7 @@ impl<M: Manager> Inner<M> {
                     Call::Done(()) => {
                         let mut item = held.item.take().expect("held");
                         item.meta.last_used_ms = self.now_ms();
-                        if let Err(item) = self.core.put_idle(item) {
+                        for item in self.core.put_idle(item) {
                             self.dispose(item, DestroyReason::Evicted);
                         }
                     }
@@ -872,7 +872,7 @@ impl<M: Manager> Inner<M> {
                 match self.create_one().await {
                     Ok(item) => {
                         self.refill_failures.store(0, Relaxed);
-                        if let Err(item) = self.core.put_idle(item) {
+                        for item in self.core.put_idle(item) {
                             self.dispose(item, DestroyReason::Evicted);
                         }
                     }
@@ -973,7 +973,7 @@ impl<M: Manager> Drop for Created<M> {
     fn drop(&mut self) {
         if let (Some(lease), Some(item)) = (self.lease.take(), self.item.take()) {
             let inner = lease.inner().clone();
-            if let Err(item) = inner.core.put_idle(item) {
+            for item in inner.core.put_idle(item) {
                 inner.dispose(item, DestroyReason::Evicted);
             }
             drop(lease);
