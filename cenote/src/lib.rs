@@ -33,6 +33,13 @@ pub mod resources;
 #[path = "resources/core.rs"]
 pub mod resources_core;
 pub(crate) mod sync;
+/// The workers' bounded queue, alone, for the loom models
+/// (`tests/loom_queue.rs`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod mpmc_model {
+    pub use crate::sync::mpmc::{ArrayQueue, TryPop};
+}
 #[cfg(all(feature = "tokio", not(loom)))]
 pub mod tasks;
 /// The state words of `cenote::tasks`, alone, for the loom models

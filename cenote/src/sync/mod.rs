@@ -3,7 +3,8 @@
 //! Under `--cfg loom` every type here is swapped for its [loom] model so the
 //! same protocol code is model-checked; otherwise atomics come from `std`,
 //! locks from `parking_lot` (smaller and faster uncontended than `std`'s on
-//! the paths we use), and the bounded job queue is `crossbeam_queue::ArrayQueue`.
+//! the paths we use), and the bounded job queue is [`mpmc::ArrayQueue`]
+//! (crossbeam's algorithm; a pop that meets a push in progress yields).
 //!
 //! The wrappers give both worlds one API: `lock()` never returns a poison
 //! error and condition-variable waits take `&mut guard`.
@@ -13,10 +14,16 @@
 use std::time::{Duration, Instant};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
+
+pub(crate) mod mpmc;
 
 /// `thread_local!` (loom's under the model, which runs the destructors when
 /// a model thread ends).
@@ -184,16 +191,18 @@ pub(crate) use lock::{Condvar, Mutex, MutexGuard};
 /// Protocol requirement (see `workers/DESIGN.md`): a successful `push` or
 /// `pop` is a SeqCst read-modify-write and `is_empty` does SeqCst loads, so
 /// the Dekker-style hand-shakes between submitters and parking workers need
-/// no extra fences. `crossbeam_queue::ArrayQueue` guarantees this (its
-/// head/tail CAS and `is_empty` loads are SeqCst); the loom model's `Mutex`
-/// is stronger still.
+/// no extra fences. [`mpmc::ArrayQueue`] guarantees this (its head/tail CAS
+/// and `is_empty` loads are SeqCst); the loom model's `Mutex` is stronger
+/// still. It is `crossbeam_queue::ArrayQueue`'s algorithm, but a pop that
+/// meets a push in progress backs off and yields instead of spinning (see
+/// `mpmc.rs` for why that matters).
 #[cfg(not(loom))]
-pub(crate) struct Queue<T>(crossbeam_queue::ArrayQueue<T>);
+pub(crate) struct Queue<T>(mpmc::ArrayQueue<T>);
 
 #[cfg(not(loom))]
 impl<T> Queue<T> {
     pub(crate) fn new(cap: usize) -> Self {
-        Queue(crossbeam_queue::ArrayQueue::new(cap))
+        Queue(mpmc::ArrayQueue::new(cap))
     }
     #[inline]
     pub(crate) fn push(&self, value: T) -> Result<(), T> {
