@@ -93,6 +93,61 @@ fn a_parking_lane_never_misses_a_push() {
 }
 
 #[test]
+fn adopted_cells_pushed_to_a_dying_lane_are_drained_exactly_once() {
+    // `Lane::push_adopt`: push, then `note` (no wake-up); a lane found dead
+    // is drained by the pusher.
+    loom::model(|| {
+        let lane = Lane::new();
+        let pusher = {
+            let lane = lane.clone();
+            thread::spawn(move || {
+                for item in [1, 2] {
+                    lane.queue.lock().unwrap().push_back(item);
+                    if lane.signal.note() {
+                        lane.drain();
+                    }
+                }
+            })
+        };
+        lane.signal.die();
+        lane.drain();
+        pusher.join().unwrap();
+        assert_eq!(lane.drained.load(SeqCst), 2, "each push drained once");
+        assert!(lane.queue.lock().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_note_never_hides_a_later_push_from_a_parked_lane() {
+    // A note leaves a parked driver parked; a push after it must still
+    // wake it.
+    loom::model(|| {
+        let lane = Lane::new();
+        let driver = {
+            let lane = lane.clone();
+            thread::spawn(move || {
+                *lane.driver.lock().unwrap() = Some(thread::current());
+                let mut got = 0;
+                while got < 2 {
+                    lane.signal.begin_round();
+                    while lane.queue.lock().unwrap().pop_front().is_some() {
+                        got += 1;
+                    }
+                    if got < 2 && lane.signal.try_park() {
+                        thread::park();
+                    }
+                }
+            })
+        };
+        // Noted (adopt), then pushed (a wake): the lane must see both.
+        lane.queue.lock().unwrap().push_back(1);
+        assert!(!lane.signal.note());
+        lane.push(2);
+        driver.join().unwrap();
+    });
+}
+
+#[test]
 fn pushes_to_a_dying_lane_are_drained_exactly_once() {
     loom::model(|| {
         let lane = Lane::new();
@@ -125,6 +180,18 @@ struct Cell {
 }
 
 impl Cell {
+    /// A cell whose first poll its spawner makes (eager start): RUNNING,
+    /// in no queue.
+    fn new_eager() -> Arc<Cell> {
+        Arc::new(Cell {
+            state: CellState::new_running(),
+            queued: AtomicUsize::new(0),
+            driver: Mutex::new(None),
+            ready: AtomicBool::new(false),
+            dropped: AtomicUsize::new(0),
+        })
+    }
+
     fn new() -> Arc<Cell> {
         Arc::new(Cell {
             state: CellState::new_scheduled(),
@@ -269,6 +336,44 @@ fn cancel_and_completion_race_for_the_future() {
         };
         canceller.join().unwrap();
         driver.join().unwrap();
+        assert_eq!(cell.dropped.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn an_eager_first_poll_racing_a_wake_hands_the_cell_over_once() {
+    loom::model(|| {
+        // The spawner polls the new cell itself while its event fires; the
+        // cell ends exactly once, is never queued twice, and a wake during
+        // that poll is not lost (the driver finishes it, or it finished in
+        // the first poll).
+        let cell = Cell::new_eager();
+        let waker = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                cell.ready.store(true, SeqCst);
+                cell.wake();
+            })
+        };
+        let driver = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.drive())
+        };
+        // The first poll (`first_poll` then `settle_eager` in join.rs).
+        if cell.ready.load(SeqCst) {
+            if cell.state.claim_done() {
+                cell.drop_future();
+            }
+            // A driver parked on the empty queue sees DONE when unparked.
+            if let Some(t) = cell.driver.lock().unwrap().as_ref() {
+                t.unpark();
+            }
+        } else if cell.state.end_pending() {
+            cell.push();
+        }
+        waker.join().unwrap();
+        driver.join().unwrap();
+        assert!(cell.state.is_done());
         assert_eq!(cell.dropped.load(SeqCst), 1);
     });
 }

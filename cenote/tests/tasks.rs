@@ -663,9 +663,22 @@ async fn works_on_a_current_thread_runtime() {
 /// and the counters add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_every_future_runs_exactly_once() {
+    stress(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_every_future_runs_exactly_once_without_eager_start() {
+    stress(false).await;
+}
+
+async fn stress(eager: bool) {
     const PER: usize = 50_000;
     const SPAWNERS: usize = 4;
-    let pool = TaskPool::new(64).unwrap();
+    let pool = TaskPool::builder()
+        .capacity(64)
+        .eager_start(eager)
+        .build()
+        .unwrap();
     let runs: Arc<Vec<AtomicUsize>> =
         Arc::new((0..PER * SPAWNERS).map(|_| AtomicUsize::new(0)).collect());
     let flight = Arc::new(InFlight::default());
@@ -789,4 +802,229 @@ async fn max_waiting_zero_refuses_at_once_and_stats_add_up() {
     );
     assert_eq!((s.running, s.waiting, s.capacity), (0, 0, 1));
     assert!(format!("{pool:?}").contains("capacity"));
+}
+
+// ----- eager start -----------------------------------------------------------
+
+/// A pool whose eager starts never pause (so that a slow moment of the test
+/// machine cannot turn them off).
+fn never_paused(capacity: usize) -> TaskPool {
+    TaskPool::builder()
+        .capacity(capacity)
+        .eager_limit(Duration::MAX)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_future_that_finishes_in_its_first_poll_is_done_when_spawn_returns() {
+    // On a current-thread runtime no lane runs before this task yields, so a
+    // finished handle right after the spawn means the spawner polled it.
+    let pool = never_paused(4);
+    let h = pool.spawn(async { 7 }).await.unwrap();
+    assert!(h.is_finished());
+    assert_eq!(pool.running(), 0);
+    assert_eq!(h.await.unwrap(), 7);
+    let failing = pool.try_spawn(async { panic!("first poll") }).unwrap();
+    assert!(failing.is_finished());
+    assert_eq!(
+        failing.await.unwrap_err().panic_message(),
+        Some("first poll")
+    );
+    // Aborting a finished handle is harmless.
+    let h = pool.spawn(async { 1 }).await.unwrap();
+    h.abort();
+    assert_eq!(h.await.unwrap(), 1);
+    let s = pool.stats();
+    assert_eq!((s.spawned, s.completed, s.panicked), (3, 2, 1));
+
+    // Turned off, the future waits for a lane.
+    let lazy = TaskPool::builder()
+        .capacity(4)
+        .eager_start(false)
+        .build()
+        .unwrap();
+    let h = lazy.spawn(async { 7 }).await.unwrap();
+    assert!(!h.is_finished());
+    assert_eq!(h.await.unwrap(), 7);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiting_first_poll_goes_to_a_lane_and_can_be_aborted() {
+    let pool = never_paused(8);
+    let started = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = oneshot::channel::<u32>();
+    let s = started.clone();
+    let waits = pool
+        .spawn(async move {
+            s.fetch_add(1, SeqCst);
+            rx.await.unwrap() + 1
+        })
+        .await
+        .unwrap();
+    // Its body started in the spawn, and it holds its slot.
+    assert_eq!(started.load(SeqCst), 1);
+    assert_eq!(pool.running(), 1);
+    assert!(!waits.is_finished());
+    // One that wakes itself in its first poll is polled again by a lane.
+    let yields = pool
+        .spawn(async {
+            tokio::task::yield_now().await;
+            5
+        })
+        .await
+        .unwrap();
+    // One that never finishes, aborted before its lane ever saw it.
+    let forever = pool.spawn(std::future::pending::<()>()).await.unwrap();
+    forever.abort();
+    tx.send(41).unwrap();
+    assert_eq!(waits.await.unwrap(), 42);
+    assert_eq!(yields.await.unwrap(), 5);
+    assert!(matches!(forever.await, Err(JoinError::Aborted)));
+    pool.wait_idle().await;
+    assert_eq!(pool.running(), 0);
+    let s = pool.stats();
+    assert_eq!((s.completed, s.aborted), (2, 1));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_aborts_first_polled_futures_its_lanes_have_not_filed_yet() {
+    let pool = never_paused(100);
+    let mut handles = Vec::new();
+    for _ in 0..50 {
+        handles.push(pool.spawn(std::future::pending::<()>()).await.unwrap());
+    }
+    // No lane has run yet (this task has not yielded): all 50 sit in their
+    // lanes' adopt queues.
+    let report = pool.shutdown_timeout(Duration::from_millis(5)).await;
+    assert_eq!(report.aborted, 50);
+    assert_eq!(pool.running(), 0);
+    for h in handles {
+        assert!(matches!(h.await, Err(JoinError::Aborted)));
+    }
+}
+
+#[test]
+fn spawns_from_outside_the_runtime_are_not_polled_there() {
+    // A plain thread has no tokio context: a first poll there would find no
+    // timer. The pool queues such spawns for its lanes instead.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = TaskPool::builder()
+        .capacity(4)
+        .runtime(rt.handle().clone())
+        .build()
+        .unwrap();
+    let on_runtime = pool
+        .try_spawn(async {
+            sleep(Duration::from_millis(1)).await;
+            std::thread::current().name().map(str::to_owned)
+        })
+        .unwrap();
+    let name = rt.block_on(on_runtime).unwrap();
+    assert!(name.unwrap_or_default().contains("tokio"));
+    // From another runtime: also queued, and runs on the pool's.
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let h = other
+        .block_on(pool.spawn(async {
+            sleep(Duration::from_millis(1)).await;
+            3
+        }))
+        .unwrap();
+    drop(other);
+    assert_eq!(rt.block_on(h).unwrap(), 3);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_first_poll_pauses_eager_starts() {
+    // One eager first poll in 32 per thread is timed. These take at least
+    // 2 ms, far over a 1 ms limit, so within 32 spawns one is timed and the
+    // next spawns (1,024 of them) wait for a lane.
+    let pool = TaskPool::builder()
+        .capacity(64)
+        .eager_limit(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    for _ in 0..32 {
+        drop(
+            pool.spawn(async { std::thread::sleep(Duration::from_millis(2)) })
+                .await
+                .unwrap(),
+        );
+    }
+    let next = pool.spawn(async { 1 }).await.unwrap();
+    assert!(
+        !next.is_finished(),
+        "queued for a lane after a long first poll"
+    );
+    assert_eq!(next.await.unwrap(), 1);
+    pool.wait_idle().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn nested_spawns_do_not_recurse() {
+    // Each future spawns the next from inside its first poll: started
+    // eagerly, 20,000 of them would nest 20,000 polls deep on one stack.
+    // (Not an `async fn`: its future would contain its own type.)
+    #[allow(clippy::manual_async_fn)]
+    fn chain(
+        pool: TaskPool,
+        left: u32,
+        done: Arc<AtomicUsize>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            if left == 0 {
+                done.fetch_add(1, SeqCst);
+                return;
+            }
+            let next = chain(pool.clone(), left - 1, done);
+            drop(pool.try_spawn(next).unwrap());
+        }
+    }
+    let pool = never_paused(100);
+    let done = Arc::new(AtomicUsize::new(0));
+    drop(
+        pool.spawn(chain(pool.clone(), 20_000, done.clone()))
+            .await
+            .unwrap(),
+    );
+    pool.wait_idle().await;
+    assert_eq!(done.load(SeqCst), 1);
+}
+
+#[test]
+fn a_waker_kept_by_a_finished_first_poll_outlives_the_pool() {
+    static KEPT: Mutex<Option<std::task::Waker>> = Mutex::new(None);
+    struct Keep;
+    impl std::future::Future for Keep {
+        type Output = u8;
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<u8> {
+            *KEPT.lock().unwrap() = Some(cx.waker().clone());
+            std::task::Poll::Ready(9)
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = never_paused(2);
+        assert_eq!(pool.spawn(Keep).await.unwrap().await.unwrap(), 9);
+        // Woken after its end: nothing happens.
+        KEPT.lock().unwrap().as_ref().unwrap().wake_by_ref();
+    });
+    drop(rt);
+    // The pool and its runtime are gone; waking and dropping the waker
+    // touches neither.
+    let waker = KEPT.lock().unwrap().take().unwrap();
+    waker.wake();
 }

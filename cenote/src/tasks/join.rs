@@ -9,10 +9,12 @@
 
 use std::cell::UnsafeCell;
 use std::future::Future;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::Relaxed;
+use std::ptr::{addr_of_mut, NonNull};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -20,7 +22,7 @@ use futures_util::task::{waker_ref, ArcWake};
 use parking_lot::Mutex;
 
 use super::errors::JoinError;
-use super::lane::Registry;
+use super::lane::{Job, Lane, Registry};
 use super::pool::Inner;
 use super::protocol::{Begin, CellState};
 
@@ -35,6 +37,13 @@ pub(crate) trait Runnable: Send + Sync + 'static {
     /// completes the handle with `outcome`. Driver only, or after the
     /// driver is gone.
     fn cancel(&self, outcome: Outcome);
+    /// Files a cell that an eager first poll left waiting in the registry,
+    /// unless it was filed or finished meanwhile. Driver only.
+    fn adopt(self: Arc<Self>, registry: &mut Registry);
+    /// After an eager first poll returned `Pending` (the cell is still
+    /// RUNNING, so no wake could queue it yet): RUNNING -> idle, or queued
+    /// when woken meanwhile, and handed to its lane to file.
+    fn settle_eager(self: Arc<Self>, lane: &Lane);
 }
 
 /// The handle's view of a cell.
@@ -58,12 +67,72 @@ struct Slot<T> {
     joiner: Option<Waker>,
 }
 
+/// A cell's reference to its pool. A cell that reaches a lane owns a
+/// counted reference. During an eager first poll the cell borrows the
+/// spawner's (no count: two read-modify-writes saved on a line every spawn
+/// shares), and it takes a count only if the future is left waiting. A cell
+/// that finished in that poll never uses its pool again: only the winner of
+/// `DONE` ends a cell, and wakes of a `DONE` cell do nothing.
+struct PoolRef {
+    ptr: NonNull<Inner>,
+    counted: AtomicBool,
+}
+
+impl PoolRef {
+    fn counted(pool: Arc<Inner>) -> Self {
+        PoolRef {
+            // SAFETY: `Arc::into_raw` never returns null.
+            ptr: unsafe { NonNull::new_unchecked(Arc::into_raw(pool).cast_mut()) },
+            counted: AtomicBool::new(true),
+        }
+    }
+
+    /// # Safety
+    /// Until [`count`](Self::count) runs, the cell uses its pool only while
+    /// `pool` is alive (the spawner's call).
+    unsafe fn borrowed(pool: &Arc<Inner>) -> Self {
+        PoolRef {
+            ptr: NonNull::from(&**pool),
+            counted: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes a count. Called once, by the spawner, while its own reference
+    /// keeps the pool alive and before the cell can reach a lane.
+    fn count(&self) {
+        // SAFETY: `ptr` came from an `Arc<Inner>` that is alive (see above).
+        unsafe { Arc::increment_strong_count(self.ptr.as_ptr()) };
+        self.counted.store(true, Relaxed);
+    }
+}
+
+impl std::ops::Deref for PoolRef {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        // SAFETY: counted, the reference keeps the pool alive; borrowed, the
+        // cell is in its eager first poll, within the spawner's call (see
+        // the type's note on why a finished cell never gets here).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for PoolRef {
+    fn drop(&mut self) {
+        if *self.counted.get_mut() {
+            // SAFETY: the count taken by `counted` or `count`, given back
+            // once.
+            unsafe { drop(Arc::from_raw(self.ptr.as_ptr())) };
+        }
+    }
+}
+
 pub(crate) struct Cell<F: Future> {
     state: CellState,
     /// Where the driver keeps the cell while it is live.
     index: AtomicUsize,
     lane: usize,
-    pool: Arc<Inner>,
+    pool: PoolRef,
     slot: Mutex<Slot<F::Output>>,
     fut: UnsafeCell<Option<F>>,
 }
@@ -80,7 +149,7 @@ unsafe impl<F: Future + Send> Send for Cell<F> where F::Output: Send {}
 
 /// Makes the cell of a spawned future and the handle to its result.
 pub(crate) fn cell<F>(
-    fut: F,
+    fut: &mut Owned<F>,
     pool: Arc<Inner>,
     lane: usize,
 ) -> (Arc<Cell<F>>, JoinHandle<F::Output>)
@@ -88,22 +157,158 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let cell = Arc::new(Cell {
-        state: CellState::new_scheduled(),
-        index: AtomicUsize::new(UNREGISTERED),
+    let cell = Cell::new_arc(
+        fut,
+        PoolRef::counted(pool),
         lane,
-        pool,
-        slot: Mutex::new(Slot {
-            result: None,
-            joiner: None,
-        }),
-        fut: UnsafeCell::new(Some(fut)),
-    });
-    let handle = JoinHandle {
-        cell: cell.clone(),
-        taken: false,
-    };
+        CellState::new_scheduled(),
+    );
+    let handle = JoinHandle::of_cell(cell.clone());
     (cell, handle)
+}
+
+/// A future on its way from `spawn` into its cell. Spawning passes it down
+/// by reference and the cell takes it with one copy: passed by value
+/// through four calls, a future of a few hundred bytes was copied at each,
+/// a fifth of an eager spawn. Dropped with its holder unless taken (a
+/// cancelled or refused spawn drops its future).
+pub(crate) struct Owned<F> {
+    fut: ManuallyDrop<F>,
+    taken: bool,
+}
+
+impl<F> Owned<F> {
+    #[inline]
+    pub(crate) fn new(fut: F) -> Self {
+        Owned {
+            fut: ManuallyDrop::new(fut),
+            taken: false,
+        }
+    }
+
+    /// Moves the future out; called once.
+    #[inline]
+    fn take(&mut self) -> F {
+        assert!(!self.taken, "a spawned future is taken once");
+        self.taken = true;
+        // SAFETY: not taken before (checked above), and `taken` keeps
+        // `Drop` from dropping it again.
+        unsafe { ManuallyDrop::take(&mut self.fut) }
+    }
+}
+
+impl<F> Drop for Owned<F> {
+    fn drop(&mut self) {
+        if !self.taken {
+            // SAFETY: still ours, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.fut) }
+        }
+    }
+}
+
+/// What a spawner's eager first poll of a future came to.
+pub(crate) enum FirstPoll<T> {
+    /// The future finished (or panicked) and is dropped; its slot is still
+    /// held, for the caller to give back.
+    Finished(Result<T, JoinError>, Outcome),
+    /// The future waits. Its cell is still RUNNING: the caller counts it
+    /// live, then calls [`Runnable::settle_eager`].
+    Pending(Job, JoinHandle<T>),
+}
+
+/// Makes the cell of a spawned future and polls it once, here (see
+/// `Builder::eager_start`). The caller holds a slot for it and runs in a
+/// task of the pool's runtime.
+#[inline]
+pub(crate) fn first_poll<F>(
+    fut: &mut Owned<F>,
+    pool: &Arc<Inner>,
+    lane: usize,
+) -> FirstPoll<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    // SAFETY: the cell uses its pool uncounted only during this call, in
+    // which `pool` is alive; it counts it before it can outlive the call.
+    let pool_ref = unsafe { PoolRef::borrowed(pool) };
+    let cell = Cell::new_arc(fut, pool_ref, lane, CellState::new_running());
+    let polled = {
+        let waker = waker_ref(&cell);
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: the cell is RUNNING and no lane has it, so this is the
+        // only poll; the future never moves (it lives in the `Arc` until it
+        // is dropped in place).
+        let fut = unsafe { Pin::new_unchecked(&mut *cell.fut.get()) };
+        let fut = fut.as_pin_mut().expect("a new cell holds its future");
+        catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
+    };
+    let (result, outcome) = match polled {
+        Ok(Poll::Pending) => {
+            cell.pool.count();
+            let handle = JoinHandle::of_cell(cell.clone());
+            return FirstPoll::Pending(cell, handle);
+        }
+        Ok(Poll::Ready(value)) => (Ok(value), Outcome::Completed),
+        Err(payload) => {
+            cell.pool.report_panic(payload.as_ref());
+            (Err(JoinError::Panicked(payload)), Outcome::Panicked)
+        }
+    };
+    if Arc::strong_count(&cell) == 1 {
+        // The future kept no waker: nobody else can reach the cell (it has
+        // no `Weak`s), and this fence orders every earlier use of a clone
+        // (since dropped) before what follows. No read-modify-write needed.
+        fence(Acquire);
+        cell.state.mark_done_unshared();
+    } else {
+        // Wakers the future kept find DONE and do nothing.
+        let first = cell.state.claim_done();
+        debug_assert!(first, "nobody else could end a cell still RUNNING");
+    }
+    cell.drop_future();
+    FirstPoll::Finished(result, outcome)
+}
+
+impl<F: Future> Cell<F> {
+    /// Builds the cell in its allocation, field by field. `Arc::new(Cell {
+    /// .. })` built it on the stack and copied it over, and with the future
+    /// inside (a few hundred bytes is common) those copies were a fifth of
+    /// an eager spawn.
+    #[inline]
+    fn new_arc(fut: &mut Owned<F>, pool: PoolRef, lane: usize, state: CellState) -> Arc<Self> {
+        let raw = Arc::into_raw(Arc::new(MaybeUninit::<Self>::uninit()));
+        let cell = raw.cast::<Self>().cast_mut();
+        // SAFETY: `cell` is the only reference to a fresh allocation laid
+        // out for `Self` (`MaybeUninit<Self>` has `Self`'s layout), whose
+        // pointer keeps the allocation's write permission; every field is
+        // written once before `from_raw` makes it an `Arc<Self>`, which
+        // `Arc::from_raw` allows for a pointer from `Arc::<U>::into_raw`
+        // with `U` of the same size and alignment.
+        unsafe {
+            addr_of_mut!((*cell).state).write(state);
+            addr_of_mut!((*cell).index).write(AtomicUsize::new(UNREGISTERED));
+            addr_of_mut!((*cell).lane).write(lane);
+            addr_of_mut!((*cell).pool).write(pool);
+            addr_of_mut!((*cell).slot).write(Mutex::new(Slot {
+                result: None,
+                joiner: None,
+            }));
+            addr_of_mut!((*cell).fut).write(UnsafeCell::new(Some(fut.take())));
+            Arc::from_raw(cell)
+        }
+    }
+
+    /// Drops the future in place, catching (and reporting) a panicking
+    /// drop. The caller won `DONE`.
+    fn drop_future(&self) {
+        // SAFETY: the caller won `DONE`, so nobody else touches `fut`
+        // again, and whoever polled it before is done with it.
+        let fut = unsafe { &mut *self.fut.get() };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| *fut = None)) {
+            self.pool.report_panic(payload.as_ref());
+        }
+    }
 }
 
 impl<F> Cell<F>
@@ -128,13 +333,7 @@ where
         result: Option<Result<F::Output, JoinError>>,
         owner: Option<(&Arc<Self>, bool)>,
     ) {
-        // SAFETY: the caller won `DONE`, so nobody else touches `fut`
-        // again, and the driver (or the code after it) is the only one that
-        // touched it before.
-        let fut = unsafe { &mut *self.fut.get() };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| *fut = None)) {
-            self.pool.report_panic(payload.as_ref());
-        }
+        self.drop_future();
         let watched = match owner {
             Some((me, registered)) => Arc::strong_count(me) - usize::from(registered) > 1,
             None => true,
@@ -226,6 +425,21 @@ where
             self.finish(outcome, None, None);
         }
     }
+
+    fn adopt(self: Arc<Self>, registry: &mut Registry) {
+        // Only this driver finishes or files the cell while its lane lives,
+        // so neither can change between these reads and the insert.
+        if self.index.load(Relaxed) == UNREGISTERED && !self.state.is_done() {
+            self.index.store(registry.insert(self.clone()), Relaxed);
+        }
+    }
+
+    fn settle_eager(self: Arc<Self>, lane: &Lane) {
+        if self.state.end_pending() {
+            Self::schedule(&self);
+        }
+        lane.push_adopt(self);
+    }
 }
 
 impl<F> ArcWake for Cell<F>
@@ -244,8 +458,9 @@ impl<F: Future> Drop for Cell<F> {
     fn drop(&mut self) {
         // Every live cell is held by its lane's queue or registry until it
         // is done, so this is a backstop: a cell dropped unfinished still
-        // gives its slot back and counts as cancelled.
-        if !self.state.take_done() {
+        // gives its slot back and counts as cancelled. (`&mut self`: a plain
+        // load does.)
+        if !self.state.is_done() {
             let fut = self.fut.get_mut();
             if catch_unwind(AssertUnwindSafe(|| *fut = None)).is_err() {
                 tracing::error!("cenote::tasks: a future panicked while being dropped");
@@ -295,15 +510,52 @@ where
 /// panics, as for tokio's handles.
 #[must_use = "dropping a JoinHandle detaches the future; `.await` it for the result"]
 pub struct JoinHandle<T> {
-    cell: Arc<dyn JoinSide<T>>,
-    taken: bool,
+    repr: Repr<T>,
 }
 
+enum Repr<T> {
+    /// The future runs (or ran) in a lane: its result comes through the
+    /// cell.
+    Cell {
+        cell: Arc<dyn JoinSide<T>>,
+        taken: bool,
+    },
+    /// The future finished in its eager first poll: here is its result
+    /// (`None` once yielded).
+    Ready(Option<Result<T, JoinError>>),
+}
+
+// The result is only ever moved in and out through `&mut self` (`poll`), so
+// pinning the handle never pins it.
+impl<T> Unpin for JoinHandle<T> {}
+
+// SAFETY: through `&JoinHandle` nothing reaches a stored result (only
+// `is_finished`, `abort` and `Debug`, which read the repr's tag or the
+// shared cell, itself `Sync`), so sharing the handle never shares a `T` or
+// a panic payload.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
 impl<T> JoinHandle<T> {
+    fn of_cell(cell: Arc<dyn JoinSide<T>>) -> Self {
+        JoinHandle {
+            repr: Repr::Cell { cell, taken: false },
+        }
+    }
+
+    /// The handle of a future that finished in its eager first poll.
+    pub(crate) fn ready(result: Result<T, JoinError>) -> Self {
+        JoinHandle {
+            repr: Repr::Ready(Some(result)),
+        }
+    }
+
     /// Whether the future has finished (with a value, a panic, aborted or
     /// cancelled).
     pub fn is_finished(&self) -> bool {
-        self.cell.is_finished()
+        match &self.repr {
+            Repr::Cell { cell, .. } => cell.is_finished(),
+            Repr::Ready(_) => true,
+        }
     }
 
     /// Asks for the future to be dropped: it is not polled again, its slot
@@ -312,7 +564,9 @@ impl<T> JoinHandle<T> {
     /// waiting on a `spawn_blocking` closure stops waiting, but the closure,
     /// once started, runs to its end on its thread.
     pub fn abort(&self) {
-        self.cell.clone().abort();
+        if let Repr::Cell { cell, .. } = &self.repr {
+            cell.clone().abort();
+        }
     }
 }
 
@@ -320,12 +574,16 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        assert!(!self.taken, "JoinHandle polled after it yielded its result");
-        let polled = self.cell.poll_join(cx);
-        if polled.is_ready() {
-            self.taken = true;
+        const AGAIN: &str = "JoinHandle polled after it yielded its result";
+        match &mut self.repr {
+            Repr::Cell { cell, taken } => {
+                assert!(!*taken, "{AGAIN}");
+                let polled = cell.poll_join(cx);
+                *taken = polled.is_ready();
+                polled
+            }
+            Repr::Ready(result) => Poll::Ready(result.take().expect(AGAIN)),
         }
-        polled
     }
 }
 

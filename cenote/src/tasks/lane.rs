@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
 use futures_util::task::AtomicWaker;
 
 use super::join::{Outcome, Runnable, UNREGISTERED};
@@ -52,6 +53,11 @@ pub(crate) struct Lane {
     /// I/O or timer) should not wait behind a wave of completions, as a
     /// tokio task spawned from a worker does not (tokio's LIFO slot).
     fresh: SegQueue<Job>,
+    /// Cells whose first poll the spawner made (eager start) and that wait:
+    /// the driver only files them in its registry. Not notified: filing is
+    /// not urgent, and the driver drains this queue on every round, on
+    /// abort and when it dies.
+    adopt: SegQueue<Job>,
     signal: LaneSignal,
     mode: AtomicU8,
     waker: AtomicWaker,
@@ -59,6 +65,9 @@ pub(crate) struct Lane {
     /// tokio task is never polled on two threads at once), so a plain
     /// load + store does; others only read it.
     completed: AtomicUsize,
+    /// Futures that finished in their eager first poll, counted by their
+    /// spawners (so atomically, and on a line of its own).
+    completed_eagerly: CachePadded<AtomicUsize>,
 }
 
 impl Lane {
@@ -66,10 +75,12 @@ impl Lane {
         Lane {
             queue: SegQueue::new(),
             fresh: SegQueue::new(),
+            adopt: SegQueue::new(),
             signal: LaneSignal::new(),
             mode: AtomicU8::new(RUN),
             waker: AtomicWaker::new(),
             completed: AtomicUsize::new(0),
+            completed_eagerly: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -88,6 +99,17 @@ impl Lane {
         self.notify();
     }
 
+    /// Hands the lane a waiting cell that it has not seen yet (its first
+    /// poll was eager), to file in its registry. The lane is not woken for
+    /// it; if the lane is gone, the cell is cancelled here.
+    #[inline]
+    pub(crate) fn push_adopt(&self, job: Job) {
+        self.adopt.push(job);
+        if self.signal.note() {
+            self.drain(Outcome::Cancelled);
+        }
+    }
+
     fn pop(&self) -> Option<Job> {
         self.fresh.pop().or_else(|| self.queue.pop())
     }
@@ -102,6 +124,9 @@ impl Lane {
 
     fn drain(&self, outcome: Outcome) {
         while let Some(job) = self.pop() {
+            job.cancel(outcome);
+        }
+        while let Some(job) = self.adopt.pop() {
             job.cancel(outcome);
         }
     }
@@ -119,7 +144,13 @@ impl Lane {
     }
 
     pub(crate) fn completed(&self) -> usize {
-        self.completed.load(Relaxed)
+        self.completed.load(Relaxed) + self.completed_eagerly.load(Relaxed)
+    }
+
+    /// A spawner's eager first poll finished its future.
+    #[inline]
+    pub(crate) fn count_completed_eagerly(&self) {
+        self.completed_eagerly.fetch_add(1, Relaxed);
     }
 
     /// Called from a job's poll when it completed normally (so from this
@@ -214,6 +245,28 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Gives back now the slots held by the batch of the driver polling on
+    /// this thread, if it is `pool`'s and holds any; whether it did.
+    pub(crate) fn settle_now(pool: &Inner) -> bool {
+        BATCH.with(|b| {
+            let batch = b.get();
+            if batch.is_null() {
+                return false;
+            }
+            // SAFETY: as in `add`: the batch of the driver polling on this
+            // thread, not otherwise referenced while this runs.
+            let batch = unsafe { &mut *batch };
+            if !std::ptr::eq(batch.pool, pool) || batch.finished == 0 {
+                return false;
+            }
+            let n = std::mem::take(&mut batch.finished);
+            pool.flush(n);
+            true
+        })
+    }
+}
+
 /// Installs a driver's batch for the length of one poll, and settles it
 /// when dropped.
 struct BatchScope<'a> {
@@ -289,6 +342,9 @@ impl Future for Driver {
             if mode == ABORT {
                 this.registry.cancel_all(Outcome::Aborted);
                 lane.drain(Outcome::Aborted);
+            }
+            while let Some(job) = lane.adopt.pop() {
+                job.adopt(&mut this.registry);
             }
             while let Some(job) = lane.pop() {
                 job.run(&mut this.registry);

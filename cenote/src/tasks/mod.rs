@@ -53,7 +53,7 @@ mod lane;
 mod pool;
 pub(crate) mod protocol;
 
-pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY};
+pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY, DEFAULT_EAGER_LIMIT};
 pub use errors::{BuildError, JoinError, SpawnError, TuneError};
 pub use join::JoinHandle;
 pub use pool::{ShutdownReport, Stats, TaskPool};

@@ -6,15 +6,16 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use super::builder::{Builder, PanicHandler, WhenFull};
 use super::errors::{BuildError, SpawnError, TuneError};
-use super::join::{cell, JoinHandle, Outcome};
+use super::join::{cell, first_poll, FirstPoll, JoinHandle, Outcome, Owned};
 use super::lane::{Batch, Driver, Lane, ABORT, DETACHED};
 use crate::limit::{Semaphore, TryAcquireError};
 use crate::workers::errors::panic_message;
@@ -67,6 +68,14 @@ pub(crate) struct Inner {
     handles: AtomicUsize,
     panic_handler: Option<PanicHandler>,
     blocking: Option<crate::workers::Pool>,
+    /// The runtime the lanes run on: spawners on it start futures eagerly.
+    runtime: tokio::runtime::Id,
+    /// `Builder::eager_start`.
+    eager: bool,
+    /// `Builder::eager_limit`.
+    eager_limit: Duration,
+    /// Spawns still to queue normally after a long eager first poll.
+    eager_pause: AtomicU32,
     panicked: AtomicU64,
     aborted: AtomicU64,
     cancelled: AtomicU64,
@@ -123,7 +132,46 @@ enum How {
 thread_local! {
     /// Where this thread's next spawn goes: spawns rotate over the lanes.
     static CURSOR: Cell<usize> = const { Cell::new(0) };
+    /// This thread's eager starts: whether one is under way (they never
+    /// nest), and how many more go untimed before the next timed one.
+    static EAGER: EagerState = const {
+        EagerState { inside: Cell::new(false), untimed: Cell::new(0), seen: Cell::new(None) }
+    };
 }
+
+struct EagerState {
+    inside: Cell<bool>,
+    untimed: Cell<u32>,
+    /// The last tokio task seen spawning on this thread, and its runtime.
+    seen: Cell<Option<(tokio::task::Id, tokio::runtime::Id)>>,
+}
+
+/// The runtime whose context this thread is in, if any. Inside a tokio
+/// task the answer is cached per task: a task stays on its runtime for life
+/// and task ids come from one process-wide counter, while asking tokio
+/// clones its handle (two read-modify-writes on a line every spawner
+/// shares). Outside a task (a `block_on`, such as `#[tokio::main]`'s body)
+/// tokio is asked every time.
+#[inline]
+fn current_runtime(e: &EagerState) -> Option<tokio::runtime::Id> {
+    let Some(task) = tokio::task::try_id() else {
+        return tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+    };
+    match e.seen.get() {
+        Some((t, rt)) if t == task => Some(rt),
+        _ => {
+            let rt = tokio::runtime::Handle::try_current().ok()?.id();
+            e.seen.set(Some((task, rt)));
+            Some(rt)
+        }
+    }
+}
+
+/// One eager first poll in this many (per spawning thread) is timed.
+const EAGER_TIME_EVERY: u32 = 32;
+/// A timed first poll longer than the pool's `eager_limit` pauses eager
+/// starts for this many spawns.
+const EAGER_PAUSE_SPAWNS: u32 = 1024;
 
 impl TaskPool {
     /// A pool of `capacity` slots with the defaults of [`Builder::new`], on
@@ -155,6 +203,10 @@ impl TaskPool {
             handles: AtomicUsize::new(1),
             panic_handler: b.panic_handler,
             blocking: b.blocking,
+            runtime: runtime.id(),
+            eager: b.eager,
+            eager_limit: b.eager_limit,
+            eager_pause: AtomicU32::new(0),
             panicked: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
@@ -183,8 +235,9 @@ impl TaskPool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let mut fut = Owned::new(fut);
         self.admit(self.policy()).await?;
-        self.launch(fut)
+        self.launch(&mut fut)
     }
 
     /// Spawns `fut` only if a slot is free now (and nobody waits for one).
@@ -194,7 +247,7 @@ impl TaskPool {
         F::Output: Send + 'static,
     {
         self.try_admit()?;
-        self.launch(fut)
+        self.launch(&mut Owned::new(fut))
     }
 
     /// Spawns `fut`, waiting at most `timeout` for a slot, whatever the
@@ -210,8 +263,9 @@ impl TaskPool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let mut fut = Owned::new(fut);
         self.admit(How::Within(timeout)).await?;
-        self.launch(fut)
+        self.launch(&mut fut)
     }
 
     /// Runs the blocking closure `f` on a `cenote::workers` pool (see
@@ -236,7 +290,7 @@ impl TaskPool {
                 return Err(SpawnError::Blocking(e));
             }
         };
-        self.launch(async move {
+        self.launch(&mut Owned::new(async move {
             match handle.await {
                 Ok(v) => v,
                 // Re-raised inside the task's `catch_unwind`: the payload
@@ -246,7 +300,7 @@ impl TaskPool {
                     None => resume_unwind(Box::new("the blocking pool dropped the closure")),
                 },
             }
-        })
+        }))
     }
 
     fn policy(&self) -> How {
@@ -259,16 +313,32 @@ impl TaskPool {
 
     /// Takes a slot now or fails.
     fn try_admit(&self) -> Result<(), SpawnError> {
-        match self.inner.sem.try_acquire() {
-            Ok(permit) => {
-                // The slot now belongs to the task; `finish` gives it back.
-                permit.keep();
-                Ok(())
-            }
-            Err(TryAcquireError::Closed) => Err(SpawnError::Closed),
-            Err(_) => {
-                self.inner.rejected.fetch_add(1, Relaxed);
-                Err(SpawnError::Full)
+        if self.take_slot()? {
+            Ok(())
+        } else {
+            self.inner.rejected.fetch_add(1, Relaxed);
+            Err(SpawnError::Full)
+        }
+    }
+
+    /// Takes a slot if one is free now: true when taken (it then belongs
+    /// to the future, whose end gives it back).
+    ///
+    /// A spawn from inside one of this pool's futures may find the pool
+    /// full only because its lane's driver still holds the slots of
+    /// futures that finished earlier in the same poll (batched, see
+    /// `Inner::finished`): those are given back first, and it tries again.
+    #[inline]
+    fn take_slot(&self) -> Result<bool, SpawnError> {
+        loop {
+            match self.inner.sem.try_acquire() {
+                Ok(permit) => {
+                    permit.keep();
+                    return Ok(true);
+                }
+                Err(TryAcquireError::Closed) => return Err(SpawnError::Closed),
+                Err(_) if Batch::settle_now(&self.inner) => {}
+                Err(_) => return Ok(false),
             }
         }
     }
@@ -281,13 +351,8 @@ impl TaskPool {
             How::Wait => None,
             How::Within(d) => Some(d),
         };
-        match inner.sem.try_acquire() {
-            Ok(permit) => {
-                permit.keep();
-                return Ok(());
-            }
-            Err(TryAcquireError::Closed) => return Err(SpawnError::Closed),
-            Err(_) => {}
+        if self.take_slot()? {
+            return Ok(());
         }
         if timeout == Some(Duration::ZERO) {
             inner.timed_out.fetch_add(1, Relaxed);
@@ -315,7 +380,8 @@ impl TaskPool {
     }
 
     /// Starts a future that holds a slot already.
-    fn launch<F>(&self, fut: F) -> Result<JoinHandle<F::Output>, SpawnError>
+    #[inline]
+    fn launch<F>(&self, fut: &mut Owned<F>) -> Result<JoinHandle<F::Output>, SpawnError>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -336,10 +402,84 @@ impl TaskPool {
             inner.sem.release(1);
             return Err(SpawnError::RuntimeGone);
         }
+        if inner.eager && self.eager_now() {
+            return Ok(self.start_eagerly(fut, i));
+        }
         inner.active.fetch_add(1, SeqCst);
         let (cell, handle) = cell(fut, inner.clone(), i);
         lane.push_new(cell);
         Ok(handle)
+    }
+
+    /// Whether this spawn makes its future's first poll itself: from a task
+    /// of the pool's runtime, not inside another eager poll, and not while a
+    /// long first poll paused them (a paused spawn counts the pause down).
+    #[inline]
+    fn eager_now(&self) -> bool {
+        let here =
+            EAGER.with(|e| !e.inside.get() && current_runtime(e) == Some(self.inner.runtime));
+        if !here {
+            return false;
+        }
+        let pause = &self.inner.eager_pause;
+        if pause.load(Relaxed) == 0 {
+            return true;
+        }
+        let _ = pause.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        false
+    }
+
+    /// Polls `fut` once here (a task of the pool's runtime); a future that
+    /// finishes never reaches a lane. The caller holds its slot.
+    #[inline]
+    fn start_eagerly<F>(&self, fut: &mut Owned<F>, lane: usize) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let inner = &self.inner;
+        let timed = EAGER.with(|e| {
+            e.inside.set(true);
+            match e.untimed.get() {
+                0 => {
+                    e.untimed.set(EAGER_TIME_EVERY - 1);
+                    true
+                }
+                n => {
+                    e.untimed.set(n - 1);
+                    false
+                }
+            }
+        });
+        let started = timed.then(Instant::now);
+        let polled = first_poll(fut, inner, lane);
+        EAGER.with(|e| e.inside.set(false));
+        if let Some(t) = started {
+            let took = t.elapsed();
+            if took > inner.eager_limit {
+                inner.eager_pause.store(EAGER_PAUSE_SPAWNS, Relaxed);
+                tracing::debug!(
+                    ?took,
+                    "cenote::tasks: a long first poll; the next spawns start in lanes"
+                );
+            }
+        }
+        match polled {
+            FirstPoll::Finished(result, outcome) => {
+                match outcome {
+                    Outcome::Completed => inner.lanes[lane].count_completed_eagerly(),
+                    _ => drop(inner.panicked.fetch_add(1, Relaxed)),
+                }
+                inner.sem.release(1);
+                JoinHandle::ready(result)
+            }
+            FirstPoll::Pending(cell, handle) => {
+                // Live before it can be queued (and so finish on a lane).
+                inner.active.fetch_add(1, SeqCst);
+                cell.settle_eager(&inner.lanes[lane]);
+                handle
+            }
+        }
     }
 
     // ----- control -----------------------------------------------------------

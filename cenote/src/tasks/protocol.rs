@@ -62,6 +62,14 @@ impl LaneSignal {
         }
     }
 
+    /// Pusher of work the driver need not run soon (it is filed on the
+    /// driver's next round, whenever that comes): like
+    /// [`notify`](Self::notify), but a parked driver stays parked. True
+    /// when the driver is gone, and the pusher must drain.
+    pub fn note(&self) -> bool {
+        self.state.fetch_or(NOTIFIED, AcqRel) & DEAD != 0
+    }
+
     /// Driver, before it pops.
     pub fn begin_round(&self) {
         self.state.swap(0, AcqRel);
@@ -128,6 +136,16 @@ impl CellState {
     pub fn new_scheduled() -> Self {
         CellState {
             state: AtomicUsize::new(SCHEDULED),
+        }
+    }
+
+    /// A new cell whose first poll the spawner makes itself, before any lane
+    /// sees it (eager start). It leaves RUNNING by
+    /// [`end_pending`](Self::end_pending) (then it is queued by whoever sets
+    /// SCHEDULED, as after any poll) or [`claim_done`](Self::claim_done).
+    pub fn new_running() -> Self {
+        CellState {
+            state: AtomicUsize::new(RUNNING),
         }
     }
 
@@ -208,8 +226,9 @@ impl CellState {
         self.state.load(Acquire) & DONE != 0
     }
 
-    /// Marks the future gone; whether it was already.
-    pub fn take_done(&self) -> bool {
-        self.state.fetch_or(DONE, AcqRel) & DONE != 0
+    /// Marks the future gone, with a plain store: only for a cell that
+    /// nobody else can reach (its spawner saw no other reference to it).
+    pub fn mark_done_unshared(&self) {
+        self.state.store(self.state.load(Relaxed) | DONE, Relaxed);
     }
 }
