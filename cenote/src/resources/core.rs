@@ -66,7 +66,7 @@ pub enum Dirty {
 /// get + return moves a resource with one atomic exchange each way instead
 /// of taking the lock twice. `hot` is null (empty), a pointer from
 /// `Box::into_raw` (owned by the slot: whoever exchanges it out owns it),
-/// or [`disabled`] (FIFO pools, closed pools, and after a shrink until the
+/// or `disabled()` (FIFO pools, closed pools, and after a shrink until the
 /// pool is within its bound again: returns take the lock). A return that
 /// published into the slot re-checks the pool (open, within its bound)
 /// afterwards and, if not, clears the excess under the lock, so nothing

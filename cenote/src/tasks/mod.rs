@@ -29,11 +29,13 @@
 //! # }
 //! ```
 //!
-//! **How it runs.** Futures are not each a tokio task: the pool runs a few
+//! **How it runs.** Futures are not each a tokio task. A spawn from a task of
+//! the pool's runtime first polls the future itself (*eager start*, see
+//! [`Builder::eager_start`]): a future that finishes in that poll costs no
+//! more than a semaphore permit and one allocation. The rest go to a few
 //! *lanes* (one tokio task per runtime worker by default), each polling its
-//! share of the futures, and a spawn pushes onto a lane's queue. That makes
-//! a spawn several times cheaper than `tokio::spawn` while the futures still
-//! run in parallel across the lanes. The bound is a
+//! share of the futures. That makes a spawn several times cheaper than
+//! `tokio::spawn` while the futures still run in parallel across the lanes. The bound is a
 //! [`cenote::limit::Semaphore`](crate::limit::Semaphore): a future takes a
 //! slot before it is queued and gives it back when it ends (result, panic,
 //! abort), after its own drop, so `running() <= capacity()` holds at every
