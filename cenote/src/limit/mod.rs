@@ -3,7 +3,8 @@
 //!
 //! A [`Semaphore`] bounds how many things run at once. Threads block in
 //! [`Semaphore::acquire_blocking`] / [`Semaphore::acquire_timeout`], tasks
-//! `.await` [`Semaphore::acquire`]; both wait in one strictly FIFO queue,
+//! `.await` [`Semaphore::acquire`]; both wait in one strictly FIFO queue
+//! (a thread first spins for about a microsecond while the queue is empty),
 //! and dropping an `acquire` future at any point leaves no permit and no
 //! waiter behind. Permits are RAII guards (borrowed [`Permit`] or `'static`
 //! [`OwnedPermit`]); the semaphore resizes both ways at runtime
