@@ -922,7 +922,7 @@ impl Request {
         let may_spin = self.queued.is_none()
             && self.n <= MAX_PERMITS
             && !sem.closed.load(SeqCst)
-            && deadline.is_none_or(|d| Instant::now() < d);
+            && deadline.map_or(true, |d| Instant::now() < d);
         if may_spin && sem.spin_take(self.n) {
             return self.finish(Ok(()));
         }
