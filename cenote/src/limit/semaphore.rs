@@ -919,11 +919,12 @@ impl Request {
     }
 
     fn wait(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
-        let may_spin = self.queued.is_none()
-            && self.n <= MAX_PERMITS
-            && !sem.closed.load(SeqCst)
-            && deadline.map_or(true, |d| Instant::now() < d);
-        if may_spin && sem.spin_take(self.n) {
+        // A permit free now needs no clock read; spinning needs time left.
+        let may_spin = self.queued.is_none() && self.n <= MAX_PERMITS && !sem.closed.load(SeqCst);
+        if may_spin
+            && (sem.take_available(self.n)
+                || (deadline.map_or(true, |d| Instant::now() < d) && sem.spin_take(self.n)))
+        {
             return self.finish(Ok(()));
         }
         if let Some(r) = self.start(sem, || Wake::Thread(thread::current())) {
