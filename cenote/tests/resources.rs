@@ -593,7 +593,10 @@ async fn lifetimes_and_idle_timeouts_retire_resources_down_to_min_idle() {
     );
     drop((a, b, c));
     assert_eq!(pool.status().idle, 3);
-    eventually(|| pool.stats().destroyed_idle == 2).await;
+    // While all three were lent, the background task may have created a
+    // fourth to keep `min_idle`: it retires too, a pass later.
+    eventually(|| pool.stats().destroyed_idle >= 2 && pool.status().idle == 1).await;
+    tokio::time::sleep(Duration::from_millis(80)).await;
     assert_eq!(pool.status().idle, 1, "min_idle stays");
     drop(k);
 }

@@ -54,6 +54,7 @@ mod join;
 mod lane;
 mod pool;
 pub(crate) mod protocol;
+mod recycle;
 
 pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY, DEFAULT_EAGER_LIMIT};
 pub use errors::{BuildError, JoinError, SpawnError, TuneError};

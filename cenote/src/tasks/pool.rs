@@ -17,6 +17,7 @@ use super::builder::{Builder, PanicHandler, WhenFull};
 use super::errors::{BuildError, SpawnError, TuneError};
 use super::join::{cell, first_poll, FirstPoll, JoinHandle, Outcome, Owned};
 use super::lane::{Batch, Driver, Lane, ABORT, DETACHED};
+use super::recycle::Recycler;
 use crate::limit::{Semaphore, TryAcquireError};
 use crate::workers::errors::panic_message;
 
@@ -82,6 +83,8 @@ pub(crate) struct Inner {
     rejected: AtomicU64,
     waited: AtomicU64,
     timed_out: AtomicU64,
+    /// Finished cells kept for the next spawns (`recycle.rs`).
+    pub(crate) recycler: Recycler,
 }
 
 /// A snapshot of a pool's counters.
@@ -213,6 +216,7 @@ impl TaskPool {
             rejected: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
+            recycler: Recycler::new(),
         };
         let inner = Arc::new(inner);
         for lane in inner.lanes.iter() {
@@ -624,6 +628,11 @@ impl fmt::Debug for TaskPool {
 }
 
 impl Inner {
+    /// The capacity (after the last `tune`).
+    pub(crate) fn sem_permits(&self) -> usize {
+        self.sem.permits()
+    }
+
     pub(crate) fn lane(&self, i: usize) -> &Lane {
         &self.lanes[i]
     }
@@ -714,4 +723,93 @@ fn default_blocking_pool() -> &'static crate::workers::Pool {
             .build()
             .expect("a valid configuration")
     })
+}
+
+#[cfg(test)]
+mod recycle_tests {
+    use super::*;
+
+    /// Polls `cond` until it holds (a lane lets go of a cell just after
+    /// the future's end is counted), failing after 10 s.
+    async fn eventually(mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "condition never held"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// A future that waits once (so it finishes in a lane), then gives `id`.
+    async fn job(id: usize, payload: Box<[u8]>) -> (usize, usize) {
+        tokio::task::yield_now().await;
+        (id, payload.len())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finished_cells_are_reused_bounded_by_capacity_with_results_intact() {
+        let pool = TaskPool::builder()
+            .capacity(8)
+            .eager_limit(Duration::MAX)
+            .build()
+            .unwrap();
+        // Detached: each cell's lane lets go of it last.
+        for id in 0..200 {
+            drop(pool.spawn(job(id, vec![0; id].into())).await.unwrap());
+        }
+        pool.wait_idle().await;
+        eventually(|| pool.inner.recycler.kept() >= 1).await;
+        let kept = pool.inner.recycler.kept();
+        assert!(kept <= 8, "at most the capacity is kept, kept {kept}");
+        // Awaited: the handle lets go last; every reused cell carries its
+        // own future's result, once.
+        for round in 0..20 {
+            let mut handles = Vec::new();
+            for k in 0..8 {
+                let id = round * 8 + k;
+                handles.push((id, pool.spawn(job(id, vec![1; k].into())).await.unwrap()));
+            }
+            for (id, h) in handles {
+                assert_eq!(h.await.unwrap(), (id, id % 8));
+            }
+            assert!(pool.inner.recycler.kept() <= 8);
+        }
+        assert!(pool.inner.recycler.kept() >= 1);
+        // A smaller capacity bounds what is kept from then on.
+        pool.tune(2).unwrap();
+        for id in 0..50 {
+            drop(pool.spawn(job(id, Box::new([]))).await.unwrap());
+        }
+        pool.wait_idle().await;
+        let stats = pool.stats();
+        assert_eq!(stats.completed, 200 + 160 + 50);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handle_dropped_with_an_untaken_result_frees_it() {
+        let pool = TaskPool::new(4).unwrap();
+        let payload = Arc::new(());
+        let p = payload.clone();
+        let h = pool
+            .spawn(async move {
+                tokio::task::yield_now().await;
+                p
+            })
+            .await
+            .unwrap();
+        pool.wait_idle().await;
+        assert!(h.is_finished());
+        assert_eq!(
+            Arc::strong_count(&payload),
+            2,
+            "the result waits in the cell"
+        );
+        drop(h);
+        // Whoever lets go last (the handle, or the lane just after the
+        // future's end) drops the result and keeps the cell.
+        eventually(|| Arc::strong_count(&payload) == 1).await;
+        eventually(|| pool.inner.recycler.kept() == 1).await;
+    }
 }
