@@ -570,6 +570,10 @@ fn bad_input_is_a_clear_error() {
         TaskPool::builder().lanes(0).build().unwrap_err(),
         BuildError::ZeroLanes
     );
+    let too_many = cenote::tasks::MAX_LANES + 1;
+    let err = TaskPool::builder().lanes(too_many).build().unwrap_err();
+    assert_eq!(err, BuildError::TooManyLanes(too_many));
+    assert!(err.to_string().contains("at most 65535"), "{err}");
     assert!(!format!("{}", BuildError::NoRuntime).is_empty());
 }
 

@@ -41,6 +41,9 @@ pub struct Builder {
 /// The default of [`Builder::eager_limit`].
 pub const DEFAULT_EAGER_LIMIT: Duration = Duration::from_micros(20);
 
+/// The most lanes a pool runs (a cell keeps its lane in 16 bits).
+pub const MAX_LANES: usize = u16::MAX as usize;
+
 /// The capacity of [`Builder::new`].
 pub const DEFAULT_CAPACITY: usize = 1024;
 
@@ -93,7 +96,8 @@ impl Builder {
     }
 
     /// How many lanes (tokio tasks that each poll a share of the pool's
-    /// futures) to run; by default one per runtime worker thread.
+    /// futures) to run; by default one per runtime worker thread (at most
+    /// [`MAX_LANES`]). More than [`MAX_LANES`] is a build error.
     pub fn lanes(mut self, n: usize) -> Self {
         self.lanes = Some(n);
         self
@@ -153,6 +157,9 @@ impl Builder {
         }
         if self.lanes == Some(0) {
             return Err(BuildError::ZeroLanes);
+        }
+        if let Some(n) = self.lanes.filter(|&n| n > MAX_LANES) {
+            return Err(BuildError::TooManyLanes(n));
         }
         let runtime = match self.runtime.clone() {
             Some(h) => h,

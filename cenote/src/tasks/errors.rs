@@ -19,6 +19,9 @@ pub enum BuildError {
     /// `lanes(0)`.
     #[error("a task pool needs at least 1 lane")]
     ZeroLanes,
+    /// `lanes(n)` with `n` over [`MAX_LANES`](super::MAX_LANES).
+    #[error("{0} lanes asked for; a task pool runs at most {max}", max = super::MAX_LANES)]
+    TooManyLanes(usize),
     /// Built outside a tokio runtime and without
     /// [`Builder::runtime`](super::Builder::runtime).
     #[error("no tokio runtime: build the pool inside one, or pass a handle with Builder::runtime")]

@@ -14,12 +14,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::{addr_of_mut, NonNull};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize};
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use futures_util::task::{waker_ref, ArcWake};
-use parking_lot::Mutex;
+use parking_lot::lock_api::RawMutex as _;
+use parking_lot::RawMutex;
 
 use super::errors::JoinError;
 use super::lane::{Job, Lane, Registry};
@@ -28,7 +29,7 @@ use super::protocol::{Begin, CellState};
 use super::recycle::Recyclable;
 
 /// Not yet in its lane's registry.
-pub(crate) const UNREGISTERED: usize = usize::MAX;
+pub(crate) const UNREGISTERED: u32 = u32::MAX;
 
 /// A cell as its lane sees it.
 pub(crate) trait Runnable: Send + Sync + 'static {
@@ -66,18 +67,53 @@ pub(crate) enum Outcome {
     Cancelled,
 }
 
-struct Slot<T> {
-    result: Option<Result<T, JoinError>>,
-    joiner: Option<Waker>,
+/// The cell's lock, held, giving the handle's waker and the `published`
+/// flag. The result itself is in the cell's [`Stage`], written before
+/// `published` is set under the lock, and read by the handle only once it
+/// sees `published` under the lock. (A byte-sized lock beside the other
+/// small fields: `Mutex<{ waker, flag }>` took 32 bytes, this takes 18.)
+struct Joiner<'a> {
+    lock: &'a RawMutex,
+    waker: &'a UnsafeCell<Option<Waker>>,
+    published: &'a UnsafeCell<bool>,
 }
 
-impl<T> Default for Slot<T> {
-    fn default() -> Self {
-        Slot {
-            result: None,
-            joiner: None,
+impl<'a> Joiner<'a> {
+    fn lock<F: Future>(cell: &'a Cell<F>) -> Self {
+        cell.lock.lock();
+        Joiner {
+            lock: &cell.lock,
+            waker: &cell.waker,
+            published: &cell.published,
         }
     }
+
+    fn waker(&mut self) -> &mut Option<Waker> {
+        // SAFETY: the lock is held while `self` lives.
+        unsafe { &mut *self.waker.get() }
+    }
+
+    fn published(&mut self) -> &mut bool {
+        // SAFETY: the lock is held while `self` lives.
+        unsafe { &mut *self.published.get() }
+    }
+}
+
+impl Drop for Joiner<'_> {
+    fn drop(&mut self) {
+        // SAFETY: locked by `Joiner::lock`, unlocked once, here.
+        unsafe { self.lock.unlock() }
+    }
+}
+
+/// The future, then its result: one space for both, as the future is
+/// dropped before the result is written. Only the polling party (the
+/// driver, or the spawner in an eager first poll) and then the winner of
+/// `DONE` touch it, until the result is published; then only the handle.
+enum Stage<F: Future> {
+    Running(F),
+    Finished(Result<F::Output, JoinError>),
+    Empty,
 }
 
 /// A cell's reference to its pool. A cell that reaches a lane owns a
@@ -86,45 +122,57 @@ impl<T> Default for Slot<T> {
 /// shares), and it takes a count only if the future is left waiting. A cell
 /// that finished in that poll never uses its pool again: only the winner of
 /// `DONE` ends a cell, and wakes of a `DONE` cell do nothing.
+///
+/// One word: the pool's address, its low bit set when counted (`Inner` is
+/// aligned to 8). A recycled cell's word, dangling and uncounted, links it
+/// in its free list (`recycle.rs`).
 struct PoolRef {
-    ptr: NonNull<Inner>,
-    counted: AtomicBool,
+    word: AtomicUsize,
 }
+
+/// The low bit of a `PoolRef`: the reference is counted.
+const COUNTED: usize = 1;
 
 impl PoolRef {
     fn counted(pool: Arc<Inner>) -> Self {
         PoolRef {
-            // SAFETY: `Arc::into_raw` never returns null.
-            ptr: unsafe { NonNull::new_unchecked(Arc::into_raw(pool).cast_mut()) },
-            counted: AtomicBool::new(true),
+            word: AtomicUsize::new(Arc::into_raw(pool) as usize | COUNTED),
         }
+    }
+
+    fn ptr(&self) -> *const Inner {
+        (self.word.load(Relaxed) & !COUNTED) as *const Inner
     }
 
     /// # Safety
     /// Until [`count`](Self::count) runs, the cell uses its pool only while
     /// `pool` is alive (the spawner's call).
     unsafe fn borrowed(pool: &Arc<Inner>) -> Self {
+        const { assert!(std::mem::align_of::<Inner>() > COUNTED) };
         PoolRef {
-            ptr: NonNull::from(&**pool),
-            counted: AtomicBool::new(false),
+            word: AtomicUsize::new(Arc::as_ptr(pool) as usize),
         }
     }
 
     /// Takes a count. Called once, by the spawner, while its own reference
     /// keeps the pool alive and before the cell can reach a lane.
     fn count(&self) {
-        // SAFETY: `ptr` came from an `Arc<Inner>` that is alive (see above).
-        unsafe { Arc::increment_strong_count(self.ptr.as_ptr()) };
-        self.counted.store(true, Relaxed);
+        // SAFETY: the address came from an `Arc<Inner>` that is alive (see
+        // above).
+        unsafe { Arc::increment_strong_count(self.ptr()) };
+        // Only the spawner writes the word now: no read-modify-write needed.
+        self.word.store(self.word.load(Relaxed) | COUNTED, Relaxed);
     }
 
     /// Takes the count away (the pool, if the reference was counted): the
     /// reference is left dangling, never to be used again.
     fn take_count(&mut self) -> Option<Arc<Inner>> {
-        if std::mem::replace(self.counted.get_mut(), false) {
+        let word = self.word.get_mut();
+        if *word & COUNTED != 0 {
+            *word &= !COUNTED;
             // SAFETY: the count taken by `counted` or `count`, handed over
-            // once (`counted` is now false).
-            Some(unsafe { Arc::from_raw(self.ptr.as_ptr()) })
+            // once (the bit is now clear).
+            Some(unsafe { Arc::from_raw((*word) as *const Inner) })
         } else {
             None
         }
@@ -138,34 +186,38 @@ impl std::ops::Deref for PoolRef {
         // SAFETY: counted, the reference keeps the pool alive; borrowed, the
         // cell is in its eager first poll, within the spawner's call (see
         // the type's note on why a finished cell never gets here).
-        unsafe { self.ptr.as_ref() }
+        unsafe { &*self.ptr() }
     }
 }
 
 impl Drop for PoolRef {
     fn drop(&mut self) {
-        if *self.counted.get_mut() {
-            // SAFETY: the count taken by `counted` or `count`, given back
-            // once.
-            unsafe { drop(Arc::from_raw(self.ptr.as_ptr())) };
-        }
+        drop(self.take_count());
     }
 }
 
+/// 40 bytes besides the future (or its result), as few as
+/// `FuturesUnordered`'s task: peak memory at 10,000 futures in flight is
+/// mostly cells.
 pub(crate) struct Cell<F: Future> {
     state: CellState,
-    /// Where the driver keeps the cell while it is live.
-    index: AtomicUsize,
-    lane: usize,
     pool: PoolRef,
-    slot: Mutex<Slot<F::Output>>,
-    fut: UnsafeCell<Option<F>>,
+    /// Where the driver keeps the cell while it waits.
+    index: AtomicU32,
+    lane: u16,
+    /// Guards `waker` and `published` (see [`Joiner`]).
+    lock: RawMutex,
+    published: UnsafeCell<bool>,
+    /// The handle waiting for the result.
+    waker: UnsafeCell<Option<Waker>>,
+    stage: UnsafeCell<Stage<F>>,
 }
 
-// SAFETY: `fut` is only touched by the lane's driver (one tokio task, so
+// SAFETY: `stage` is only touched by the lane's driver (one tokio task, so
 // one thread at a time, with the runtime ordering its polls), or, after the
-// driver is gone, by whoever wins the `DONE` bit; everything else is
-// atomics or behind the mutex. So sharing the cell shares `F` only by
+// driver is gone, by whoever wins the `DONE` bit, and once a result is
+// published (under the mutex), by the handle; everything else is atomics or
+// behind the mutex. So sharing the cell shares `F` only by
 // moving it between threads, which `F: Send` allows; the output crosses to
 // the handle's thread, which `F::Output: Send` allows.
 unsafe impl<F: Future + Send> Sync for Cell<F> where F::Output: Send {}
@@ -197,40 +249,40 @@ where
 /// through four calls, a future of a few hundred bytes was copied at each,
 /// a fifth of an eager spawn. Dropped with its holder unless taken (a
 /// cancelled or refused spawn drops its future).
-pub(crate) struct Owned<F> {
-    /// `Some` until taken: shaped as the cell's slot for it, so that the
-    /// cell takes it with one plain copy.
-    fut: ManuallyDrop<Option<F>>,
+pub(crate) struct Owned<F: Future> {
+    /// `Running` until taken: shaped as the cell's space for it, so that
+    /// the cell takes it with one plain copy.
+    fut: ManuallyDrop<Stage<F>>,
     taken: bool,
 }
 
-impl<F> Owned<F> {
+impl<F: Future> Owned<F> {
     #[inline]
     pub(crate) fn new(fut: F) -> Self {
         Owned {
-            fut: ManuallyDrop::new(Some(fut)),
+            fut: ManuallyDrop::new(Stage::Running(fut)),
             taken: false,
         }
     }
 
-    /// Moves the future (as `Some`) to `dst`; called once.
+    /// Moves the future (as `Stage::Running`) to `dst`; called once.
     ///
     /// # Safety
-    /// `dst` is valid for a write of an `Option<F>` and does not overlap
+    /// `dst` is valid for a write of a `Stage<F>` and does not overlap
     /// `self`. (Said to the compiler with `copy_nonoverlapping`: a plain
     /// write to a pointer it cannot prove apart, such as a recycled cell's,
     /// became a `memmove` call, 10 ns per spawn, instead of inline moves.)
     #[inline]
-    unsafe fn move_to(&mut self, dst: *mut Option<F>) {
+    unsafe fn move_to(&mut self, dst: *mut Stage<F>) {
         assert!(!self.taken, "a spawned future is taken once");
         self.taken = true;
         // SAFETY: not taken before (checked above), and `taken` keeps
         // `Drop` from dropping it again; `dst` per the caller.
-        unsafe { std::ptr::copy_nonoverlapping(&*self.fut as *const Option<F>, dst, 1) }
+        unsafe { std::ptr::copy_nonoverlapping(&*self.fut as *const Stage<F>, dst, 1) }
     }
 }
 
-impl<F> Drop for Owned<F> {
+impl<F: Future> Drop for Owned<F> {
     fn drop(&mut self) {
         if !self.taken {
             // SAFETY: still ours, and never used again.
@@ -270,10 +322,8 @@ where
         let waker = waker_ref(&cell);
         let mut cx = Context::from_waker(&waker);
         // SAFETY: the cell is RUNNING and no lane has it, so this is the
-        // only poll; the future never moves (it lives in the `Arc` until it
-        // is dropped in place).
-        let fut = unsafe { Pin::new_unchecked(&mut *cell.fut.get()) };
-        let fut = fut.as_pin_mut().expect("a new cell holds its future");
+        // only poll.
+        let fut = unsafe { cell.running() }.expect("a new cell holds its future");
         catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
     };
     let (result, outcome) = match polled {
@@ -333,6 +383,7 @@ impl<F: Future> Cell<F> {
         F: Send + 'static,
         F::Output: Send + 'static,
     {
+        let lane = u16::try_from(lane).expect("at most MAX_LANES lanes");
         let cell = Self::allocate(&pool);
         // SAFETY: `cell` is the only reference to an allocation laid out
         // for `Self`, either fresh (`MaybeUninit<Self>` has `Self`'s
@@ -345,22 +396,48 @@ impl<F: Future> Cell<F> {
         // same size and alignment.
         unsafe {
             addr_of_mut!((*cell).state).write(state);
-            addr_of_mut!((*cell).index).write(AtomicUsize::new(UNREGISTERED));
-            addr_of_mut!((*cell).lane).write(lane);
             addr_of_mut!((*cell).pool).write(pool);
-            addr_of_mut!((*cell).slot).write(Mutex::new(Slot::default()));
-            fut.move_to(UnsafeCell::raw_get(addr_of_mut!((*cell).fut)));
+            addr_of_mut!((*cell).index).write(AtomicU32::new(UNREGISTERED));
+            addr_of_mut!((*cell).lane).write(lane);
+            addr_of_mut!((*cell).lock).write(RawMutex::INIT);
+            addr_of_mut!((*cell).published).write(UnsafeCell::new(false));
+            addr_of_mut!((*cell).waker).write(UnsafeCell::new(None));
+            fut.move_to(UnsafeCell::raw_get(addr_of_mut!((*cell).stage)));
             Arc::from_raw(cell)
         }
+    }
+
+    /// The future, pinned, if the cell still holds it.
+    ///
+    /// # Safety
+    /// The caller is the one party that may poll the cell now (the driver,
+    /// or the spawner in its eager first poll). The future never moves: it
+    /// lives in the `Arc` until it is dropped in place.
+    #[inline]
+    #[allow(clippy::mut_from_ref)] // exclusive by the contract above
+    unsafe fn running(&self) -> Option<Pin<&mut F>> {
+        // SAFETY: per the caller, nobody else touches the stage.
+        match unsafe { &mut *self.stage.get() } {
+            // SAFETY: see above: pinned in place.
+            Stage::Running(fut) => Some(unsafe { Pin::new_unchecked(fut) }),
+            _ => None,
+        }
+    }
+
+    /// The cell's lane, as an index.
+    #[inline]
+    fn lane(&self) -> usize {
+        self.lane as usize
     }
 
     /// Drops the future in place, catching (and reporting) a panicking
     /// drop. The caller won `DONE`.
     fn drop_future(&self) {
-        // SAFETY: the caller won `DONE`, so nobody else touches `fut`
-        // again, and whoever polled it before is done with it.
-        let fut = unsafe { &mut *self.fut.get() };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| *fut = None)) {
+        // SAFETY: the caller won `DONE`, so nobody else touches the stage
+        // until a result is published, and whoever polled it before is
+        // done with it.
+        let stage = unsafe { &mut *self.stage.get() };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Empty)) {
             self.pool.report_panic(payload.as_ref());
         }
     }
@@ -395,19 +472,23 @@ where
         };
         if !watched {
             drop(result);
-            self.pool.finished(self.lane, outcome, true);
+            self.pool.finished(self.lane(), outcome, true);
             return;
         }
-        self.pool.finished(self.lane, outcome, false);
+        self.pool.finished(self.lane(), outcome, false);
         let result = result.unwrap_or(Err(match outcome {
             Outcome::Cancelled => JoinError::Cancelled,
             _ => JoinError::Aborted,
         }));
-        let mut slot = self.slot.lock();
-        slot.result = Some(result);
-        let joiner = slot.joiner.take();
-        drop(slot);
-        if let Some(w) = joiner {
+        // SAFETY: we won `DONE` and the future is gone, and the handle
+        // reads the stage only once `published` (set below, under the
+        // lock, which orders this write before its read).
+        unsafe { *self.stage.get() = Stage::Finished(result) };
+        let mut joiner = Joiner::lock(self);
+        *joiner.published() = true;
+        let waker = joiner.waker().take();
+        drop(joiner);
+        if let Some(w) = waker {
             w.wake();
         }
     }
@@ -416,7 +497,7 @@ where
     /// that the caller's reference keeps the pool, and so the lane, alive
     /// while the push runs.
     fn schedule(this: &Arc<Self>) {
-        this.pool.lane(this.lane).push(this.clone());
+        this.pool.lane(this.lane()).push(this.clone());
     }
 
     /// One poll of the future, by its lane's driver.
@@ -435,11 +516,9 @@ where
         }
         let waker = waker_ref(this);
         let mut cx = Context::from_waker(&waker);
-        // SAFETY: only the driver polls `fut`, one poll at a time, and the
-        // future never moves: it lives in the `Arc` until `finish` drops it
-        // in place.
-        let fut = unsafe { Pin::new_unchecked(&mut *this.fut.get()) };
-        let polled = match fut.as_pin_mut() {
+        // SAFETY: only the driver polls, one poll at a time (the cell is
+        // RUNNING).
+        let polled = match unsafe { this.running() } {
             Some(fut) => catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx))),
             None => return,
         };
@@ -489,9 +568,12 @@ where
         // A result nobody took, a handle's stale waker: dropped below,
         // after the cell is safe in its list (a panicking drop loses
         // nothing then).
-        let leftover = std::mem::take(me.slot.get_mut());
+        let leftover = (
+            std::mem::replace(me.stage.get_mut(), Stage::Empty),
+            me.waker.get_mut().take(),
+        );
         debug_assert!(
-            me.fut.get_mut().is_none(),
+            !matches!(leftover.0, Stage::Running(_)),
             "a DONE cell's future is dropped"
         );
         match me.pool.take_count() {
@@ -513,17 +595,19 @@ where
     }
 }
 
-// SAFETY: `index` is only read by the cell's driver while the cell is
-// registered, and a cell in a free list is finished and unregistered, with
-// no reference left but the list's; `destroy` frees what `Arc::into_raw`
-// gave.
+// SAFETY: the link is the pool word, which a cell in a free list no longer
+// uses (`let_go` took its count first; `new_arc` writes a new one), and
+// which nobody else can reach (the list holds the only reference). A cell
+// freed from the list drops its word as an uncounted reference, since a
+// link (a cell's address, or 0) never has the low bit set. `destroy` frees
+// what `Arc::into_raw` gave.
 unsafe impl<F> Recyclable for Cell<F>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     fn link(&self) -> &AtomicUsize {
-        &self.index
+        &self.pool.word
     }
 
     unsafe fn destroy(cell: NonNull<Self>) {
@@ -583,12 +667,12 @@ impl<F: Future> Drop for Cell<F> {
         // gives its slot back and counts as cancelled. (`&mut self`: a plain
         // load does.)
         if !self.state.is_done() {
-            let fut = self.fut.get_mut();
-            if catch_unwind(AssertUnwindSafe(|| *fut = None)).is_err() {
+            let stage = self.stage.get_mut();
+            if catch_unwind(AssertUnwindSafe(|| *stage = Stage::Empty)).is_err() {
                 tracing::error!("cenote::tasks: a future panicked while being dropped");
             }
             // Dropped: no handle is left to see a result.
-            self.pool.finished(self.lane, Outcome::Cancelled, false);
+            self.pool.finished(self.lane(), Outcome::Cancelled, false);
         }
     }
 }
@@ -599,13 +683,22 @@ where
     F::Output: Send + 'static,
 {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
-        let mut slot = self.slot.lock();
-        if let Some(result) = slot.result.take() {
-            return Poll::Ready(result);
+        let mut joiner = Joiner::lock(self);
+        if *joiner.published() {
+            drop(joiner);
+            // SAFETY: published: the finisher is done with the stage (its
+            // write is ordered before by the lock), and only the handle
+            // reads it now, once (`JoinHandle` polls no more after Ready).
+            let stage = unsafe { &mut *self.stage.get() };
+            return match std::mem::replace(stage, Stage::Empty) {
+                Stage::Finished(result) => Poll::Ready(result),
+                _ => unreachable!("a published cell holds its result until taken"),
+            };
         }
-        match &slot.joiner {
+        let waker = joiner.waker();
+        match waker {
             Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot.joiner = Some(cx.waker().clone()),
+            _ => *waker = Some(cx.waker().clone()),
         }
         Poll::Pending
     }

@@ -168,28 +168,33 @@ impl Lane {
 #[derive(Default)]
 pub(crate) struct Registry {
     cells: Vec<Option<Job>>,
-    free: Vec<usize>,
+    /// Vacant indices (`u32`, as a cell keeps its index: 4 bytes a cell).
+    free: Vec<u32>,
     live: usize,
 }
 
 impl Registry {
-    pub(crate) fn insert(&mut self, job: Job) -> usize {
+    pub(crate) fn insert(&mut self, job: Job) -> u32 {
         self.live += 1;
         match self.free.pop() {
             Some(i) => {
-                self.cells[i] = Some(job);
+                self.cells[i as usize] = Some(job);
                 i
             }
             None => {
+                let i = u32::try_from(self.cells.len())
+                    .ok()
+                    .filter(|&i| i != UNREGISTERED)
+                    .expect("fewer than 2^32 - 1 futures wait in one lane");
                 self.cells.push(Some(job));
-                self.cells.len() - 1
+                i
             }
         }
     }
 
-    pub(crate) fn remove(&mut self, index: usize) {
+    pub(crate) fn remove(&mut self, index: u32) {
         if index != UNREGISTERED {
-            if let Some(job) = self.cells.get_mut(index).and_then(Option::take) {
+            if let Some(job) = self.cells.get_mut(index as usize).and_then(Option::take) {
                 self.live -= 1;
                 self.free.push(index);
                 drop(job);

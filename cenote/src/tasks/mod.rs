@@ -56,7 +56,7 @@ mod pool;
 pub(crate) mod protocol;
 mod recycle;
 
-pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY, DEFAULT_EAGER_LIMIT};
+pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY, DEFAULT_EAGER_LIMIT, MAX_LANES};
 pub use errors::{BuildError, JoinError, SpawnError, TuneError};
 pub use join::JoinHandle;
 pub use pool::{ShutdownReport, Stats, TaskPool};

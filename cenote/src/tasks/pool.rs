@@ -192,7 +192,7 @@ impl TaskPool {
         let lanes = b
             .lanes
             .unwrap_or_else(|| runtime.metrics().num_workers())
-            .max(1);
+            .clamp(1, super::MAX_LANES);
         let lanes: Box<[Arc<Lane>]> = (0..lanes).map(|_| Arc::new(Lane::new())).collect();
         let inner = Inner {
             sem: Semaphore::new(b.capacity),
