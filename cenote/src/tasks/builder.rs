@@ -129,7 +129,7 @@ impl Builder {
     /// (one from elsewhere, another runtime or a plain thread, queues as
     /// usual). The poll catches panics as a lane does, and is never nested
     /// (a spawn from inside an eager poll queues normally). A first poll that computes for long would hold up
-    /// the spawner, so the pool times one first poll in 32 per spawning
+    /// the spawner, so the pool times one first poll in 64 per spawning
     /// thread and, when one took longer than [`eager_limit`](Self::eager_limit)
     /// (20 µs by default), queues the next 1,024 spawns normally before it
     /// tries again. Turn it off for futures that compute a lot before their

@@ -132,6 +132,7 @@ impl Lane {
     }
 
     /// Whether the lane's driver has exited (or was dropped).
+    #[inline]
     pub(crate) fn is_dead(&self) -> bool {
         self.signal.is_dead()
     }

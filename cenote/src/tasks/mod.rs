@@ -59,4 +59,4 @@ mod recycle;
 pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY, DEFAULT_EAGER_LIMIT, MAX_LANES};
 pub use errors::{BuildError, JoinError, SpawnError, TuneError};
 pub use join::JoinHandle;
-pub use pool::{ShutdownReport, Stats, TaskPool};
+pub use pool::{ShutdownReport, Spawn, Stats, TaskPool};

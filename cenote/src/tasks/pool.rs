@@ -5,9 +5,11 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use std::time::Instant;
 
@@ -171,7 +173,7 @@ fn current_runtime(e: &EagerState) -> Option<tokio::runtime::Id> {
 }
 
 /// One eager first poll in this many (per spawning thread) is timed.
-const EAGER_TIME_EVERY: u32 = 32;
+const EAGER_TIME_EVERY: u32 = 64;
 /// A timed first poll longer than the pool's `eager_limit` pauses eager
 /// starts for this many spawns.
 const EAGER_PAUSE_SPAWNS: u32 = 1024;
@@ -234,14 +236,12 @@ impl TaskPool {
     /// [`WhenFull`] policy decides: wait (default, FIFO), reject, or wait
     /// with a deadline. Cancel-safe: dropping this future while it waits
     /// leaves no slot taken and no waiter queued (and `fut` is dropped).
-    pub async fn spawn<F>(&self, fut: F) -> Result<JoinHandle<F::Output>, SpawnError>
+    pub fn spawn<F>(&self, fut: F) -> Spawn<'_, F>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let mut fut = Owned::new(fut);
-        self.admit(self.policy()).await?;
-        self.launch(&mut fut)
+        Spawn::new(self, fut, self.policy())
     }
 
     /// Spawns `fut` only if a slot is free now (and nobody waits for one).
@@ -258,18 +258,12 @@ impl TaskPool {
     /// policy. A zero timeout is a `try_spawn` that reports `TimedOut`; a
     /// huge one never expires. The deadline needs the runtime's timer
     /// (`enable_time`, as `#[tokio::main]` sets).
-    pub async fn spawn_timeout<F>(
-        &self,
-        fut: F,
-        timeout: Duration,
-    ) -> Result<JoinHandle<F::Output>, SpawnError>
+    pub fn spawn_timeout<F>(&self, fut: F, timeout: Duration) -> Spawn<'_, F>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let mut fut = Owned::new(fut);
-        self.admit(How::Within(timeout)).await?;
-        self.launch(&mut fut)
+        Spawn::new(self, fut, How::Within(timeout))
     }
 
     /// Runs the blocking closure `f` on a `cenote::workers` pool (see
@@ -395,10 +389,14 @@ impl TaskPool {
         let i = if n == 1 {
             0
         } else {
+            // No `%`: a division was a few percent of a trivial spawn. The
+            // cursor is the thread's, shared by its pools, so it may be out
+            // of this pool's range.
             CURSOR.with(|c| {
                 let i = c.get();
-                c.set(i.wrapping_add(1));
-                i % n
+                let i = if i >= n { 0 } else { i };
+                c.set(i + 1);
+                i
             })
         };
         let lane = &inner.lanes[i];
@@ -685,6 +683,89 @@ impl Inner {
 }
 
 /// Counts a spawner in `waiting_spawners` while it waits.
+/// The future of [`TaskPool::spawn`] and [`TaskPool::spawn_timeout`]: it
+/// resolves to the spawned future's handle once a slot is taken.
+///
+/// Named rather than `async fn`: the spawned future is copied once into it
+/// and once into its cell (an `async fn` moved it once more, from its
+/// argument into a local), and a free slot is taken in the first poll
+/// without building the waiting machinery, which only a full pool needs
+/// (one allocation, then). Cancel-safe: dropping it while it waits leaves
+/// no slot taken and no waiter queued, and drops the future.
+#[must_use = "futures do nothing unless polled; the spawn happens when this is awaited"]
+pub struct Spawn<'a, F: Future> {
+    pool: &'a TaskPool,
+    fut: Owned<F>,
+    how: How,
+    /// The wait for a slot, once the first poll found none.
+    wait: Option<Admit<'a>>,
+    done: bool,
+}
+
+/// A spawn's wait for a slot.
+type Admit<'a> = Pin<Box<dyn Future<Output = Result<(), SpawnError>> + Send + 'a>>;
+
+// The spawned future is not pinned here (it is moved into its cell, then
+// pinned), and the wait is boxed.
+impl<F: Future> Unpin for Spawn<'_, F> {}
+
+impl<'a, F> Spawn<'a, F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    #[inline]
+    fn new(pool: &'a TaskPool, fut: F, how: How) -> Self {
+        Spawn {
+            pool,
+            fut: Owned::new(fut),
+            how,
+            wait: None,
+            done: false,
+        }
+    }
+}
+
+impl<F> Future for Spawn<'_, F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = Result<JoinHandle<F::Output>, SpawnError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        assert!(!this.done, "Spawn polled after it completed");
+        let pool = this.pool;
+        let admitted = match &mut this.wait {
+            Some(wait) => ready!(wait.as_mut().poll(cx)),
+            None => match pool.take_slot() {
+                Ok(true) => Ok(()),
+                Err(e) => Err(e),
+                Ok(false) => {
+                    let mut wait = Box::pin(pool.admit(this.how));
+                    let polled = wait.as_mut().poll(cx);
+                    this.wait = Some(wait);
+                    ready!(polled)
+                }
+            },
+        };
+        this.wait = None;
+        this.done = true;
+        Poll::Ready(admitted.and_then(|()| pool.launch(&mut this.fut)))
+    }
+}
+
+impl<F: Future> std::fmt::Debug for Spawn<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawn")
+            .field("waiting", &self.wait.is_some())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
 struct WaitingSpawner<'a>(&'a AtomicUsize);
 
 impl<'a> WaitingSpawner<'a> {

@@ -143,6 +143,7 @@ impl CellState {
     /// sees it (eager start). It leaves RUNNING by
     /// [`end_pending`](Self::end_pending) (then it is queued by whoever sets
     /// SCHEDULED, as after any poll) or [`claim_done`](Self::claim_done).
+    #[inline]
     pub fn new_running() -> Self {
         CellState {
             state: AtomicUsize::new(RUNNING),
@@ -211,6 +212,7 @@ impl CellState {
     }
 
     /// Whoever is about to drop the future: true for exactly one caller.
+    #[inline]
     pub fn claim_done(&self) -> bool {
         self.state.fetch_or(DONE, AcqRel) & DONE == 0
     }
@@ -222,12 +224,14 @@ impl CellState {
     }
 
     /// Whether the future is gone.
+    #[inline]
     pub fn is_done(&self) -> bool {
         self.state.load(Acquire) & DONE != 0
     }
 
     /// Marks the future gone, with a plain store: only for a cell that
     /// nobody else can reach (its spawner saw no other reference to it).
+    #[inline]
     pub fn mark_done_unshared(&self) {
         self.state.store(self.state.load(Relaxed) | DONE, Relaxed);
     }
