@@ -1041,3 +1041,26 @@ async fn stress_faults_never_lend_a_resource_twice_and_lose_no_slot() {
     };
     assert_eq!(all.len(), 3);
 }
+
+#[tokio::test]
+async fn the_last_handle_hands_idle_and_later_returned_resources_to_destroy() {
+    let (m, k) = manager();
+    let pool = Pool::builder(m).max_size(4).build().unwrap();
+    let other = pool.clone();
+    let (a, b, c) = (
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+    );
+    drop((a, b));
+    drop(pool);
+    // Another handle is alive: nothing is closed or destroyed.
+    assert!(!other.is_closed());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(k.destroyed.load(SeqCst), 0);
+    drop(other);
+    // The two idle ones now, the lent one when its guard drops.
+    eventually(|| k.destroyed.load(SeqCst) == 2).await;
+    drop(c);
+    eventually(|| k.destroyed.load(SeqCst) == 3).await;
+}

@@ -21,6 +21,9 @@ use super::Manager;
 
 /// A pool of managed resources (connections, clients), shared by async
 /// tasks and plain threads. Cloning gives another handle to the same pool.
+/// Dropping the last handle closes the pool: its idle resources go through
+/// [`Manager::destroy`] at once (on the pool's runtime), lent ones when
+/// their guards drop.
 ///
 /// See the [module documentation](super) for an example and the model.
 pub struct Pool<M: Manager> {
@@ -29,8 +32,22 @@ pub struct Pool<M: Manager> {
 
 impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Relaxed);
         Pool {
             inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<M: Manager> Drop for Pool<M> {
+    /// The last handle closes the pool: nobody can `get` any more, so idle
+    /// resources go through `Manager::destroy` now (on the pool's runtime,
+    /// if it still runs), and lent ones when their guards drop. Without
+    /// this they were only dropped, with the pool's memory, and a
+    /// connection never got to say goodbye.
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, AcqRel) == 1 {
+            self.close();
         }
     }
 }
@@ -60,6 +77,8 @@ pub(crate) struct Inner<M: Manager> {
     has_last_error: AtomicBool,
     /// `destroy` calls under way.
     destroying: AtomicUsize,
+    /// `Pool` handles alive; the last one closes the pool.
+    handles: AtomicUsize,
     /// Signalled when a resource is destroyed (for `close_timeout`).
     gone: tokio::sync::Notify,
     pub(crate) lent: Option<Mutex<LentTable>>,
@@ -144,6 +163,7 @@ impl<M: Manager> Pool<M> {
             last_error: Mutex::new(None),
             has_last_error: AtomicBool::new(false),
             destroying: AtomicUsize::new(0),
+            handles: AtomicUsize::new(1),
             gone: tokio::sync::Notify::new(),
             lent,
             refill_failures: AtomicU64::new(0),
@@ -912,9 +932,9 @@ impl<M: Manager> Inner<M> {
 
 impl<M: Manager> Drop for Inner<M> {
     fn drop(&mut self) {
-        // No `destroy` can run any more (it needs the pool): idle
-        // resources are dropped here. `close_timeout` destroys them
-        // properly.
+        // The last handle closed the pool and handed its idle resources to
+        // `destroy`; what is left here (a resource returned while the
+        // runtime was gone, say) can only be dropped.
         let _ = self.core.close();
     }
 }
