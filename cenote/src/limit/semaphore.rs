@@ -109,8 +109,36 @@ const CLOSED: usize = 2;
 
 /// What a queued acquire shares with whoever serves the queue: only its
 /// progress. How to wake it lives in its queue node, under the queue lock.
+///
+/// The acquire owns it (a `Box`, so its address survives the future being
+/// moved); its node holds only its address ([`WaiterRef`]). That is safe
+/// because the node is the only way to reach it and the owner frees it
+/// only (a) after seeing GRANTED or CLOSED, which the server stores as its
+/// last touch, after unlinking the node, or (b) after `cancel` unlinked the
+/// node under the queue lock. So no counted reference (two read-modify-
+/// writes per wait, plus `Arc::get_mut`'s to recycle it) is needed.
 struct Waiter {
     state: AtomicUsize,
+}
+
+/// A queued node's pointer to its acquire's [`Waiter`].
+struct WaiterRef(std::ptr::NonNull<Waiter>);
+
+// SAFETY: it only reaches an `AtomicUsize` (shared across threads by
+// design), and only while the owner keeps the waiter (see `Waiter`).
+unsafe impl Send for WaiterRef {}
+// SAFETY: as above.
+unsafe impl Sync for WaiterRef {}
+
+impl WaiterRef {
+    /// Publishes the waiter's outcome: the last use of the pointer, after
+    /// its node is unlinked, under the queue lock.
+    fn settle(self, state: usize) {
+        // SAFETY: the owner frees the waiter only after seeing this store,
+        // or after unlinking the node itself under the queue lock, which
+        // the caller holds with the node already unlinked by it.
+        unsafe { self.0.as_ref() }.state.store(state, Release);
+    }
 }
 
 enum Wake {
@@ -139,26 +167,22 @@ impl Clone for Wake {
 impl Waiter {
     /// A waiter in state WAITING: a recycled one when this thread has one
     /// (see [`Waiter::recycle`]), else a new allocation.
-    fn new() -> Arc<Waiter> {
+    fn new() -> Box<Waiter> {
         #[cfg(not(loom))]
         if let Some(mut w) = SPARE.with(|s| s.take()) {
-            if let Some(inner) = Arc::get_mut(&mut w) {
-                *inner.state.get_mut() = WAITING;
-                return w;
-            }
+            w.state = AtomicUsize::new(WAITING);
+            return w;
         }
-        Arc::new(Waiter {
+        Box::new(Waiter {
             state: AtomicUsize::new(WAITING),
         })
     }
 
-    /// Keeps a finished waiter for this thread's next enqueue, if nobody
-    /// else holds it any more (a granter may still be waking it).
-    fn recycle(w: Arc<Waiter>) {
+    /// Keeps a finished waiter (its node unlinked) for this thread's next
+    /// enqueue.
+    fn recycle(w: Box<Waiter>) {
         #[cfg(not(loom))]
-        if Arc::strong_count(&w) == 1 {
-            SPARE.with(|s| s.set(Some(w)));
-        }
+        SPARE.with(|s| s.set(Some(w)));
         #[cfg(loom)]
         drop(w);
     }
@@ -168,7 +192,7 @@ impl Waiter {
 std::thread_local! {
     /// One finished waiter per thread, reused by the next enqueue: a waiting
     /// acquire then allocates nothing.
-    static SPARE: std::cell::Cell<Option<Arc<Waiter>>> = const { std::cell::Cell::new(None) };
+    static SPARE: std::cell::Cell<Option<Box<Waiter>>> = const { std::cell::Cell::new(None) };
 }
 
 // ----- the waiter queue: a doubly linked list in a vector ---------------------
@@ -176,7 +200,7 @@ std::thread_local! {
 const NIL: usize = usize::MAX;
 
 struct Node {
-    waiter: Arc<Waiter>,
+    waiter: WaiterRef,
     /// How to wake the waiter; a task's waker is updated here (under the
     /// queue lock) when it is polled with a new one.
     wake: Wake,
@@ -569,12 +593,30 @@ impl Semaphore {
         if n == 0 {
             return;
         }
+        // Somebody waits (or a shrink is owed): hand the permits over under
+        // the lock, without passing them through the state word (an add,
+        // then the server's CAS to take them back out: two read-modify-
+        // writes per hand-over saved). The load is a hint; the lock decides.
+        if self.state.load(Relaxed) & SLOW != 0 {
+            self.release_to_queue(n);
+            return;
+        }
         // If SLOW was set before this add, the queue is served below; if it
         // is set after, whoever set it (under the lock) serves the queue
         // and sees these permits.
         if self.put_available(n) & SLOW != 0 {
             self.release_slow();
         }
+    }
+
+    /// A release that saw SLOW: `n` permits served to the queue from hand.
+    #[cold]
+    #[inline(never)]
+    fn release_to_queue(&self, n: usize) {
+        let mut q = self.queue.lock();
+        let woken = self.serve_with(&mut q, n);
+        drop(q);
+        wake_all(woken);
     }
 
     /// A release that found SLOW: serve the queue (and pay shrink debt).
@@ -650,7 +692,7 @@ impl Semaphore {
             self.unreserve(partial);
             self.put_available(partial);
             self.count_waiter(false);
-            node.waiter.state.store(CLOSED, Release);
+            node.waiter.settle(CLOSED);
             woken.push(node.wake);
         }
         // Pays any shrink debt from what came back, and clears SLOW.
@@ -662,21 +704,33 @@ impl Semaphore {
     /// Under the queue lock: pays the shrink debt, then hands available
     /// permits to waiters in order; returns the waiters to wake.
     fn serve(&self, q: &mut MutexGuard<'_, List>) -> Woken {
+        self.serve_with(q, 0)
+    }
+
+    /// [`serve`](Self::serve) with `in_hand` permits that a release brings
+    /// (not in the state word): they go first, to the debt, then to the
+    /// waiters; what is left is made available.
+    fn serve_with(&self, q: &mut MutexGuard<'_, List>, mut in_hand: usize) -> Woken {
         let mut woken = Woken::default();
         let debt = self.debt.load(SeqCst);
         if debt > 0 {
-            let paid = self.take_up_to(debt);
+            let from_hand = in_hand.min(debt);
+            in_hand -= from_hand;
+            let paid = from_hand + self.take_up_to(debt - from_hand);
             self.debt.store(debt - paid, SeqCst);
             self.total.fetch_sub(paid, SeqCst);
             if debt > paid {
-                // SLOW stays set: releases come here to pay the rest.
+                // SLOW stays set: releases come here to pay the rest. (All
+                // in hand went to the debt.)
                 return woken;
             }
         }
         while q.head != NIL {
             let head = q.head;
             let node = q.node_mut(head);
-            let got = self.take_up_to(node.remaining);
+            let from_hand = in_hand.min(node.remaining);
+            in_hand -= from_hand;
+            let got = from_hand + self.take_up_to(node.remaining - from_hand);
             node.remaining -= got;
             if node.remaining > 0 {
                 if got > 0 {
@@ -691,8 +745,12 @@ impl Semaphore {
             // Release: the waiter that sees GRANTED sees the queue as this
             // lock holder left it; it re-checks under the lock before it
             // touches its node.
-            node.waiter.state.store(GRANTED, Release);
+            node.waiter.settle(GRANTED);
             woken.push(node.wake);
+        }
+        if in_hand > 0 {
+            // Nobody left to serve (a waiter still short took all it could).
+            self.put_available(in_hand);
         }
         if q.head == NIL {
             // Nobody waits and nothing is owed: releases may skip the lock.
@@ -731,7 +789,7 @@ impl Semaphore {
         }
         let waiter = Waiter::new();
         let node = Node {
-            waiter: waiter.clone(),
+            waiter: WaiterRef(std::ptr::NonNull::from(&*waiter)),
             wake,
             requested: n,
             remaining: n,
@@ -827,7 +885,7 @@ impl fmt::Debug for Semaphore {
 
 struct Queued {
     index: usize,
-    waiter: Arc<Waiter>,
+    waiter: Box<Waiter>,
 }
 
 struct Request {
