@@ -174,3 +174,22 @@ fn a_many_permit_waiter_gets_permits_released_by_two_threads() {
         settled(&sem, 2);
     });
 }
+
+#[test]
+fn a_waiter_repolled_with_a_new_waker_while_a_release_grants_it() {
+    // The re-poll updates the waker in the waiter's queue node while the
+    // release may be unlinking that node: the node is touched only under
+    // the queue lock (loom checks every access to it).
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = sem.clone().try_acquire_owned().unwrap();
+        let releaser = thread::spawn(move || drop(held));
+        let mut acquire = sem.acquire();
+        // A second poll, as after a spurious wake-up, with another waker.
+        if poll_once(&mut acquire).is_pending() && poll_once(&mut acquire).is_pending() {
+            drop(block_on(acquire).unwrap());
+        }
+        releaser.join().unwrap();
+        settled(&sem, 1);
+    });
+}

@@ -48,6 +48,11 @@ pub enum SemMode {
     Threads2,
     /// Two tasks on a 2-worker runtime, one permit, `acquire().await`.
     Tasks2,
+    /// Two tasks on a current-thread runtime, one permit, each holding it
+    /// across a yield: every acquire queues and every release hands the
+    /// permit over (the hand-over cost alone, without the scheduling luck
+    /// of `Tasks2`).
+    Turns,
 }
 
 /// Parameters of the semaphore measurement.
@@ -198,6 +203,7 @@ fn semaphore(smoke: bool) -> Experiment {
         (SemMode::Task, "1-task", ops(10_000_000)),
         (SemMode::Threads2, "2-threads/permits=1", ops(1_000_000)),
         (SemMode::Tasks2, "2-tasks/permits=1", ops(1_000_000)),
+        (SemMode::Turns, "2-tasks-1-thread/turns", ops(1_000_000)),
     ];
     let mut cases = Vec::new();
     for (mode, label, ops) in shapes {
@@ -206,7 +212,9 @@ fn semaphore(smoke: bool) -> Experiment {
         let peers: &[Impl] = match mode {
             SemMode::Thread => &[Impl::Cenote, Impl::TokioSemaphore, Impl::MutexCondvar],
             SemMode::Threads2 => &[Impl::Cenote, Impl::MutexCondvar],
-            SemMode::Task | SemMode::Tasks2 => &[Impl::Cenote, Impl::TokioSemaphore],
+            SemMode::Task | SemMode::Tasks2 | SemMode::Turns => {
+                &[Impl::Cenote, Impl::TokioSemaphore]
+            }
         };
         for &imp in peers {
             cases.push(Case::new(&scenario, imp, &params));
@@ -224,6 +232,10 @@ fn semaphore(smoke: bool) -> Experiment {
              each acquire, bump a shared counter, release, ops/2 times; both semaphores are \
              FIFO, the Mutex + Condvar one lets a releasing thread take the permit straight \
              back (unfair)"
+                .to_owned(),
+            "2-tasks-1-thread/turns: one permit, two tasks on a current-thread runtime, each \
+             acquires, yields while holding it, releases, ops/2 times: every acquire queues \
+             and every release hands the permit to the other task (deterministic)"
                 .to_owned(),
         ],
         headline: Quantity::PerOp,
@@ -408,6 +420,37 @@ macro_rules! contended_tasks {
     }};
 }
 
+/// Two tasks on a current-thread runtime share the one-permit semaphore
+/// `$sem` and take turns: each holds the permit across a yield, so the
+/// other always finds it taken and queues.
+macro_rules! turns {
+    ($sem:expr, $ops:expr) => {{
+        let rt = current_thread()?;
+        let sem = std::rc::Rc::new($sem);
+        let ops: u64 = $ops;
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..2)
+                .map(|_| {
+                    let sem = sem.clone();
+                    tokio::task::spawn_local(async move {
+                        for _ in 0..ops / 2 {
+                            let permit = sem.acquire().await.expect("open");
+                            tokio::task::yield_now().await;
+                            drop(black_box(permit));
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(start.elapsed())
+        })?
+    }};
+}
+
 /// Child side of [`SEMAPHORE`].
 pub fn run_semaphore(imp: Impl, p: &SemParams) -> Result<Outcome, String> {
     let ops = p.ops;
@@ -483,6 +526,8 @@ pub fn run_semaphore(imp: Impl, p: &SemParams) -> Result<Outcome, String> {
         (SemMode::Tasks2, Impl::TokioSemaphore) => {
             contended_tasks!(tokio::sync::Semaphore::new(1), ops)
         }
+        (SemMode::Turns, Impl::Cenote) => turns!(cenote::limit::Semaphore::new(1), ops),
+        (SemMode::Turns, Impl::TokioSemaphore) => turns!(tokio::sync::Semaphore::new(1), ops),
         (mode, other) => return Err(format!("{} does not run {mode:?}", other.name())),
     };
     Ok(Outcome::new(wall, Some(ops)))

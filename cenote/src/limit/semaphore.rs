@@ -5,11 +5,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::sync::thread::{self, Thread};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering::*};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering::*, UnsafeCell};
 
 /// The most permits a semaphore can hold (room is left so that sums of
 /// permit counts never overflow).
@@ -107,39 +108,39 @@ const WAITING: usize = 0;
 const GRANTED: usize = 1;
 const CLOSED: usize = 2;
 
-/// What a queued acquire shares with whoever serves the queue: only its
-/// progress. How to wake it lives in its queue node, under the queue lock.
+/// A queued acquire: its progress, which the waiter reads at any time, and
+/// its queue node, which only the holder of the queue lock touches.
 ///
-/// The acquire owns it (a `Box`, so its address survives the future being
-/// moved); its node holds only its address ([`WaiterRef`]). That is safe
-/// because the node is the only way to reach it and the owner frees it
-/// only (a) after seeing GRANTED or CLOSED, which the server stores as its
-/// last touch, after unlinking the node, or (b) after `cancel` unlinked the
-/// node under the queue lock. So no counted reference (two read-modify-
-/// writes per wait, plus `Arc::get_mut`'s to recycle it) is needed.
+/// The acquire owns it ([`Queued`], a leaked `Box`, so its address survives
+/// the future being moved) and the queue links it by address: an intrusive
+/// list, so queuing and unlinking move no node and allocate nothing. That
+/// is safe because the queue is the only other way to reach it, and the
+/// owner frees it only (a) after seeing GRANTED or CLOSED, which the server
+/// stores as its last touch, after unlinking it and taking its `Wake`, or
+/// (b) after `cancel` unlinked it under the queue lock. So no counted
+/// reference (two read-modify-writes per wait) is needed.
 struct Waiter {
     state: AtomicUsize,
+    /// Under the queue lock only (or before the waiter is linked).
+    node: UnsafeCell<Node>,
 }
 
-/// A queued node's pointer to its acquire's [`Waiter`].
-struct WaiterRef(std::ptr::NonNull<Waiter>);
-
-// SAFETY: it only reaches an `AtomicUsize` (shared across threads by
-// design), and only while the owner keeps the waiter (see `Waiter`).
-unsafe impl Send for WaiterRef {}
-// SAFETY: as above.
-unsafe impl Sync for WaiterRef {}
-
-impl WaiterRef {
-    /// Publishes the waiter's outcome: the last use of the pointer, after
-    /// its node is unlinked, under the queue lock.
-    fn settle(self, state: usize) {
-        // SAFETY: the owner frees the waiter only after seeing this store,
-        // or after unlinking the node itself under the queue lock, which
-        // the caller holds with the node already unlinked by it.
-        unsafe { self.0.as_ref() }.state.store(state, Release);
-    }
+struct Node {
+    /// How to wake the waiter; a task's waker is updated here (under the
+    /// queue lock) when it is polled with a new one. Taken by whoever
+    /// unlinks the node.
+    wake: Option<Wake>,
+    requested: usize,
+    /// Permits still to be handed over.
+    remaining: usize,
+    /// Higher waits ahead of lower; FIFO among equals.
+    priority: i32,
+    prev: Link,
+    next: Link,
 }
+
+/// A linked waiter's address (`None`: the end of the list).
+type Link = Option<NonNull<Waiter>>;
 
 enum Wake {
     Thread(Thread),
@@ -164,23 +165,62 @@ impl Clone for Wake {
     }
 }
 
-impl Waiter {
-    /// A waiter in state WAITING: a recycled one when this thread has one
-    /// (see [`Waiter::recycle`]), else a new allocation.
-    fn new() -> Box<Waiter> {
+/// The acquire's ownership of its [`Waiter`].
+struct Queued {
+    waiter: NonNull<Waiter>,
+}
+
+// SAFETY: the waiter is an atomic plus a node that only the queue lock's
+// holder touches; the `Wake` in it is `Send`.
+unsafe impl Send for Queued {}
+// SAFETY: through `&Queued` only the atomic state is read.
+unsafe impl Sync for Queued {}
+
+impl Queued {
+    /// A waiter in state WAITING with its node filled in, not linked: a
+    /// recycled one when this thread has one, else a new allocation.
+    fn new(n: usize, wake: Wake, priority: i32) -> Queued {
+        let node = Node {
+            wake: Some(wake),
+            requested: n,
+            remaining: n,
+            priority,
+            prev: None,
+            next: None,
+        };
         #[cfg(not(loom))]
         if let Some(mut w) = SPARE.with(|s| s.take()) {
-            w.state = AtomicUsize::new(WAITING);
-            return w;
+            *w.state.get_mut() = WAITING;
+            w.node.with_mut(|p| {
+                // SAFETY: the box is ours alone (unlinked, recycled).
+                unsafe { *p = node }
+            });
+            return Queued {
+                waiter: NonNull::from(Box::leak(w)),
+            };
         }
-        Box::new(Waiter {
+        let w = Box::new(Waiter {
             state: AtomicUsize::new(WAITING),
-        })
+            node: UnsafeCell::new(node),
+        });
+        Queued {
+            waiter: NonNull::from(Box::leak(w)),
+        }
     }
 
-    /// Keeps a finished waiter (its node unlinked) for this thread's next
-    /// enqueue.
-    fn recycle(w: Box<Waiter>) {
+    fn state(&self) -> usize {
+        // SAFETY: alive until this `Queued` is dropped.
+        unsafe { self.waiter.as_ref() }.state.load(SeqCst)
+    }
+}
+
+impl Drop for Queued {
+    /// Frees the waiter, or keeps it for this thread's next enqueue. Only
+    /// ever reached unlinked: after GRANTED or CLOSED, or after `cancel`.
+    fn drop(&mut self) {
+        // SAFETY: leaked from a box in `new`; unlinked, so nobody else
+        // reaches it.
+        let w = unsafe { Box::from_raw(self.waiter.as_ptr()) };
         #[cfg(not(loom))]
         SPARE.with(|s| s.set(Some(w)));
         #[cfg(loom)]
@@ -195,132 +235,115 @@ std::thread_local! {
     static SPARE: std::cell::Cell<Option<Box<Waiter>>> = const { std::cell::Cell::new(None) };
 }
 
-// ----- the waiter queue: a doubly linked list in a vector ---------------------
+// ----- the waiter queue: an intrusive doubly linked list -----------------------
 
-const NIL: usize = usize::MAX;
-
-struct Node {
-    waiter: WaiterRef,
-    /// How to wake the waiter; a task's waker is updated here (under the
-    /// queue lock) when it is polled with a new one.
-    wake: Wake,
-    requested: usize,
-    /// Permits still to be handed over.
-    remaining: usize,
-    /// Higher waits ahead of lower; FIFO among equals.
-    priority: i32,
-    prev: usize,
-    next: usize,
+/// FIFO (by priority) of linked waiters, with O(1) removal of any of them
+/// (a cancelled waiter).
+struct List {
+    head: Link,
+    tail: Link,
 }
 
-/// FIFO with O(1) removal of any node (a cancelled waiter), nodes reused.
-struct List {
-    nodes: Vec<Option<Node>>,
-    free: Vec<usize>,
-    head: usize,
-    tail: usize,
+// SAFETY: the list holds addresses of waiters whose nodes are touched only
+// under the lock that guards the list.
+unsafe impl Send for List {}
+
+/// Runs `f` on a waiter's node.
+///
+/// # Safety
+/// The caller holds the queue lock, and `w` is linked in the queue (so its
+/// owner keeps it alive), or is being linked or unlinked by the caller.
+#[inline(always)]
+unsafe fn node<R>(w: NonNull<Waiter>, f: impl FnOnce(&mut Node) -> R) -> R {
+    // SAFETY: per the contract, alive, and the lock makes the access
+    // exclusive.
+    unsafe { w.as_ref() }
+        .node
+        .with_mut(|p| f(unsafe { &mut *p }))
 }
 
 impl List {
     const fn new() -> Self {
         List {
-            nodes: Vec::new(),
-            free: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            head: None,
+            tail: None,
         }
     }
 
-    fn push_back(&mut self, mut node: Node) -> usize {
-        node.prev = self.tail;
-        node.next = NIL;
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.nodes[i] = Some(node);
-                i
-            }
-            None => {
-                self.nodes.push(Some(node));
-                self.nodes.len() - 1
-            }
-        };
-        match self.tail {
-            NIL => self.head = i,
-            t => self.node_mut(t).next = i,
-        }
-        self.tail = i;
-        i
-    }
-
-    /// Links `node` behind every node of the same or higher priority (the
+    /// Links `w` behind every waiter of the same or higher priority (at the
     /// tail, O(1), when all share one priority), but never ahead of a head
     /// that already holds part of its permits (`reserved` is the head's).
-    fn insert_by_priority(&mut self, node: Node) -> usize {
+    ///
+    /// # Safety
+    /// `w` is alive, unlinked, and stays alive while linked; the caller
+    /// holds the queue lock (`&mut self`).
+    unsafe fn link(&mut self, w: NonNull<Waiter>) {
+        // SAFETY (every `node` call): `w` per the contract, the others
+        // linked; the lock is held.
+        let priority = unsafe { node(w, |n| n.priority) };
+        let head = self.head;
         let mut after = self.tail;
-        while after != NIL {
-            let n = self.nodes[after].as_ref().expect("a linked node");
-            let partly_served = after == self.head && n.remaining < n.requested;
-            if n.priority >= node.priority || partly_served {
+        while let Some(a) = after {
+            let (stop, prev) = unsafe {
+                node(a, |n| {
+                    let partly_served = Some(a) == head && n.remaining < n.requested;
+                    (n.priority >= priority || partly_served, n.prev)
+                })
+            };
+            if stop {
                 break;
             }
-            after = n.prev;
+            after = prev;
         }
-        if after == self.tail {
-            return self.push_back(node);
-        }
-        self.link_after(after, node)
-    }
-
-    /// Links `node` after `after` (`NIL`: at the head), which is not the tail.
-    fn link_after(&mut self, after: usize, mut node: Node) -> usize {
         let next = match after {
-            NIL => self.head,
-            a => self.node_mut(a).next,
+            None => self.head,
+            Some(a) => unsafe { node(a, |n| n.next.replace(w)) },
         };
-        node.prev = after;
-        node.next = next;
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.nodes[i] = Some(node);
-                i
-            }
-            None => {
-                self.nodes.push(Some(node));
-                self.nodes.len() - 1
-            }
-        };
-        match after {
-            NIL => self.head = i,
-            a => self.node_mut(a).next = i,
+        if after.is_none() {
+            self.head = Some(w);
         }
-        self.node_mut(next).prev = i;
-        i
+        match next {
+            None => self.tail = Some(w),
+            Some(x) => unsafe { node(x, |n| n.prev = Some(w)) },
+        }
+        unsafe {
+            node(w, |n| {
+                n.prev = after;
+                n.next = next;
+            })
+        };
     }
 
-    fn node_mut(&mut self, i: usize) -> &mut Node {
-        self.nodes[i].as_mut().expect("a linked node")
+    /// Unlinks `w` and takes its `Wake`.
+    ///
+    /// # Safety
+    /// `w` is linked in this list; the caller holds the queue lock.
+    unsafe fn unlink(&mut self, w: NonNull<Waiter>) -> Option<Wake> {
+        // SAFETY (every `node` call): linked waiters, the lock is held.
+        let (prev, next, wake) = unsafe { node(w, |n| (n.prev, n.next, n.wake.take())) };
+        match prev {
+            None => self.head = next,
+            Some(p) => unsafe { node(p, |n| n.next = next) },
+        }
+        match next {
+            None => self.tail = prev,
+            Some(x) => unsafe { node(x, |n| n.prev = prev) },
+        }
+        wake
     }
+}
 
-    fn remove(&mut self, i: usize) -> Node {
-        let node = self.nodes[i].take().expect("a linked node");
-        match node.prev {
-            NIL => self.head = node.next,
-            p => self.node_mut(p).next = node.next,
-        }
-        match node.next {
-            NIL => self.tail = node.prev,
-            n => self.node_mut(n).prev = node.prev,
-        }
-        self.free.push(i);
-        if self.head == NIL {
-            // Empty: give back what a burst of waiters grew.
-            if self.nodes.len() > 64 {
-                self.nodes = Vec::new();
-                self.free = Vec::new();
-            }
-        }
-        node
-    }
+/// Publishes a waiter's outcome: the last touch of it, after it was
+/// unlinked (under the queue lock).
+///
+/// # Safety
+/// `w` was linked until the caller unlinked it under the queue lock, which
+/// the caller still holds.
+unsafe fn settle(w: NonNull<Waiter>, state: usize) {
+    // SAFETY: the owner frees the waiter only after seeing this store, or
+    // after unlinking it itself under the queue lock (then it is not
+    // reachable here).
+    unsafe { w.as_ref() }.state.store(state, Release);
 }
 
 // ----- the semaphore -----------------------------------------------------------
@@ -383,11 +406,15 @@ impl Semaphore {
         let mut wakes = Vec::new();
         {
             let q = self.queue.lock();
-            let mut i = q.head;
-            while i != NIL {
-                let node = q.nodes[i].as_ref().expect("a linked node");
-                wakes.push(node.wake.clone());
-                i = node.next;
+            let mut at = q.head;
+            while let Some(w) = at {
+                // SAFETY: linked, and the lock is held.
+                at = unsafe {
+                    node(w, |n| {
+                        wakes.extend(n.wake.clone());
+                        n.next
+                    })
+                };
             }
         }
         // Woken outside the lock: a waker may run scheduler code.
@@ -685,15 +712,18 @@ impl Semaphore {
         let mut q = self.queue.lock();
         self.closed.store(true, SeqCst);
         let mut woken = Woken::default();
-        while q.head != NIL {
-            let head = q.head;
-            let node = q.remove(head);
-            let partial = node.requested - node.remaining;
-            self.unreserve(partial);
-            self.put_available(partial);
-            self.count_waiter(false);
-            node.waiter.settle(CLOSED);
-            woken.push(node.wake);
+        while let Some(head) = q.head {
+            // SAFETY: linked, and the lock is held; `settle` is the last
+            // touch.
+            unsafe {
+                let partial = node(head, |n| n.requested - n.remaining);
+                let wake = q.unlink(head);
+                self.unreserve(partial);
+                self.put_available(partial);
+                self.count_waiter(false);
+                settle(head, CLOSED);
+                woken.extend_one(wake);
+            }
         }
         // Pays any shrink debt from what came back, and clears SLOW.
         woken.extend(self.serve(&mut q));
@@ -725,34 +755,40 @@ impl Semaphore {
                 return woken;
             }
         }
-        while q.head != NIL {
-            let head = q.head;
-            let node = q.node_mut(head);
-            let from_hand = in_hand.min(node.remaining);
+        while let Some(head) = q.head {
+            // SAFETY: linked, and the lock is held.
+            let (requested, remaining) = unsafe { node(head, |n| (n.requested, n.remaining)) };
+            let from_hand = in_hand.min(remaining);
             in_hand -= from_hand;
-            let got = from_hand + self.take_up_to(node.remaining - from_hand);
-            node.remaining -= got;
-            if node.remaining > 0 {
+            let mut got = from_hand;
+            if remaining > got {
+                got += self.take_up_to(remaining - got);
+            }
+            if got < remaining {
                 if got > 0 {
+                    // SAFETY: as above.
+                    unsafe { node(head, |n| n.remaining -= got) };
                     self.reserve(got);
                 }
                 break;
             }
-            let partial = node.requested - got;
-            let node = q.remove(head);
-            self.unreserve(partial);
-            self.count_waiter(false);
-            // Release: the waiter that sees GRANTED sees the queue as this
-            // lock holder left it; it re-checks under the lock before it
-            // touches its node.
-            node.waiter.settle(GRANTED);
-            woken.push(node.wake);
+            // SAFETY: as above; `settle` is the last touch. Release: the
+            // waiter that sees GRANTED sees the queue as this lock holder
+            // left it; it re-checks under the lock before it touches its
+            // node.
+            unsafe {
+                let wake = q.unlink(head);
+                self.unreserve(requested - remaining);
+                self.count_waiter(false);
+                settle(head, GRANTED);
+                woken.extend_one(wake);
+            }
         }
         if in_hand > 0 {
             // Nobody left to serve (a waiter still short took all it could).
             self.put_available(in_hand);
         }
-        if q.head == NIL {
+        if q.head.is_none() {
             // Nobody waits and nothing is owed: releases may skip the lock.
             // (Set again under this lock by the next waiter or shrink.)
             self.state.fetch_and(!SLOW, SeqCst);
@@ -783,48 +819,53 @@ impl Semaphore {
     /// Queues a waiter for `n` permits (and serves the queue at once, which
     /// grants it if permits are free and it is first).
     fn enqueue(&self, n: usize, wake: Wake, priority: i32) -> Result<Queued, AcquireError> {
+        // Filled in before the lock is taken: the lock covers linking only.
+        let queued = Queued::new(n, wake, priority);
         let mut q = self.queue.lock();
         if self.closed.load(SeqCst) {
             return Err(AcquireError::Closed);
         }
-        let waiter = Waiter::new();
-        let node = Node {
-            waiter: WaiterRef(std::ptr::NonNull::from(&*waiter)),
-            wake,
-            requested: n,
-            remaining: n,
-            priority,
-            prev: NIL,
-            next: NIL,
-        };
-        let index = q.insert_by_priority(node);
+        // SAFETY: unlinked and ours; it stays alive while linked (see
+        // `Waiter`); the lock is held.
+        unsafe { q.link(queued.waiter) };
         self.count_waiter(true);
         // SLOW is cleared only under this lock: seen set, it stays set until
         // we unlock, and every release meanwhile comes to serve the queue.
         // (Skipping the RMW matters when many wait: it is the one write to
         // the word every acquire and release touches.)
-        if self.state.load(SeqCst) & SLOW == 0 {
-            self.state.fetch_or(SLOW, SeqCst);
+        let mut state = self.state.load(SeqCst);
+        if state & SLOW == 0 {
+            state = self.state.fetch_or(SLOW, SeqCst) | SLOW;
+        }
+        if state >> 1 == 0 {
+            // Nothing free as of the moment SLOW was (seen) set: serving
+            // would hand out nothing, and every permit released from now
+            // on comes through the lock to whoever is first (the usual
+            // case: the waiter queues behind a holder).
+            return Ok(queued);
         }
         let woken = self.serve(&mut q);
         drop(q);
         // Waking our own waiter is harmless (a stale unpark, or a wake of
         // the task being polled).
         wake_all(woken);
-        Ok(Queued { index, waiter })
+        Ok(queued)
     }
 
     /// Takes a waiter out of the queue (its future was dropped or its
     /// deadline passed). Returns what it had become meanwhile.
     fn cancel(&self, queued: &Queued, n: usize) -> usize {
         let mut q = self.queue.lock();
-        let state = queued.waiter.state.load(SeqCst);
+        let state = queued.state();
         if state != WAITING {
             return state;
         }
-        let node = q.remove(queued.index);
+        // SAFETY: still WAITING under the lock, so still linked.
+        let (partial, wake) = unsafe {
+            let partial = n - node(queued.waiter, |n| n.remaining);
+            (partial, q.unlink(queued.waiter))
+        };
         self.count_waiter(false);
-        let partial = n - node.remaining;
         if partial > 0 {
             self.unreserve(partial);
             self.put_available(partial);
@@ -833,6 +874,8 @@ impl Semaphore {
         // satisfy someone.
         let woken = self.serve(&mut q);
         drop(q);
+        // Dropped outside the lock: dropping a waker may run scheduler code.
+        drop(wake);
         wake_all(woken);
         WAITING
     }
@@ -854,18 +897,29 @@ impl Woken {
         }
     }
 
+    fn extend_one(&mut self, w: Option<Wake>) {
+        if let Some(w) = w {
+            self.push(w);
+        }
+    }
+
     fn extend(&mut self, other: Woken) {
-        other
-            .first
-            .into_iter()
-            .chain(other.rest)
-            .for_each(|w| self.push(w));
+        self.extend_one(other.first);
+        for w in other.rest {
+            self.push(w);
+        }
     }
 }
 
+#[inline]
 fn wake_all(woken: Woken) {
-    for w in woken.first.into_iter().chain(woken.rest) {
+    if let Some(w) = woken.first {
         w.wake();
+    }
+    if !woken.rest.is_empty() {
+        for w in woken.rest {
+            w.wake();
+        }
     }
 }
 
@@ -882,11 +936,6 @@ impl fmt::Debug for Semaphore {
 }
 
 // ----- one acquire request, shared by the borrowed and owned futures ----------
-
-struct Queued {
-    index: usize,
-    waiter: Box<Waiter>,
-}
 
 struct Request {
     n: usize,
@@ -924,7 +973,7 @@ impl Request {
         match sem.enqueue(self.n, wake(), self.priority) {
             Err(e) => Some(Err(e)),
             Ok(queued) => {
-                let state = queued.waiter.state.load(SeqCst);
+                let state = queued.state();
                 self.queued = Some(queued);
                 Self::outcome(state)
             }
@@ -941,9 +990,7 @@ impl Request {
 
     fn finish(&mut self, r: Result<(), AcquireError>) -> Result<(), AcquireError> {
         self.done = true;
-        if let Some(queued) = self.queued.take() {
-            Waiter::recycle(queued.waiter);
-        }
+        self.queued = None;
         r
     }
 
@@ -956,22 +1003,26 @@ impl Request {
                 None => Poll::Pending,
             };
         };
-        if let Some(r) = Self::outcome(queued.waiter.state.load(SeqCst)) {
+        if let Some(r) = Self::outcome(queued.state()) {
             return Poll::Ready(self.finish(r));
         }
         {
-            let mut q = sem.queue.lock();
+            let q = sem.queue.lock();
             // Re-checked under the queue lock: a grant (or close) sets the
-            // state and unlinks the node under this lock, so while the state
-            // says WAITING the node at `index` is still ours.
-            if let Some(r) = Self::outcome(queued.waiter.state.load(SeqCst)) {
+            // state and unlinks the waiter under this lock, so while the
+            // state says WAITING the waiter is still linked.
+            if let Some(r) = Self::outcome(queued.state()) {
                 drop(q);
                 return Poll::Ready(self.finish(r));
             }
-            match &mut q.node_mut(queued.index).wake {
-                Wake::Task(w) if w.will_wake(cx.waker()) => {}
-                other => *other = Wake::Task(cx.waker().clone()),
-            }
+            // SAFETY: linked (WAITING under the lock), and the lock is held.
+            unsafe {
+                node(queued.waiter, |n| match &mut n.wake {
+                    Some(Wake::Task(w)) if w.will_wake(cx.waker()) => {}
+                    other => *other = Some(Wake::Task(cx.waker().clone())),
+                })
+            };
+            drop(q);
         }
         Poll::Pending
     }
@@ -995,14 +1046,14 @@ impl Request {
         let backoff = crate::sync::Backoff::new();
         while !backoff.is_completed() {
             let queued = self.queued.as_ref().expect("queued after start");
-            if let Some(r) = Self::outcome(queued.waiter.state.load(SeqCst)) {
+            if let Some(r) = Self::outcome(queued.state()) {
                 return self.finish(r);
             }
             backoff.snooze();
         }
         loop {
             let queued = self.queued.as_ref().expect("queued after start");
-            if let Some(r) = Self::outcome(queued.waiter.state.load(SeqCst)) {
+            if let Some(r) = Self::outcome(queued.state()) {
                 return self.finish(r);
             }
             match deadline {
@@ -1030,7 +1081,7 @@ impl Request {
                 // Granted but never handed to the caller: give them back.
                 sem.release(self.n);
             }
-            Waiter::recycle(queued.waiter);
+            drop(queued);
         }
     }
 }
