@@ -186,7 +186,11 @@ fn contended(smoke: bool) -> Experiment {
                     borrowers,
                     ops,
                 };
-                for imp in peers(driver, kind) {
+                let mut imps = peers(driver, kind);
+                if driver == Driver::Tasks && kind == Kind::Stub {
+                    imps.extend([Impl::FloorTokioSemaphore, Impl::FloorCenoteSemaphore]);
+                }
+                for imp in imps {
                     cases.push(Case::new(&scenario, imp, &params));
                 }
             }
@@ -198,6 +202,11 @@ fn contended(smoke: bool) -> Experiment {
          (tasks on a multi-thread tokio runtime with one worker per CPU, or plain threads), all \
          released together; pool filled before the measured region; every cycle is timed, from \
          the call to get until the guard is dropped"
+            .to_owned(),
+        "floor-tokio-semaphore / floor-cenote-semaphore: not pools, a bare semaphore with size \
+         permits and no resources, in the same loop (acquire, yield holding the permit, drop): \
+         what a FIFO pool that hands a returned resource to the longest waiter, waking it, \
+         cannot beat"
             .to_owned(),
         "wait p50 / p99: percentiles of the timed gets; max/mean: the longest wait over the \
          mean wait (fairness: a FIFO pool keeps it low, a pool that lets some borrowers barge \
@@ -498,6 +507,40 @@ impl AsyncPeer for CenoteCheckAlways {
     }
 }
 
+/// A bare semaphore (no resources): the contended floor.
+struct FloorTokio(tokio::sync::Semaphore);
+
+impl AsyncPeer for FloorTokio {
+    async fn build(size: usize, _kind: Kind) -> Result<Self, String> {
+        Ok(FloorTokio(tokio::sync::Semaphore::new(size)))
+    }
+    async fn fill(&self, _n: usize) -> Result<(), String> {
+        Ok(())
+    }
+    async fn cycle(&self, hold: bool) -> Result<(), String> {
+        let permit = self.0.acquire().await.map_err(err)?;
+        use_async(&permit, hold).await;
+        Ok(())
+    }
+}
+
+/// [`FloorTokio`] with cenote's semaphore.
+struct FloorCenote(cenote::limit::Semaphore);
+
+impl AsyncPeer for FloorCenote {
+    async fn build(size: usize, _kind: Kind) -> Result<Self, String> {
+        Ok(FloorCenote(cenote::limit::Semaphore::new(size)))
+    }
+    async fn fill(&self, _n: usize) -> Result<(), String> {
+        Ok(())
+    }
+    async fn cycle(&self, hold: bool) -> Result<(), String> {
+        let permit = self.0.acquire().await.map_err(err)?;
+        use_async(&permit, hold).await;
+        Ok(())
+    }
+}
+
 struct DeadpoolManaged(deadpool::managed::Pool<DeadpoolMgr>);
 
 impl AsyncPeer for DeadpoolManaged {
@@ -688,6 +731,8 @@ pub fn run(imp: Impl, p: &ResParams) -> Result<Outcome, String> {
             Impl::Bb8 => on_tasks::<Bb8>(p),
             Impl::Mobc => on_tasks::<Mobc>(p),
             Impl::Qp => on_tasks::<Qp>(p),
+            Impl::FloorTokioSemaphore => on_tasks::<FloorTokio>(p),
+            Impl::FloorCenoteSemaphore => on_tasks::<FloorCenote>(p),
             other => Err(format!("{} is not an async resource pool", other.name())),
         },
         Driver::Threads => match imp {

@@ -81,6 +81,13 @@ pub enum Impl {
     Qp,
     /// `r2d2::Pool` (blocking).
     R2d2,
+    /// Not a pool: a bare `tokio::sync::Semaphore` with as many permits as
+    /// the pool has resources, and no resources. What any FIFO pool built
+    /// on a semaphore's hand-over cannot beat under contention (a floor).
+    FloorTokioSemaphore,
+    /// The same floor with `cenote::limit::Semaphore`, which
+    /// `cenote::resources` builds on.
+    FloorCenoteSemaphore,
 }
 
 impl Impl {
@@ -136,13 +143,15 @@ impl Impl {
             Impl::Bb8 => "bb8",
             Impl::Mobc => "mobc",
             Impl::Qp => "qp",
+            Impl::FloorTokioSemaphore => "floor-tokio-semaphore",
+            Impl::FloorCenoteSemaphore => "floor-cenote-semaphore",
             Impl::R2d2 => "r2d2",
         }
     }
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 27] = [
+        const ALL: [Impl; 29] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -170,6 +179,8 @@ impl Impl {
             Impl::Mobc,
             Impl::Qp,
             Impl::R2d2,
+            Impl::FloorTokioSemaphore,
+            Impl::FloorCenoteSemaphore,
         ];
         ALL.into_iter().find(|i| i.name() == name)
     }
@@ -282,7 +293,11 @@ macro_rules! with_peer {
             | Impl::Bb8
             | Impl::Mobc
             | Impl::Qp
-            | Impl::R2d2) => Err(format!("{} is not a general worker pool", other.name())),
+            | Impl::R2d2
+            | Impl::FloorTokioSemaphore
+            | Impl::FloorCenoteSemaphore) => {
+                Err(format!("{} is not a general worker pool", other.name()))
+            }
         }
     }};
 }

@@ -85,6 +85,11 @@ pub(crate) struct Inner<M: Manager> {
     /// Consecutive failed background creates (backs the refill off).
     refill_failures: AtomicU64,
     refill_after_ms: AtomicU64,
+    /// `cfg.idle_timeout` and `cfg.check_bypass` in milliseconds (`u64::MAX`:
+    /// none), computed once: converting a `Duration` on every get was a
+    /// 128-bit division.
+    idle_timeout_ms: u64,
+    check_bypass_ms: u64,
     pub(crate) rt: Rt,
 }
 
@@ -119,8 +124,10 @@ impl<M: Manager> Request<'_, M> {
         let at = Location::caller();
         let inner = self.pool.inner.clone();
         let timeout = self.timeout.unwrap_or(inner.cfg.acquire_timeout);
-        let priority = self.priority;
-        async move { Inner::get(inner, priority, timeout, at).await }
+        // The `async fn`'s future itself: wrapped in an `async move` block,
+        // its state was copied into the wrapper's on the first poll (about
+        // 40 instructions of every get).
+        Inner::get(inner, self.priority, timeout, at)
     }
 
     /// Gets a resource, blocking the calling thread (not for async code:
@@ -151,6 +158,8 @@ impl<M: Manager> Pool<M> {
     ) -> Result<Pool<M>, BuildError<M::Error>> {
         let rt = Rt::new(runtime).map_err(BuildError::Runtime)?;
         let lent = cfg.leak_threshold.map(|_| Mutex::new(LentTable::default()));
+        let idle_timeout_ms = cfg.idle_timeout.map_or(u64::MAX, Inner::<M>::ms);
+        let check_bypass_ms = Inner::<M>::ms(cfg.check_bypass);
         let inner = Arc::new(Inner {
             manager,
             core: Core::new(cfg.max_size, cfg.order == QueueOrder::Lifo),
@@ -168,6 +177,8 @@ impl<M: Manager> Pool<M> {
             lent,
             refill_failures: AtomicU64::new(0),
             refill_after_ms: AtomicU64::new(0),
+            idle_timeout_ms,
+            check_bypass_ms,
             rt,
         });
         let weak = Arc::downgrade(&inner);
@@ -406,27 +417,76 @@ enum Call<T, E> {
 /// Runs a manager future bounded by `limit`, catching a panic (reported,
 /// and treated as a failure: a panicking manager never takes a slot or
 /// the background task down).
-async fn call<T, E>(
-    handle: &Handle,
+///
+/// One hand-written layer (the timeout, made only if the first poll is
+/// pending, and the panic guard), not an `async fn` around a timeout
+/// around `catch_unwind`: every `get` of a returned resource runs the
+/// manager's reset through it, so its layers were paid on each one.
+fn call<'h, F, T, E>(
+    handle: &'h Handle,
     limit: Duration,
-    what: &str,
-    fut: impl std::future::Future<Output = Result<T, E>>,
-) -> Call<T, E> {
-    use futures_util::FutureExt;
-    match bounded(
-        handle,
+    what: &'static str,
+    fut: F,
+) -> Guarded<'h, F>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    Guarded {
+        fut,
+        what,
         limit,
-        std::panic::AssertUnwindSafe(fut).catch_unwind(),
-    )
-    .await
-    {
-        Ok(Ok(Ok(v))) => Call::Done(v),
-        Ok(Ok(Err(e))) => Call::Failed(e),
-        Ok(Err(_)) => {
-            tracing::error!("cenote: the resource manager's {what} panicked");
-            Call::Panicked
+        handle,
+        sleep: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`call`].
+    struct Guarded<'h, F> {
+        #[pin]
+        fut: F,
+        what: &'static str,
+        limit: Duration,
+        handle: &'h Handle,
+        sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F, T, E> std::future::Future for Guarded<'_, F>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    type Output = Call<T, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.project();
+        let fut = this.fut;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(Ok(v))) => return Poll::Ready(Call::Done(v)),
+            Ok(Poll::Ready(Err(e))) => return Poll::Ready(Call::Failed(e)),
+            Ok(Poll::Pending) => {}
+            Err(_) => {
+                tracing::error!("cenote: the resource manager's {} panicked", this.what);
+                return Poll::Ready(Call::Panicked);
+            }
         }
-        Err(_) => Call::TimedOut,
+        if this.sleep.is_none() {
+            let Some(deadline) = tokio::time::Instant::now().checked_add(*this.limit) else {
+                // Beyond any representable instant: no deadline.
+                return Poll::Pending;
+            };
+            // Made inside the runtime's context, so any executor can poll it.
+            let _entered = this.handle.enter();
+            *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        }
+        match this.sleep.as_mut().expect("made above").as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Call::TimedOut),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -635,11 +695,9 @@ impl<M: Manager> Inner<M> {
             self.dispose(item, DestroyReason::Expired);
             return None;
         }
-        if let Some(idle) = self.cfg.idle_timeout {
-            if now.saturating_sub(item.meta.last_used_ms) >= Self::ms(idle) {
-                self.dispose(item, DestroyReason::Idle);
-                return None;
-            }
+        if now.saturating_sub(item.meta.last_used_ms) >= self.idle_timeout_ms {
+            self.dispose(item, DestroyReason::Idle);
+            return None;
         }
         // From here a cancelled `get` drops `held`, which destroys the
         // resource: a reset or check cut off midway leaves it unknown.
@@ -657,7 +715,7 @@ impl<M: Manager> Inner<M> {
             }
         }
         if self.cfg.check_on_checkout
-            && now.saturating_sub(item.meta.last_used_ms) >= Self::ms(self.cfg.check_bypass)
+            && now.saturating_sub(item.meta.last_used_ms) >= self.check_bypass_ms
         {
             let check = self.manager.check(&mut item.res);
             match call(&self.rt.handle, self.cfg.check_timeout, "check", check).await {
@@ -793,8 +851,12 @@ impl<M: Manager> Inner<M> {
         }
         item.meta.dirty = Dirty::Yes;
         item.meta.last_used_ms = now;
-        for item in self.core.put_idle(item) {
-            self.dispose(item, DestroyReason::Evicted);
+        let excess = self.core.put_idle(item);
+        // Usually empty: skip building and dropping an iterator.
+        if !excess.is_empty() {
+            for item in excess {
+                self.dispose(item, DestroyReason::Evicted);
+            }
         }
     }
 
