@@ -550,7 +550,7 @@ impl<M: Manager> Inner<M> {
                     return Err(GetError::TooManyWaiting(waiting));
                 }
             }
-            let acquire = this.core.acquire(priority);
+            let mut acquire = this.core.acquire(priority);
             let coarse = (this.cfg.maintenance_interval)
                 .checked_mul(COARSE_FACTOR)
                 .is_some_and(|floor| timeout >= floor);
@@ -558,14 +558,25 @@ impl<M: Manager> Inner<M> {
                 // A long timeout: checked against the coarse clock each time
                 // the background task nudges the waiters (at most one tick
                 // late, never early), instead of a timer per waiting get.
-                let since_base = t0.saturating_duration_since(this.base);
-                let deadline_ms = Self::ms(since_base).saturating_add(Self::ms(timeout));
-                CoarseBounded {
-                    fut: acquire,
-                    clock: &this.clock,
-                    deadline_ms,
+                // The deadline is set on the coarse clock, which may lag
+                // the real one, so its passing is confirmed on the real
+                // clock before the get gives up (one clock read at the end,
+                // none per get to place the deadline).
+                let mut deadline_ms = this.now_ms().saturating_add(Self::ms(timeout));
+                loop {
+                    let bounded = CoarseBounded {
+                        fut: &mut acquire,
+                        clock: &this.clock,
+                        deadline_ms,
+                    };
+                    match bounded.await {
+                        Err(_) if t0.elapsed() < timeout => {
+                            let left = timeout.saturating_sub(t0.elapsed());
+                            deadline_ms = this.refresh_clock().saturating_add(Self::ms(left) + 1);
+                        }
+                        r => break r,
+                    }
                 }
-                .await
             } else {
                 bounded(&this.rt.handle, timeout, acquire).await
             };

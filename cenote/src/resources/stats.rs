@@ -111,7 +111,6 @@ impl Stats {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) served_at_once: AtomicU64,
-    pub(crate) served_after_wait: AtomicU64,
     pub(crate) timed_out: AtomicU64,
     pub(crate) shed: AtomicU64,
     pub(crate) wait_histogram: [AtomicU64; WAIT_BUCKETS],
@@ -124,8 +123,13 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn waited(&self, wait: Duration) {
-        self.served_after_wait.fetch_add(1, Relaxed);
-        let us = wait.as_micros().min(u128::from(u64::MAX)) as u64;
+        // One read-modify-write: the count of waited gets is the sum of
+        // the buckets. Microseconds in 64-bit arithmetic (`as_micros` is a
+        // 128-bit division).
+        let us = wait
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(wait.subsec_micros()));
         // Bucket i: below 2^i µs.
         let i = (u64::BITS - us.leading_zeros()) as usize;
         self.wait_histogram[i.min(WAIT_BUCKETS - 1)].fetch_add(1, Relaxed);
@@ -141,11 +145,12 @@ impl Counters {
         for (h, a) in hist.iter_mut().zip(&self.wait_histogram) {
             *h = a.load(Relaxed);
         }
+        let served_after_wait = hist.iter().sum();
         hist[0] += at_once;
         let d = |r: DestroyReason| self.destroyed[r as usize].load(Relaxed);
         Stats {
             served_at_once: at_once,
-            served_after_wait: self.served_after_wait.load(Relaxed),
+            served_after_wait,
             timed_out: self.timed_out.load(Relaxed),
             shed: self.shed.load(Relaxed),
             wait_histogram: hist,
