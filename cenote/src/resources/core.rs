@@ -13,7 +13,8 @@ use std::collections::VecDeque;
 use std::ptr::{self, NonNull};
 
 use crate::limit::{Acquire, Semaphore};
-use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
+use crate::sync::{thread, AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
+use crossbeam_utils::CachePadded;
 
 /// A resource and what the pool knows about it, boxed once at creation:
 /// from then on it moves between the idle store, the `get` state machine
@@ -61,19 +62,23 @@ pub enum Dirty {
 
 /// Permits, idle store and live count.
 ///
-/// The idle store is a locked deque plus, in LIFO pools, one lock-free
-/// slot (`hot`) holding the most recent return, so that an uncontended
-/// get + return moves a resource with one atomic exchange each way instead
-/// of taking the lock twice. `hot` is null (empty), a pointer from
-/// `Box::into_raw` (owned by the slot: whoever exchanges it out owns it),
-/// or `disabled()` (FIFO pools, closed pools, and after a shrink until the
-/// pool is within its bound again: returns take the lock). A return that
-/// published into the slot re-checks the pool (open, within its bound)
-/// afterwards and, if not, clears the excess under the lock, so nothing
-/// stays idle past `close` or over the bound (see `put_idle`).
+/// The idle store is a locked deque plus, in LIFO pools, a few lock-free
+/// slots (`hot`, one per stripe of threads) each holding the most recent
+/// return of its threads, so that a get + return moves a resource with one
+/// atomic exchange each way instead of taking the lock twice, and threads
+/// on different cores do not take turns at one cache line. Each slot is
+/// null (empty), a pointer from `Box::into_raw` (owned by the slot:
+/// whoever exchanges it out owns it), or `disabled()` (FIFO pools, closed
+/// pools, and after a shrink until the pool is within its bound again:
+/// returns take the lock). A return that published into a slot re-checks
+/// the pool (open, within its bound) afterwards and, if not, clears the
+/// excess under the lock, so nothing stays idle past `close` or over the
+/// bound (see `put_idle`). A resource only ever moves from a slot to the
+/// deque (displaced, absorbed, disabled), never back, so a get that looks
+/// at every slot before the deque cannot miss one in motion.
 pub struct Core<R> {
     sem: Semaphore,
-    hot: AtomicPtr<Slot<R>>,
+    hot: Box<[CachePadded<AtomicPtr<Slot<R>>>]>,
     idle: Mutex<VecDeque<Idle<R>>>,
     /// Live resources: idle, lent, being checked; counted from the moment a
     /// creation starts until the resource is handed to `destroy`.
@@ -89,7 +94,15 @@ impl<R> Core<R> {
     pub fn new(max: usize, lifo: bool) -> Self {
         Core {
             sem: Semaphore::new(max),
-            hot: AtomicPtr::new(if lifo { ptr::null_mut() } else { disabled() }),
+            hot: (0..HOT)
+                .map(|_| {
+                    CachePadded::new(AtomicPtr::new(if lifo {
+                        ptr::null_mut()
+                    } else {
+                        disabled()
+                    }))
+                })
+                .collect(),
             idle: Mutex::new(VecDeque::new()),
             size: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
@@ -139,20 +152,23 @@ impl<R> Core<R> {
     /// return) first, then the locked store's.
     #[inline]
     pub fn pop_idle(&self) -> Option<Idle<R>> {
-        let p = self.hot.load(Acquire);
-        if !p.is_null()
-            && p != disabled()
-            && self
-                .hot
-                .compare_exchange(p, ptr::null_mut(), AcqRel, Relaxed)
-                .is_ok()
-        {
-            // SAFETY: a value of `hot` other than null and `disabled()` came
-            // from `Box::into_raw` in `put_idle` and is owned by the slot;
-            // the exchange took it out, so it is ours alone. (If it was
-            // taken and another put at the same address meanwhile, we took
-            // that one: whatever the slot holds is an idle resource.)
-            return Some(unsafe { Box::from_raw(p) });
+        let home = self.home();
+        if let Some(item) = take_slot(&self.hot[home]) {
+            return Some(item);
+        }
+        self.pop_idle_slow(home)
+    }
+
+    /// [`pop_idle`](Self::pop_idle) when the home slot is empty: the other
+    /// slots, then the deque (in that order: resources only move from a
+    /// slot to the deque).
+    fn pop_idle_slow(&self, home: usize) -> Option<Idle<R>> {
+        for (i, slot) in self.hot.iter().enumerate() {
+            if i != home {
+                if let Some(item) = take_slot(slot) {
+                    return Some(item);
+                }
+            }
         }
         let mut idle = self.idle.lock();
         if self.lifo {
@@ -175,9 +191,10 @@ impl<R> Core<R> {
     #[inline]
     pub fn put_idle(&self, item: Idle<R>) -> Vec<Idle<R>> {
         let raw = Box::into_raw(item);
-        let cur = self.hot.load(Acquire);
+        let slot = &self.hot[self.home()];
+        let cur = slot.load(Acquire);
         let published =
-            cur != disabled() && self.hot.compare_exchange(cur, raw, AcqRel, Acquire).is_ok();
+            cur != disabled() && slot.compare_exchange(cur, raw, AcqRel, Acquire).is_ok();
         if !published {
             // SAFETY: `raw` came from `Box::into_raw` above and was not
             // published: still ours alone.
@@ -244,40 +261,38 @@ impl<R> Core<R> {
     /// Under the lock: moves what the slot holds into the deque, so that
     /// counting, filtering and draining see every idle resource.
     fn absorb_hot(&self, idle: &mut VecDeque<Idle<R>>) {
-        loop {
-            let p = self.hot.load(Acquire);
-            if p.is_null() || p == disabled() {
-                return;
-            }
-            if self
-                .hot
-                .compare_exchange(p, ptr::null_mut(), AcqRel, Acquire)
-                .is_ok()
-            {
-                // SAFETY: as in `pop_idle`: the exchange made it ours.
-                idle.push_back(unsafe { Box::from_raw(p) });
-                return;
+        for slot in self.hot.iter() {
+            if let Some(item) = take_slot(slot) {
+                idle.push_back(item);
             }
         }
     }
 
-    /// Under the lock: turns the slot off, keeping what it held.
+    /// Under the lock: turns the slots off, keeping what they held.
     fn disable_hot(&self, idle: &mut VecDeque<Idle<R>>) {
-        let p = self.hot.swap(disabled(), AcqRel);
-        if !p.is_null() && p != disabled() {
-            // SAFETY: as in `pop_idle`: the swap made it ours.
-            idle.push_back(unsafe { Box::from_raw(p) });
+        for slot in self.hot.iter() {
+            let p = slot.swap(disabled(), AcqRel);
+            if !p.is_null() && p != disabled() {
+                // SAFETY: as in `take_slot`: the swap made it ours.
+                idle.push_back(unsafe { Box::from_raw(p) });
+            }
         }
     }
 
-    /// Under the lock: turns the slot back on in a LIFO pool that is open
+    /// Under the lock: turns the slots back on in a LIFO pool that is open
     /// and within its bound.
     fn rearm_hot(&self) {
         if self.lifo && self.is_open_and_within() {
-            let _ = self
-                .hot
-                .compare_exchange(disabled(), ptr::null_mut(), AcqRel, Relaxed);
+            for slot in self.hot.iter() {
+                let _ = slot.compare_exchange(disabled(), ptr::null_mut(), AcqRel, Relaxed);
+            }
         }
+    }
+
+    /// The calling thread's slot.
+    #[inline]
+    fn home(&self) -> usize {
+        thread::stripe() % HOT
     }
 
     /// Counts a resource gone (handed to `destroy`, or its creation
@@ -378,13 +393,39 @@ impl<R> Core<R> {
 
 impl<R> Drop for Core<R> {
     fn drop(&mut self) {
-        let p = self.hot.swap(ptr::null_mut(), AcqRel);
-        if !p.is_null() && p != disabled() {
-            // SAFETY: as in `pop_idle`; and nothing else can reach the slot
-            // any more (`&mut self`).
-            drop(unsafe { Box::from_raw(p) });
+        for slot in self.hot.iter() {
+            // Nothing else can reach the slots any more (`&mut self`).
+            drop(take_slot(slot));
         }
     }
+}
+
+/// Lock-free slots of a LIFO pool (each on its own cache line); threads are
+/// spread over them by [`thread::stripe`]. Two under loom, so that the
+/// models see returns and gets on different slots.
+#[cfg(not(loom))]
+const HOT: usize = 4;
+#[cfg(loom)]
+const HOT: usize = 2;
+
+/// Takes what `slot` holds, if it holds a resource.
+#[inline]
+fn take_slot<R>(slot: &AtomicPtr<Slot<R>>) -> Option<Idle<R>> {
+    let mut p = slot.load(Acquire);
+    while !p.is_null() && p != disabled() {
+        match slot.compare_exchange(p, ptr::null_mut(), AcqRel, Acquire) {
+            // SAFETY: a slot's value other than null and `disabled()` came
+            // from `Box::into_raw` in `put_idle` and is owned by the slot;
+            // the exchange took it out, so it is ours alone. (If it was
+            // taken and another put at the same address meanwhile, we took
+            // that one: whatever the slot holds is an idle resource.)
+            Ok(_) => return Some(unsafe { Box::from_raw(p) }),
+            // Another return swapped its resource in (or a getter took it):
+            // look again rather than fall through with a resource there.
+            Err(now) => p = now,
+        }
+    }
+    None
 }
 
 /// The `hot` value meaning "off": a well-aligned dangling pointer, never

@@ -125,31 +125,12 @@ impl Default for Striped {
 impl Striped {
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.0[stripe()].fetch_add(n, Relaxed);
+        self.0[crate::sync::thread::stripe() % STRIPES].fetch_add(n, Relaxed);
     }
 
     pub(crate) fn sum(&self) -> u64 {
         self.0.iter().map(|c| c.load(Relaxed)).sum()
     }
-}
-
-/// This thread's stripe: threads take stripes round robin, once.
-#[inline]
-fn stripe() -> usize {
-    use std::cell::Cell;
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    std::thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        let mut i = s.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Relaxed) % STRIPES;
-            s.set(i);
-        }
-        i
-    })
 }
 
 #[derive(Default)]
