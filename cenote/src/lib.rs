@@ -48,4 +48,10 @@ pub mod tasks;
 #[doc(hidden)]
 #[path = "tasks/protocol.rs"]
 pub mod tasks_protocol;
+/// The lanes' intrusive run queue of `cenote::tasks`, alone, for the loom
+/// models (`tests/loom_runq.rs`).
+#[cfg(loom)]
+#[doc(hidden)]
+#[path = "tasks/runq.rs"]
+pub mod tasks_runq;
 pub mod workers;

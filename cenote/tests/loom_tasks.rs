@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use cenote::tasks_protocol::{Begin, CellState, LaneSignal, Notified};
+use cenote::tasks_protocol::{Begin, CellState, LaneSignal, Notified, Woken};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
@@ -93,8 +93,8 @@ fn a_parking_lane_never_misses_a_push() {
 }
 
 #[test]
-fn adopted_cells_pushed_to_a_dying_lane_are_drained_exactly_once() {
-    // `Lane::push_adopt`: push, then `note` (no wake-up); a lane found dead
+fn cells_to_file_pushed_to_a_dying_lane_are_drained_exactly_once() {
+    // `Lane::push_file`: push, then `note` (no wake-up); a lane found dead
     // is drained by the pusher.
     loom::model(|| {
         let lane = Lane::new();
@@ -139,7 +139,7 @@ fn a_note_never_hides_a_later_push_from_a_parked_lane() {
                 }
             })
         };
-        // Noted (adopt), then pushed (a wake): the lane must see both.
+        // Noted (to file), then pushed (a wake): the lane must see both.
         lane.queue.lock().unwrap().push_back(1);
         assert!(!lane.signal.note());
         lane.push(2);
@@ -204,8 +204,17 @@ impl Cell {
     }
 
     fn push(&self) {
+        self.push_quietly();
+        self.unpark_driver();
+    }
+
+    /// A push that does not wake the lane (`Lane::push_file`).
+    fn push_quietly(&self) {
         let before = self.queued.fetch_add(1, SeqCst);
         assert_eq!(before, 0, "a cell is never queued twice");
+    }
+
+    fn unpark_driver(&self) {
         if let Some(t) = self.driver.lock().unwrap().as_ref() {
             t.unpark();
         }
@@ -213,8 +222,17 @@ impl Cell {
 
     /// The waker (`ArcWake::wake_by_ref` in `join.rs`).
     fn wake(&self) {
-        if self.state.mark_woken() {
-            self.push();
+        match self.state.mark_woken() {
+            Woken::Push => self.push(),
+            Woken::Notify => {
+                // The real notify is a read-modify-write of the lane's
+                // signal word, which the push's own signal (`note`) also
+                // writes, so the two are ordered; here `queued` plays that
+                // word.
+                self.queued.fetch_add(0, SeqCst);
+                self.unpark_driver();
+            }
+            Woken::Nothing => {}
         }
     }
 
@@ -248,6 +266,14 @@ impl Cell {
                         self.drop_future();
                     }
                     return;
+                }
+                // Queued by `end_eager` unwoken: filed (nothing to do
+                // here), then back in line if woken while being filed.
+                Begin::File => {
+                    if self.state.end_pending() {
+                        self.push();
+                    }
+                    continue;
                 }
                 Begin::Poll => {}
             }
@@ -311,7 +337,7 @@ fn abort_reaches_a_waiting_future() {
         assert!(cell.state.is_done());
         assert_eq!(cell.dropped.load(SeqCst), 1);
         // A wake after the end does nothing.
-        assert!(!cell.state.mark_woken());
+        assert_eq!(cell.state.mark_woken(), Woken::Nothing);
     });
 }
 
@@ -359,7 +385,10 @@ fn an_eager_first_poll_racing_a_wake_hands_the_cell_over_once() {
             let cell = cell.clone();
             thread::spawn(move || cell.drive())
         };
-        // The first poll (`first_poll` then `settle_eager` in join.rs).
+        // The first poll (`first_poll` then `settle_eager` in join.rs):
+        // a waiting cell is always queued, to be polled if the wake came
+        // during that poll, otherwise to be filed (SCHEDULED | FILE; a wake
+        // while it is queued so turns it into a poll).
         if cell.ready.load(SeqCst) {
             if cell.state.claim_done() {
                 cell.drop_future();
@@ -368,8 +397,17 @@ fn an_eager_first_poll_racing_a_wake_hands_the_cell_over_once() {
             if let Some(t) = cell.driver.lock().unwrap().as_ref() {
                 t.unpark();
             }
-        } else if cell.state.end_pending() {
+        } else if cell.state.end_eager() {
             cell.push();
+        } else {
+            // Queued to be filed: the lane is not woken for that, so the
+            // wake that comes while it is queued must wake it, and a wake
+            // that came before the push was done is looked for after it
+            // (`settle_eager`).
+            cell.push_quietly();
+            if !cell.state.is_filing() {
+                cell.unpark_driver();
+            }
         }
         waker.join().unwrap();
         driver.join().unwrap();

@@ -25,27 +25,81 @@ use parking_lot::RawMutex;
 use super::errors::JoinError;
 use super::lane::{Job, Lane, Registry};
 use super::pool::Inner;
-use super::protocol::{Begin, CellState};
+use super::protocol::{Begin, CellState, Woken};
 use super::recycle::Recyclable;
+use super::runq::Link;
 
 /// Not yet in its lane's registry.
 pub(crate) const UNREGISTERED: u32 = u32::MAX;
 
 /// A cell as its lane sees it.
-pub(crate) trait Runnable: Send + Sync + 'static {
-    /// Polls the future once. Driver only.
-    fn run(self: Arc<Self>, registry: &mut Registry);
+///
+/// # Safety
+/// Implemented by [`Cell`] alone, which is `#[repr(C)]` and starts with a
+/// [`Header`]: a lane's run queue takes a `Job` by its address (the link)
+/// and makes it a `Job` again with the header's `job` function
+/// ([`into_link`], [`from_link`]).
+pub(crate) unsafe trait Runnable: Send + Sync + 'static {
+    /// Polls the future once, or only files it (see `Begin::File`); true
+    /// when it polled. Driver only.
+    fn run(self: Arc<Self>, registry: &mut Registry) -> bool;
     /// Drops the future unfinished (if it is not gone already) and
     /// completes the handle with `outcome`. Driver only, or after the
     /// driver is gone.
     fn cancel(&self, outcome: Outcome);
-    /// Files a cell that an eager first poll left waiting in the registry,
-    /// unless it was filed or finished meanwhile. Driver only.
-    fn adopt(self: Arc<Self>, registry: &mut Registry);
     /// After an eager first poll returned `Pending` (the cell is still
-    /// RUNNING, so no wake could queue it yet): RUNNING -> idle, or queued
-    /// when woken meanwhile, and handed to its lane to file.
-    fn settle_eager(self: Arc<Self>, lane: &Lane);
+    /// RUNNING, so no wake could queue it yet): queued on its lane, to be
+    /// polled if a wake came meanwhile, otherwise only to be filed in the
+    /// registry (`CellState::end_eager`).
+    ///
+    /// # Safety
+    /// The caller holds another reference to the cell (its `JoinHandle`)
+    /// across the call.
+    unsafe fn settle_eager(self: Arc<Self>, lane: &Lane);
+}
+
+/// The start of every cell: its link in a lane's run queue, and how to make
+/// a [`Job`] of the cell again when the queue hands the link back.
+#[repr(C)]
+pub(crate) struct Header {
+    link: Link,
+    job: unsafe fn(NonNull<Link>) -> Job,
+}
+
+/// # Safety
+/// `link` is the link (so the address) of a `Cell<F>`, and the caller owns
+/// a strong reference to it that `Arc::into_raw` gave.
+unsafe fn job_of<F>(link: NonNull<Link>) -> Job
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    // SAFETY: per the caller.
+    unsafe { Arc::from_raw(link.as_ptr().cast::<Cell<F>>().cast_const()) }
+}
+
+/// Hands `job`'s reference over as its cell's queue link.
+#[inline]
+pub(crate) fn into_link(job: Job) -> NonNull<Link> {
+    // The data pointer of a `Job` is its cell's address, which is its
+    // link's (`Runnable`'s contract).
+    let at = Arc::into_raw(job) as *const Link;
+    // SAFETY: `Arc::into_raw` never returns null.
+    unsafe { NonNull::new_unchecked(at.cast_mut()) }
+}
+
+/// Takes back the reference that [`into_link`] handed over.
+///
+/// # Safety
+/// `link` came from `into_link`, and its reference was not taken back yet.
+#[inline]
+pub(crate) unsafe fn from_link(link: NonNull<Link>) -> Job {
+    // SAFETY: the cell is alive (its reference is ours) and starts with
+    // its header (`Runnable`'s contract); `job` is its own type's.
+    unsafe {
+        let job = (*link.as_ptr().cast::<Header>()).job;
+        job(link)
+    }
 }
 
 /// The handle's view of a cell.
@@ -196,10 +250,13 @@ impl Drop for PoolRef {
     }
 }
 
-/// 40 bytes besides the future (or its result), as few as
-/// `FuturesUnordered`'s task: peak memory at 10,000 futures in flight is
-/// mostly cells.
+/// 56 bytes besides the future (or its result), as many as
+/// `FuturesUnordered`'s task, with nothing else per future (no queue slot
+/// or block): peak memory at 10,000 futures in flight is mostly cells.
+/// `#[repr(C)]`: the header comes first (see [`Runnable`]).
+#[repr(C)]
 pub(crate) struct Cell<F: Future> {
+    header: Header,
     state: CellState,
     pool: PoolRef,
     /// Where the driver keeps the cell while it waits.
@@ -499,6 +556,10 @@ impl<F: Future> Cell<F> {
         // allows for a pointer from `Arc::<U>::into_raw` with `U` of the
         // same size and alignment.
         unsafe {
+            addr_of_mut!((*cell).header).write(Header {
+                link: Link::new(),
+                job: job_of::<F>,
+            });
             addr_of_mut!((*cell).state).write(state);
             addr_of_mut!((*cell).pool).write(pool);
             addr_of_mut!((*cell).index).write(AtomicU32::new(UNREGISTERED));
@@ -605,18 +666,37 @@ where
         this.pool.lane(this.lane()).push(this.clone());
     }
 
-    /// One poll of the future, by its lane's driver.
-    fn poll_in_lane(this: &Arc<Self>, registry: &mut Registry) {
+    /// Files the cell in its lane's registry, unless it is there already.
+    /// Only its driver files or finishes a cell while its lane lives, so
+    /// neither can change between the read and the insert.
+    fn file(this: &Arc<Self>, registry: &mut Registry) {
+        if this.index.load(Relaxed) == UNREGISTERED {
+            this.index.store(registry.insert(this.clone()), Relaxed);
+        }
+    }
+
+    /// One poll of the future, by its lane's driver; true when it polled
+    /// (not for a cell queued only to be filed, or gone).
+    fn poll_in_lane(this: &Arc<Self>, registry: &mut Registry) -> bool {
         match this.state.begin_run() {
             Begin::Poll => {}
-            Begin::Done => return,
+            Begin::Done => return false,
             Begin::Abort => {
                 if this.state.claim_done() {
                     let registered = this.index.load(Relaxed) != UNREGISTERED;
                     this.finish(Outcome::Aborted, None, Some((this, registered)));
                 }
                 registry.remove(this.index.load(Relaxed));
-                return;
+                return false;
+            }
+            Begin::File => {
+                // Left waiting by an eager first poll: filed now, and
+                // queued again if a wake came while it was being filed.
+                Self::file(this, registry);
+                if this.state.end_pending() {
+                    Self::schedule(this);
+                }
+                return false;
             }
         }
         let waker = waker_ref(this);
@@ -625,21 +705,19 @@ where
         // RUNNING).
         let polled = match unsafe { this.running() } {
             Some(fut) => catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx))),
-            None => return,
+            None => return false,
         };
         let (outcome, result) = match polled {
             Ok(Poll::Pending) => {
                 // A future that finishes in its first poll is never
                 // registered; one that waits is, so that an abort-all or a
                 // runtime shutdown can reach it.
-                if this.index.load(Relaxed) == UNREGISTERED {
-                    this.index.store(registry.insert(this.clone()), Relaxed);
-                }
+                Self::file(this, registry);
                 // RUNNING -> idle, or, when woken meanwhile, back in line.
                 if this.state.end_pending() {
                     Self::schedule(this);
                 }
-                return;
+                return true;
             }
             Ok(Poll::Ready(value)) => (Outcome::Completed, Ok(value)),
             Err(payload) => {
@@ -652,6 +730,7 @@ where
             this.finish(outcome, Some(result), Some((this, registered)));
         }
         registry.remove(this.index.load(Relaxed));
+        true
     }
 
     /// Lets go of a reference to the cell: the last one to a finished
@@ -721,14 +800,17 @@ where
     }
 }
 
-impl<F> Runnable for Cell<F>
+// SAFETY: `Cell` is `#[repr(C)]` with its `Header` first, and writes the
+// header's `job` as `job_of::<F>`, its own type's.
+unsafe impl<F> Runnable for Cell<F>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    fn run(self: Arc<Self>, registry: &mut Registry) {
-        Self::poll_in_lane(&self, registry);
+    fn run(self: Arc<Self>, registry: &mut Registry) -> bool {
+        let polled = Self::poll_in_lane(&self, registry);
         Self::let_go(self);
+        polled
     }
 
     fn cancel(&self, outcome: Outcome) {
@@ -737,19 +819,26 @@ where
         }
     }
 
-    fn adopt(self: Arc<Self>, registry: &mut Registry) {
-        // Only this driver finishes or files the cell while its lane lives,
-        // so neither can change between these reads and the insert.
-        if self.index.load(Relaxed) == UNREGISTERED && !self.state.is_done() {
-            self.index.store(registry.insert(self.clone()), Relaxed);
+    unsafe fn settle_eager(self: Arc<Self>, lane: &Lane) {
+        if self.state.end_eager() {
+            lane.push(self);
+            return;
         }
-    }
-
-    fn settle_eager(self: Arc<Self>, lane: &Lane) {
-        if self.state.end_pending() {
-            Self::schedule(&self);
+        let state: *const CellState = &self.state;
+        lane.push_file(self);
+        // A wake between `end_eager` and the push saw the cell queued (so
+        // pushed nothing) and notified the lane, possibly before the push
+        // was linked: the lane may have looked, found nothing, and parked,
+        // and `push_file` does not wake it. So look: if the cell is no
+        // longer only to be filed, notify again. (The other order, this
+        // load before that wake's write, puts the wake's notify after our
+        // push's signal, so the lane sees the push; see `end_eager`.) Also
+        // true when the driver has filed it already: one spare round.
+        // SAFETY: the caller's handle keeps the cell alive (and out of the
+        // recycler, which takes only unshared cells).
+        if !unsafe { (*state).is_filing() } {
+            lane.poke();
         }
-        lane.push_adopt(self);
     }
 }
 
@@ -759,8 +848,10 @@ where
     F::Output: Send + 'static,
 {
     fn wake_by_ref(arc_self: &Arc<Self>) {
-        if arc_self.state.mark_woken() {
-            Self::schedule(arc_self);
+        match arc_self.state.mark_woken() {
+            Woken::Push => Self::schedule(arc_self),
+            Woken::Notify => arc_self.pool.lane(arc_self.lane()).poke(),
+            Woken::Nothing => {}
         }
     }
 }

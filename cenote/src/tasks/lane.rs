@@ -3,10 +3,11 @@
 //! Spawning a tokio task per future costs a task allocation, a trip through
 //! the scheduler and, on an idle runtime, a thread wake-up (about 1.5 µs per
 //! future on the 2-core test machine, measured with `cenote-bench tasks`).
-//! A lane is a small executor inside one tokio task: a queue of runnable
-//! cells (new ones and woken ones alike) and a registry of the cells that
-//! wait. Spawning allocates one cell, pushes it, and wakes the lane only
-//! when it is parked. A pool has one lane per runtime worker by default, so
+//! A lane is a small executor inside one tokio task: queues of runnable
+//! cells (new ones, woken ones) and a registry of the cells that wait. The
+//! queues are intrusive (`runq.rs`: a cell is its own queue node), so
+//! spawning allocates one cell and nothing else, pushes it, and wakes the
+//! lane only when it is parked. A pool has one lane per runtime worker by default, so
 //! its futures still run in parallel. (`FuturesUnordered` was the first
 //! version: three allocations per spawn, measured about 6× slower.)
 //!
@@ -24,13 +25,13 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 use futures_util::task::AtomicWaker;
 
-use super::join::{Outcome, Runnable, UNREGISTERED};
+use super::join::{from_link, into_link, Outcome, Runnable, UNREGISTERED};
 use super::pool::Inner;
 use super::protocol::{LaneSignal, Notified};
+use super::runq::{Pop, RunQueue};
 
 /// A spawned future's cell, type-erased.
 pub(crate) type Job = Arc<dyn Runnable>;
@@ -45,19 +46,27 @@ pub(crate) const ABORT: u8 = 2;
 /// Cells a lane runs per poll before it yields to the runtime.
 const BUDGET: usize = 128;
 
+/// The lane's queues have one consumer at a time (`runq.rs`): its driver
+/// while it lives, then whoever drains them, behind `drain_lock`.
 pub(crate) struct Lane {
     /// Cells woken by their futures' wakers.
-    queue: SegQueue<Job>,
+    queue: RunQueue,
     /// Newly spawned cells, run before the woken ones: a spawn usually
     /// follows a slot coming free, and its first poll (which starts its
     /// I/O or timer) should not wait behind a wave of completions, as a
-    /// tokio task spawned from a worker does not (tokio's LIFO slot).
-    fresh: SegQueue<Job>,
-    /// Cells whose first poll the spawner made (eager start) and that wait:
-    /// the driver only files them in its registry. Not notified: filing is
-    /// not urgent, and the driver drains this queue on every round, on
-    /// abort and when it dies.
-    adopt: SegQueue<Job>,
+    /// tokio task spawned from a worker does not (tokio's LIFO slot). Also
+    /// the cells whose first poll the spawner made (eager start) and that
+    /// wait unwoken: the driver only files them in its registry
+    /// (`Begin::File`). Those are not notified: filing is not urgent, and
+    /// the driver drains this queue on every round, on abort and when it
+    /// dies.
+    fresh: RunQueue,
+    /// Serializes the drains of a dead or aborting lane, and `drain_asked`
+    /// (the most severe outcome asked: 0, or an `Outcome` code) passes a
+    /// drain asked while another runs to that one. A lock, not a loop of
+    /// `pop`s by everyone: the queues have one consumer at a time.
+    drain_lock: parking_lot::Mutex<()>,
+    drain_asked: AtomicU8,
     signal: LaneSignal,
     mode: AtomicU8,
     waker: AtomicWaker,
@@ -73,9 +82,10 @@ pub(crate) struct Lane {
 impl Lane {
     pub(crate) fn new() -> Self {
         Lane {
-            queue: SegQueue::new(),
-            fresh: SegQueue::new(),
-            adopt: SegQueue::new(),
+            queue: RunQueue::new(),
+            fresh: RunQueue::new(),
+            drain_lock: parking_lot::Mutex::new(()),
+            drain_asked: AtomicU8::new(0),
             signal: LaneSignal::new(),
             mode: AtomicU8::new(RUN),
             waker: AtomicWaker::new(),
@@ -86,32 +96,60 @@ impl Lane {
 
     /// Hands a woken cell to the lane. If the lane is gone, the cell is
     /// cancelled here.
+    ///
+    /// The cell must be SCHEDULED by the caller (`CellState`): that is what
+    /// keeps it in one queue at a time, as its one link requires.
     #[inline]
     pub(crate) fn push(&self, job: Job) {
-        self.queue.push(job);
+        // SAFETY: a SCHEDULED cell is in no queue (see above), and the
+        // queue owns the reference until a pop hands it back.
+        unsafe { self.queue.push(into_link(job)) };
         self.notify();
     }
 
-    /// Hands a new cell to the lane (run before the woken ones).
+    /// Hands a new (SCHEDULED) cell to the lane (run before the woken ones).
     #[inline]
     pub(crate) fn push_new(&self, job: Job) {
-        self.fresh.push(job);
+        // SAFETY: as in `push`.
+        unsafe { self.fresh.push(into_link(job)) };
         self.notify();
     }
 
     /// Hands the lane a waiting cell that it has not seen yet (its first
-    /// poll was eager), to file in its registry. The lane is not woken for
-    /// it; if the lane is gone, the cell is cancelled here.
+    /// poll was eager; SCHEDULED | FILE), to file in its registry. The lane
+    /// is not woken for it; if the lane is gone, the cell is cancelled here.
     #[inline]
-    pub(crate) fn push_adopt(&self, job: Job) {
-        self.adopt.push(job);
+    pub(crate) fn push_file(&self, job: Job) {
+        // SAFETY: as in `push`.
+        unsafe { self.fresh.push(into_link(job)) };
         if self.signal.note() {
             self.drain(Outcome::Cancelled);
         }
     }
 
-    fn pop(&self) -> Option<Job> {
-        self.fresh.pop().or_else(|| self.queue.pop())
+    /// The next cell to run: new ones first. `None` also while a push is
+    /// half done; its pusher signals the lane once it is linked.
+    ///
+    /// # Safety
+    /// The caller is the lane's one consumer: its driver while it lives
+    /// (before `die`), or a holder of `drain_lock`.
+    unsafe fn pop(&self) -> Option<Job> {
+        for queue in [&self.fresh, &self.queue] {
+            // SAFETY: one consumer, per the caller.
+            if let Pop::Node(link) = unsafe { queue.pop() } {
+                // SAFETY: every link in the queues came from `into_link`,
+                // and the pop handed its reference back to us.
+                return Some(unsafe { from_link(link) });
+            }
+        }
+        None
+    }
+
+    /// Tells the lane that a cell it holds (queued to be filed) is now to
+    /// be polled (`Woken::Notify`).
+    #[inline]
+    pub(crate) fn poke(&self) {
+        self.notify();
     }
 
     fn notify(&self) {
@@ -122,12 +160,42 @@ impl Lane {
         }
     }
 
+    /// Cancels every queued cell with `outcome`. Called by the driver (on
+    /// abort, and as it dies) and by pushers that find it dead. A drain
+    /// asked while another runs (on another thread, or from inside it: a
+    /// cancelled cell's handle can wake a cell of this lane) is left to
+    /// that one, which looks again before it lets go of the lock.
     fn drain(&self, outcome: Outcome) {
-        while let Some(job) = self.pop() {
-            job.cancel(outcome);
-        }
-        while let Some(job) = self.adopt.pop() {
-            job.cancel(outcome);
+        let code = match outcome {
+            Outcome::Aborted => 2,
+            _ => 1,
+        };
+        self.drain_asked.fetch_max(code, AcqRel);
+        loop {
+            let Some(guard) = self.drain_lock.try_lock() else {
+                return;
+            };
+            loop {
+                let asked = self.drain_asked.swap(0, AcqRel);
+                if asked == 0 {
+                    break;
+                }
+                let outcome = if asked == 2 {
+                    Outcome::Aborted
+                } else {
+                    Outcome::Cancelled
+                };
+                // SAFETY: we hold `drain_lock`, and a driver that still
+                // pops is running this very drain (abort) or pops no more.
+                while let Some(job) = unsafe { self.pop() } {
+                    job.cancel(outcome);
+                }
+            }
+            drop(guard);
+            // Asked after our last look, while the lock was still ours.
+            if self.drain_asked.load(Acquire) == 0 {
+                return;
+            }
         }
     }
 
@@ -160,6 +228,19 @@ impl Lane {
     pub(crate) fn count_completed(&self) {
         self.completed
             .store(self.completed.load(Relaxed) + 1, Relaxed);
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        // Every queued cell holds its pool, which holds its lanes, so a lane
+        // goes only once its queues are empty. Were one left, it would leak
+        // (dropping it here could reach its pool, which is gone).
+        // SAFETY: `&mut self`: nobody else pops.
+        debug_assert!(
+            unsafe { self.pop() }.is_none(),
+            "a lane dropped with queued cells"
+        );
     }
 }
 
@@ -349,15 +430,14 @@ impl Future for Driver {
                 this.registry.cancel_all(Outcome::Aborted);
                 lane.drain(Outcome::Aborted);
             }
-            while let Some(job) = lane.adopt.pop() {
-                job.adopt(&mut this.registry);
-            }
-            while let Some(job) = lane.pop() {
-                job.run(&mut this.registry);
-                budget -= 1;
-                if budget == 0 {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
+            // SAFETY: the driver is the lanes' consumer while it lives.
+            while let Some(job) = unsafe { lane.pop() } {
+                if job.run(&mut this.registry) {
+                    budget -= 1;
+                    if budget == 0 {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                 }
             }
             if mode != RUN && this.registry.is_empty() {

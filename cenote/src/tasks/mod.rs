@@ -55,6 +55,7 @@ mod lane;
 mod pool;
 pub(crate) mod protocol;
 mod recycle;
+pub(crate) mod runq;
 
 pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY, DEFAULT_EAGER_LIMIT, MAX_LANES};
 pub use errors::{BuildError, JoinError, SpawnError, TuneError};

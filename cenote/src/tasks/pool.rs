@@ -478,7 +478,8 @@ impl TaskPool {
             FirstPoll::Pending(cell, handle) => {
                 // Live before it can be queued (and so finish on a lane).
                 inner.active.fetch_add(1, SeqCst);
-                cell.settle_eager(&inner.lanes[lane]);
+                // SAFETY: `handle` references the cell across the call.
+                unsafe { cell.settle_eager(&inner.lanes[lane]) };
                 handle
             }
         }

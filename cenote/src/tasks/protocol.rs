@@ -100,6 +100,10 @@ const RUNNING: usize = 2;
 const WOKEN: usize = 4;
 const DONE: usize = 8;
 const ABORT: usize = 16;
+/// Queued only to be filed in its lane's registry (after an eager first
+/// poll that was not woken): the driver files it and polls it only if a
+/// wake came meanwhile. Set only with SCHEDULED.
+const FILE: usize = 32;
 
 /// What a driver taking a queued cell must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,13 +114,31 @@ pub enum Begin {
     Abort,
     /// The future is gone already (cancelled meanwhile): nothing.
     Done,
+    /// Queued by [`CellState::end_eager`] and not woken since: file the cell
+    /// in the registry, then [`CellState::end_pending`] (which queues it
+    /// again if a wake came while it was being filed).
+    File,
+}
+
+/// What a wake must do, from [`CellState::mark_woken`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Woken {
+    /// The cell was idle and is now SCHEDULED: push it onto its lane.
+    Push,
+    /// The cell was queued only to be filed (by a push that does not wake
+    /// the lane) and is now to be polled: notify its lane.
+    Notify,
+    /// Queued already, running (WOKEN is set), or done: nothing.
+    Nothing,
 }
 
 /// A spawned future's state word: `SCHEDULED | RUNNING | WOKEN | DONE |
-/// ABORT`.
+/// ABORT | FILE`.
 ///
 /// - SCHEDULED: in its lane's queue, at most once, because only the wake
 ///   that sets the bit (from idle) pushes, and a new cell starts with it.
+///   A cell's queue link is one field, so "at most once" is also what makes
+///   the intrusive queue (`runq.rs`) sound.
 /// - RUNNING: its driver polls it ([`begin_run`](Self::begin_run) turns
 ///   SCHEDULED into RUNNING in one `fetch_xor`). A wake meanwhile sets WOKEN
 ///   instead of pushing, and [`end_pending`](Self::end_pending) turns
@@ -126,6 +148,11 @@ pub enum Begin {
 ///   `fetch_or`, so exactly one party drops the future; wakes of a DONE cell
 ///   do nothing.
 /// - ABORT: asked by the handle; the next `begin_run` reports it.
+/// - FILE: after an eager first poll that returned `Pending` unwoken,
+///   [`end_eager`](Self::end_eager) queues the cell anyway (SCHEDULED |
+///   FILE) so that its driver files it in its registry; a wake meanwhile
+///   clears FILE (the cell is queued already), and the driver then polls it
+///   instead.
 #[derive(Debug)]
 pub struct CellState {
     state: AtomicUsize,
@@ -158,20 +185,39 @@ impl CellState {
             Begin::Done
         } else if old & ABORT != 0 {
             Begin::Abort
+        } else if old & FILE != 0 {
+            Begin::File
         } else {
             Begin::Poll
         }
     }
 
-    /// Driver, after a poll that returned `Pending`: true when a wake came
-    /// during the poll, and the cell (now SCHEDULED again) must be pushed.
+    /// The spawner, after an eager first poll that returned `Pending`: the
+    /// cell goes RUNNING -> SCHEDULED, and the caller pushes it. True when a
+    /// wake came during the poll (the driver must poll it); otherwise it
+    /// is marked FILE (the driver only files it, unless woken meanwhile).
+    pub fn end_eager(&self) -> bool {
+        let mut state = self.state.load(Acquire);
+        loop {
+            let woken = state & WOKEN != 0;
+            let next = (state & !(RUNNING | WOKEN)) | SCHEDULED | if woken { 0 } else { FILE };
+            match self.state.compare_exchange(state, next, AcqRel, Acquire) {
+                Ok(_) => return woken,
+                Err(s) => state = s,
+            }
+        }
+    }
+
+    /// Driver, after a poll that returned `Pending` (or after filing a
+    /// [`Begin::File`] cell): true when a wake came meanwhile, and the cell
+    /// (now SCHEDULED again) must be pushed.
     pub fn end_pending(&self) -> bool {
         let mut state = self.state.load(Acquire);
         loop {
             let next = if state & WOKEN != 0 {
-                (state & !(RUNNING | WOKEN)) | SCHEDULED
+                (state & !(RUNNING | WOKEN | FILE)) | SCHEDULED
             } else {
-                state & !RUNNING
+                state & !(RUNNING | FILE)
             };
             match self.state.compare_exchange(state, next, AcqRel, Acquire) {
                 Ok(_) => return state & WOKEN != 0,
@@ -180,7 +226,10 @@ impl CellState {
         }
     }
 
-    /// A waker: true when the caller must push the cell (it was idle).
+    /// A waker: what the caller must do. [`Woken::Push`]: the cell was
+    /// idle (now SCHEDULED): push it. [`Woken::Notify`]: it was queued only
+    /// to be filed, and its lane may be parked (that push does not wake the
+    /// lane): now that it is to be polled, notify the lane.
     ///
     /// When the cell is queued or already woken this still writes the word
     /// (the same value back): the waker's own writes before the wake (the
@@ -189,13 +238,15 @@ impl CellState {
     /// With a plain load here, the driver could take the cell, poll, and
     /// miss the event while this wake saw "queued" and did nothing: loom
     /// found that lost wake-up (`tests/loom_tasks.rs`).
-    pub fn mark_woken(&self) -> bool {
+    pub fn mark_woken(&self) -> Woken {
         let mut state = self.state.load(Acquire);
         loop {
             let next = if state & DONE != 0 {
-                return false;
+                return Woken::Nothing;
             } else if state & SCHEDULED != 0 {
-                state
+                // Queued already; queued only to be filed, it is now to be
+                // polled.
+                state & !FILE
             } else if state & RUNNING != 0 {
                 state | WOKEN
             } else {
@@ -205,7 +256,15 @@ impl CellState {
                 .state
                 .compare_exchange_weak(state, next, AcqRel, Acquire)
             {
-                Ok(_) => return next & SCHEDULED != 0 && state & SCHEDULED == 0,
+                Ok(_) => {
+                    return if state & SCHEDULED == 0 && next & SCHEDULED != 0 {
+                        Woken::Push
+                    } else if state & FILE != 0 && next & FILE == 0 {
+                        Woken::Notify
+                    } else {
+                        Woken::Nothing
+                    }
+                }
                 Err(s) => state = s,
             }
         }
@@ -221,6 +280,13 @@ impl CellState {
     /// (the caller then wakes the cell, so that its driver looks at it).
     pub fn request_abort(&self) -> bool {
         self.state.fetch_or(ABORT, AcqRel) & DONE == 0
+    }
+
+    /// Whether the cell is still queued only to be filed (neither woken nor
+    /// filed since [`end_eager`](Self::end_eager) marked it).
+    #[inline]
+    pub fn is_filing(&self) -> bool {
+        self.state.load(Acquire) & FILE != 0
     }
 
     /// Whether the future is gone.
