@@ -19,6 +19,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
@@ -31,7 +32,7 @@ use futures_util::task::AtomicWaker;
 use super::join::{from_link, into_link, Outcome, Runnable, UNREGISTERED};
 use super::pool::Inner;
 use super::protocol::{LaneSignal, Notified};
-use super::runq::{Pop, RunQueue};
+use super::runq::{Link, Pop, RunQueue};
 
 /// A spawned future's cell, type-erased.
 pub(crate) type Job = Arc<dyn Runnable>;
@@ -247,54 +248,102 @@ impl Drop for Lane {
 /// The cells of a lane that wait (were polled and returned `Pending`): the
 /// lane owns them, so that an abort-all or a runtime shutdown can drop
 /// their futures. Driver only.
-#[derive(Default)]
+///
+/// A slot is one word: a registered cell's link (its reference, handed
+/// over by `into_link`; aligned, so its low bit is clear), or a vacant
+/// slot: the next vacant index, shifted left, with the low bit set. So the
+/// free list costs nothing besides the slots (a `Vec<Option<Job>>` and a
+/// `Vec<u32>` of vacant indices took 20 bytes a slot; this takes 8).
 pub(crate) struct Registry {
-    cells: Vec<Option<Job>>,
-    /// Vacant indices (`u32`, as a cell keeps its index: 4 bytes a cell).
-    free: Vec<u32>,
+    slots: Vec<usize>,
+    /// The first vacant slot, or `NO_SLOT`.
+    vacant: usize,
     live: usize,
+}
+
+/// The end of the vacant list.
+const NO_SLOT: usize = usize::MAX >> 1;
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            slots: Vec::new(),
+            vacant: NO_SLOT,
+            live: 0,
+        }
+    }
 }
 
 impl Registry {
     pub(crate) fn insert(&mut self, job: Job) -> u32 {
+        let link = into_link(job).as_ptr() as usize;
+        debug_assert!(link & 1 == 0, "a cell is aligned");
         self.live += 1;
-        match self.free.pop() {
-            Some(i) => {
-                self.cells[i as usize] = Some(job);
-                i
-            }
-            None => {
-                let i = u32::try_from(self.cells.len())
-                    .ok()
-                    .filter(|&i| i != UNREGISTERED)
-                    .expect("fewer than 2^32 - 1 futures wait in one lane");
-                self.cells.push(Some(job));
-                i
-            }
+        if self.vacant != NO_SLOT {
+            let i = self.vacant;
+            self.vacant = self.slots[i] >> 1;
+            self.slots[i] = link;
+            // Indices below `NO_SLOT` that were handed out fit in a u32.
+            return i as u32;
         }
+        let i = self.slots.len();
+        let index = u32::try_from(i)
+            .ok()
+            .filter(|&n| n != UNREGISTERED && (n as usize) < NO_SLOT)
+            .expect("fewer than 2^31 futures wait in one lane");
+        self.slots.push(link);
+        index
     }
 
     pub(crate) fn remove(&mut self, index: u32) {
-        if index != UNREGISTERED {
-            if let Some(job) = self.cells.get_mut(index as usize).and_then(Option::take) {
-                self.live -= 1;
-                self.free.push(index);
-                drop(job);
-            }
+        if index == UNREGISTERED {
+            return;
         }
+        let i = index as usize;
+        let Some(&slot) = self.slots.get(i) else {
+            return;
+        };
+        if slot & 1 != 0 {
+            return;
+        }
+        self.slots[i] = (self.vacant << 1) | 1;
+        self.vacant = i;
+        self.live -= 1;
+        // SAFETY: an occupied slot holds a link from `into_link` whose
+        // reference the registry owned, and no longer holds.
+        drop(unsafe { from_link(NonNull::new_unchecked(slot as *mut Link)) });
     }
 
     fn is_empty(&self) -> bool {
         self.live == 0
     }
 
+    /// Takes every registered cell out, as `Job`s.
+    fn take_all(&mut self) -> Vec<Job> {
+        let slots = std::mem::take(&mut self.slots);
+        self.vacant = NO_SLOT;
+        self.live = 0;
+        slots
+            .into_iter()
+            .filter(|slot| slot & 1 == 0)
+            // SAFETY: as in `remove`; each occupied slot is taken once.
+            .map(|slot| unsafe { from_link(NonNull::new_unchecked(slot as *mut Link)) })
+            .collect()
+    }
+
     /// Cancels every registered cell and forgets them.
     fn cancel_all(&mut self, outcome: Outcome) {
-        for job in self.cells.drain(..).flatten() {
+        for job in self.take_all() {
             job.cancel(outcome);
         }
-        self.free.clear();
-        self.live = 0;
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The driver cancels its registry before it goes; this only gives
+        // back the references of cells still here.
+        drop(self.take_all());
     }
 }
 
