@@ -405,7 +405,7 @@ fn an_eager_first_poll_racing_a_wake_hands_the_cell_over_once() {
             // that came before the push was done is looked for after it
             // (`settle_eager`).
             cell.push_quietly();
-            if !cell.state.is_filing() {
+            if cell.state.woken_while_filing() {
                 cell.unpark_driver();
             }
         }

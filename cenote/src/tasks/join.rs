@@ -829,14 +829,15 @@ where
         // A wake between `end_eager` and the push saw the cell queued (so
         // pushed nothing) and notified the lane, possibly before the push
         // was linked: the lane may have looked, found nothing, and parked,
-        // and `push_file` does not wake it. So look: if the cell is no
-        // longer only to be filed, notify again. (The other order, this
-        // load before that wake's write, puts the wake's notify after our
-        // push's signal, so the lane sees the push; see `end_eager`.) Also
-        // true when the driver has filed it already: one spare round.
+        // and `push_file` does not wake it. So look: if the cell is now to
+        // be polled and the driver has not taken it, notify again. (The
+        // other order, this load before that wake's write, puts the wake's
+        // notify after our push's signal, so the lane sees the push: the
+        // two read-modify-write the lane's signal word, so one reads the
+        // other.)
         // SAFETY: the caller's handle keeps the cell alive (and out of the
         // recycler, which takes only unshared cells).
-        if !unsafe { (*state).is_filing() } {
+        if unsafe { (*state).woken_while_filing() } {
             lane.poke();
         }
     }

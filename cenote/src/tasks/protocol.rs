@@ -282,11 +282,15 @@ impl CellState {
         self.state.fetch_or(ABORT, AcqRel) & DONE == 0
     }
 
-    /// Whether the cell is still queued only to be filed (neither woken nor
-    /// filed since [`end_eager`](Self::end_eager) marked it).
+    /// The spawner, after pushing a cell that [`end_eager`](Self::end_eager)
+    /// marked FILE: true when a wake has since turned it into a cell to
+    /// poll (SCHEDULED, neither FILE nor RUNNING nor DONE) that the driver
+    /// has not taken yet. That wake's notify may have come before the push
+    /// was linked, so the caller notifies the lane again. (A cell the driver
+    /// took or filed meanwhile needs nothing: the driver saw it.)
     #[inline]
-    pub fn is_filing(&self) -> bool {
-        self.state.load(Acquire) & FILE != 0
+    pub fn woken_while_filing(&self) -> bool {
+        self.state.load(Acquire) & (SCHEDULED | FILE | RUNNING | DONE) == SCHEDULED
     }
 
     /// Whether the future is gone.
