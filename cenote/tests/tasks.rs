@@ -626,6 +626,73 @@ fn runtime_shutdown_cancels_what_runs_and_frees_the_slots() {
     ));
 }
 
+#[test]
+fn runtime_shutdown_with_futures_awaiting_each_other_ends_every_one_once() {
+    // A chain of pool futures, each awaiting the handle of the one before
+    // (half of them also spinning, so they sit in their lane's queue): as
+    // the runtime goes, cancelling one wakes the next, which is pushed to a
+    // lane that is gone (drained by the pusher, or by the drain already
+    // running). Every future ends exactly once, as cancelled, and nothing
+    // hangs (a watchdog fails the test instead).
+    for eager in [true, false] {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let pool = TaskPool::builder()
+                .capacity(64)
+                .eager_start(eager)
+                .runtime(rt.handle().clone())
+                .build()
+                .unwrap();
+            const N: usize = 40;
+            let mut handles = Vec::new();
+            let mut prev = pool.try_spawn(std::future::pending::<usize>()).unwrap();
+            for i in 1..N {
+                let mut before = prev;
+                let spin = i % 2 == 1;
+                prev = pool
+                    .try_spawn(std::future::poll_fn(
+                        move |cx| match std::future::Future::poll(
+                            std::pin::Pin::new(&mut before),
+                            cx,
+                        ) {
+                            std::task::Poll::Ready(r) => std::task::Poll::Ready(r.unwrap_or(i)),
+                            std::task::Poll::Pending => {
+                                if spin {
+                                    cx.waker().wake_by_ref();
+                                }
+                                std::task::Poll::Pending
+                            }
+                        },
+                    ))
+                    .unwrap();
+                if i % 8 == 0 {
+                    handles.push(pool.try_spawn(async { 7usize }).unwrap());
+                }
+            }
+            let p = pool.clone();
+            rt.block_on(eventually(move || p.running() == N));
+            drop(rt);
+            let last = futures_lite::future::block_on(prev);
+            assert!(matches!(last, Err(JoinError::Cancelled)), "{last:?}");
+            for h in handles {
+                assert_eq!(futures_lite::future::block_on(h).unwrap(), 7);
+            }
+            assert_eq!(pool.running(), 0);
+            let stats = pool.stats();
+            assert_eq!(stats.cancelled, N as u64, "{stats:?}");
+            done_tx.send(()).unwrap();
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the runtime's shutdown ended every future without hanging");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn futures_outlive_the_pool_handle() {
     let pool = TaskPool::new(4).unwrap();
