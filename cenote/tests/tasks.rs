@@ -731,6 +731,60 @@ async fn works_on_a_current_thread_runtime() {
 /// 4 spawner tasks push 200k futures through a pool of 64 (a third of them
 /// wait on a timer or yield, a few panic, a few are aborted); every future
 /// runs at most once, every unaborted one exactly once, the capacity holds,
+
+#[test]
+fn a_lane_of_futures_that_never_stop_waking_themselves_still_yields_and_resumes() {
+    // On a one-thread runtime, pool futures that wake themselves on every
+    // poll keep their lane busy for ever. The lane must still give the
+    // thread back (a timer fires, a plain task runs) and must be polled
+    // again afterwards (the futures go on). A lane that never yields hangs
+    // the runtime (the watchdog fails the test); one that yields without
+    // arranging its next poll stops the futures (the count stalls).
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pool = TaskPool::new(4).unwrap();
+            let polls = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            for _ in 0..4 {
+                let (polls, stop) = (polls.clone(), stop.clone());
+                drop(
+                    pool.spawn(std::future::poll_fn(move |cx| {
+                        polls.fetch_add(1, SeqCst);
+                        if stop.load(SeqCst) {
+                            return std::task::Poll::Ready(());
+                        }
+                        cx.waker().wake_by_ref();
+                        std::task::Poll::Pending
+                    }))
+                    .await
+                    .unwrap(),
+                );
+            }
+            let ran = tokio::spawn(async { 42 });
+            assert_eq!(ran.await.unwrap(), 42, "a plain task ran beside the lane");
+            sleep(Duration::from_millis(5)).await;
+            let before = polls.load(SeqCst);
+            sleep(Duration::from_millis(5)).await;
+            let after = polls.load(SeqCst);
+            assert!(
+                after > before + 128,
+                "the lane goes on after yielding: {before} then {after} polls"
+            );
+            stop.store(true, SeqCst);
+            pool.wait_idle().await;
+            assert_eq!(pool.running(), 0);
+        });
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the runtime was not held by a busy lane");
+}
 /// and the counters add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_every_future_runs_exactly_once() {
