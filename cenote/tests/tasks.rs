@@ -732,6 +732,44 @@ async fn works_on_a_current_thread_runtime() {
 /// wait on a timer or yield, a few panic, a few are aborted); every future
 /// runs at most once, every unaborted one exactly once, the capacity holds,
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn futures_of_one_pool_run_in_parallel_on_two_workers() {
+    // Two futures that each, inside one poll, wait for the other to be
+    // inside its poll too: they meet only if their lanes are polled on two
+    // threads at once (in one lane, or one worker, the first one waits out
+    // its deadline alone).
+    let pool = TaskPool::new(8).unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        let inside = inside.clone();
+        handles.push(
+            pool.spawn(async move {
+                // Return from the eager first poll: the meeting happens in
+                // the lanes.
+                tokio::task::yield_now().await;
+                inside.fetch_add(1, SeqCst);
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while inside.load(SeqCst) < 2 {
+                    if std::time::Instant::now() > deadline {
+                        return false;
+                    }
+                    std::hint::spin_loop();
+                }
+                true
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    for h in handles {
+        assert!(
+            h.await.unwrap(),
+            "the other future was never polled meanwhile"
+        );
+    }
+}
+
 #[test]
 fn a_lane_of_futures_that_never_stop_waking_themselves_still_yields_and_resumes() {
     // On a one-thread runtime, pool futures that wake themselves on every
