@@ -179,35 +179,105 @@ impl Runner {
         &self.settings
     }
 
-    /// Measures every case of `experiment`, in order.
+    /// Measures every case of `experiment`; rows come back in case order.
+    ///
+    /// The cases of one scenario are measured in turns: run 1 of each, then
+    /// run 2 of each, and so on. On a shared VM the machine's speed drifts
+    /// over minutes, so runs of one implementation taken back to back and
+    /// compared with another's taken a minute later would measure the drift
+    /// as much as the implementations. Taking turns puts every peer under
+    /// the same conditions, run by run.
     pub fn run_experiment(&self, experiment: &Experiment) -> Vec<Row> {
-        let mut rows: Vec<Row> = Vec::with_capacity(experiment.cases.len());
-        for case in &experiment.cases {
-            let limit = self.limit_for(case, &rows);
-            rows.push(self.measure(experiment.name, case, &limit));
+        let mut rows: Vec<Option<Row>> = vec![None; experiment.cases.len()];
+        for group in scenario_groups(&experiment.cases) {
+            let cases: Vec<&Case> = group.iter().map(|&i| &experiment.cases[i]).collect();
+            let measured = self.measure_in_turns(experiment.name, &cases);
+            for (i, row) in group.into_iter().zip(measured) {
+                rows[i] = Some(row);
+            }
         }
-        rows
+        rows.into_iter()
+            .map(|row| row.expect("every case belongs to one scenario group"))
+            .collect()
     }
 
-    /// How long one run of `case` may take, given the rows measured so far.
-    fn limit_for(&self, case: &Case, done: &[Row]) -> Limit {
+    /// Measures the cases of one scenario in turns (see `run_experiment`).
+    fn measure_in_turns(&self, experiment: &str, cases: &[&Case]) -> Vec<Row> {
+        let runs = self.settings.runs.max(1);
+        let specs: Vec<ChildSpec> = cases
+            .iter()
+            .map(|case| ChildSpec {
+                experiment: experiment.to_owned(),
+                scenario: case.scenario.clone(),
+                imp: case.imp.name().to_owned(),
+                params: case.params.clone(),
+            })
+            .collect();
+        let turns = take_turns(
+            &specs,
+            runs,
+            self.settings.row_budget,
+            |turns, i| self.limit_for(&specs[i], turns),
+            |i, run, limit| {
+                let spec = &specs[i];
+                self.progress.set_message(format!(
+                    "{experiment} {} {} (run {run}/{runs})",
+                    spec.scenario, spec.imp
+                ));
+                let result = run_child(&self.exe, spec, limit);
+                self.progress.inc(1);
+                result
+            },
+        );
+        specs
+            .into_iter()
+            .zip(turns)
+            .map(|(spec, turn)| {
+                // Runs a row skipped (failed or out of budget) still count
+                // as progress.
+                self.progress
+                    .inc(u64::from(runs) - u64::from(turn.attempted));
+                match turn.failed {
+                    Some(reason) => Row {
+                        scenario: spec.scenario,
+                        imp: spec.imp,
+                        params: spec.params,
+                        runs: turn.attempted,
+                        wall_s: None,
+                        cpu_s: None,
+                        per_op_ns: None,
+                        peak_rss_kib: None,
+                        metrics: None,
+                        failed: Some(reason),
+                    },
+                    None => summarize(spec, &turn.samples),
+                }
+            })
+            .collect()
+    }
+
+    /// How long one run of `spec` may take, given its scenario's runs so far.
+    fn limit_for(&self, spec: &ChildSpec, turns: &[Turns<Sample>]) -> Limit {
         let timeout = self.settings.timeout;
         let absolute = Limit {
             time: timeout,
             why: format!("timeout: killed after {} s", timeout.as_secs_f64()),
         };
         let factor = self.settings.slow_factor;
-        if factor <= 0.0 || case.imp.name().starts_with("cenote") {
+        if factor <= 0.0 || spec.imp.starts_with("cenote") {
             return absolute;
         }
-        let finished = || {
-            done.iter()
-                .filter(|r| r.scenario == case.scenario && r.failed.is_none())
-                .filter_map(|r| Some((r.imp.as_str(), r.wall_s?)))
+        // The reference: cenote's median so far, or else the fastest median
+        // so far (each over the rows of the same scenario).
+        let medians = || {
+            turns.iter().filter(|t| t.failed.is_none()).filter_map(|t| {
+                let wall = median(t.samples.iter().map(|s| s.outcome.wall_s))?;
+                Some((t.imp.as_str(), wall))
+            })
         };
-        let reference = finished()
+        let reference = medians()
             .find(|(imp, _)| *imp == "cenote")
-            .or_else(|| finished().min_by(|a, b| a.1.total_cmp(&b.1)));
+            .or_else(|| medians().min_by(|a, b| a.1.total_cmp(&b.1)));
         let Some((imp, wall)) = reference else {
             return absolute;
         };
@@ -223,59 +293,6 @@ impl Runner {
                 "slower than {factor}× {imp}: stopped after {:.1} s",
                 time.as_secs_f64()
             ),
-        }
-    }
-
-    /// Measures one case: up to `runs` child processes, reduced to medians.
-    fn measure(&self, experiment: &str, case: &Case, limit: &Limit) -> Row {
-        let spec = ChildSpec {
-            experiment: experiment.to_owned(),
-            scenario: case.scenario.clone(),
-            imp: case.imp.name().to_owned(),
-            params: case.params.clone(),
-        };
-        let runs = self.settings.runs.max(1);
-        let mut samples = Vec::new();
-        let mut failed = None;
-        let mut spent = Duration::ZERO;
-        for run in 1..=runs {
-            self.progress.set_message(format!(
-                "{experiment} {} {} (run {run}/{runs})",
-                case.scenario,
-                case.imp.name()
-            ));
-            let started = Instant::now();
-            let result = run_child(&self.exe, &spec, limit);
-            spent += started.elapsed();
-            self.progress.inc(1);
-            match result {
-                Ok(sample) => samples.push(sample),
-                Err(reason) => {
-                    failed = Some(reason);
-                    self.progress.inc(u64::from(runs - run));
-                    break;
-                }
-            }
-            // Another run would likely take the row past its budget.
-            if run < runs && spent + spent / run > self.settings.row_budget {
-                self.progress.inc(u64::from(runs - run));
-                break;
-            }
-        }
-        match failed {
-            Some(reason) => Row {
-                scenario: spec.scenario,
-                imp: spec.imp,
-                params: spec.params,
-                runs: u32::try_from(samples.len() + 1).unwrap_or(u32::MAX),
-                wall_s: None,
-                cpu_s: None,
-                per_op_ns: None,
-                peak_rss_kib: None,
-                metrics: None,
-                failed: Some(reason),
-            },
-            None => summarize(spec, &samples),
         }
     }
 
@@ -299,6 +316,83 @@ impl Runner {
 struct Limit {
     time: Duration,
     why: String,
+}
+
+/// The cases of each scenario, as indices into `cases`, in order of first
+/// appearance.
+fn scenario_groups(cases: &[Case]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        match groups.iter_mut().find(|(s, _)| *s == case.scenario) {
+            Some((_, group)) => group.push(i),
+            None => groups.push((&case.scenario, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+/// The runs of one row of a scenario measured in turns.
+struct Turns<S> {
+    imp: String,
+    samples: Vec<S>,
+    /// Runs started, the failed one included.
+    attempted: u32,
+    /// Time spent in this row's runs.
+    spent: Duration,
+    failed: Option<String>,
+    /// No further run: failed, done, or another would exceed the budget.
+    stopped: bool,
+}
+
+/// Runs the rows of one scenario in turns: turn `k` runs the `k`-th run of
+/// every row still going. A row stops at its first failure, after `runs`
+/// runs, or when another run would likely take its runs past `budget`
+/// (always after its first run). `limit(turns, i)` bounds row `i`'s next
+/// run given the scenario's runs so far; `run(i, k, limit)` measures it.
+fn take_turns<S>(
+    specs: &[ChildSpec],
+    runs: u32,
+    budget: Duration,
+    mut limit: impl FnMut(&[Turns<S>], usize) -> Limit,
+    mut run: impl FnMut(usize, u32, &Limit) -> Result<S, String>,
+) -> Vec<Turns<S>> {
+    let mut turns: Vec<Turns<S>> = specs
+        .iter()
+        .map(|spec| Turns {
+            imp: spec.imp.clone(),
+            samples: Vec::new(),
+            attempted: 0,
+            spent: Duration::ZERO,
+            failed: None,
+            stopped: false,
+        })
+        .collect();
+    for k in 1..=runs {
+        for i in 0..turns.len() {
+            if turns[i].stopped {
+                continue;
+            }
+            let bound = limit(&turns, i);
+            let started = Instant::now();
+            let result = run(i, k, &bound);
+            let t = &mut turns[i];
+            t.spent += started.elapsed();
+            t.attempted = k;
+            match result {
+                Ok(sample) => t.samples.push(sample),
+                Err(reason) => {
+                    t.failed = Some(reason);
+                    t.stopped = true;
+                    continue;
+                }
+            }
+            // Another run would likely take the row past its budget.
+            if k == runs || t.spent + t.spent / k >= budget {
+                t.stopped = true;
+            }
+        }
+    }
+    turns
 }
 
 /// Reduces the samples of one row to medians.
@@ -557,6 +651,112 @@ fn proc_status_field(key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn specs(imps: &[&str]) -> Vec<ChildSpec> {
+        imps.iter()
+            .map(|imp| ChildSpec {
+                experiment: "e".to_owned(),
+                scenario: "s".to_owned(),
+                imp: (*imp).to_owned(),
+                params: Value::Null,
+            })
+            .collect()
+    }
+
+    fn no_limit() -> Limit {
+        Limit {
+            time: Duration::MAX,
+            why: String::new(),
+        }
+    }
+
+    #[test]
+    fn rows_of_a_scenario_take_turns_and_a_failed_row_stops() {
+        let specs = specs(&["cenote", "a", "b"]);
+        let mut order = Vec::new();
+        let turns = take_turns(
+            &specs,
+            3,
+            Duration::MAX,
+            |_, _| no_limit(),
+            |i, k, _| {
+                order.push((i, k));
+                if i == 1 && k == 2 {
+                    Err("boom".to_owned())
+                } else {
+                    Ok(k)
+                }
+            },
+        );
+        assert_eq!(
+            order,
+            [
+                (0, 1),
+                (1, 1),
+                (2, 1),
+                (0, 2),
+                (1, 2),
+                (2, 2),
+                (0, 3),
+                (2, 3)
+            ]
+        );
+        assert_eq!(turns[0].samples, [1, 2, 3]);
+        assert_eq!(turns[1].samples, [1]);
+        assert_eq!(turns[1].attempted, 2);
+        assert_eq!(turns[1].failed.as_deref(), Some("boom"));
+        assert_eq!(turns[2].attempted, 3);
+        assert!(turns[2].failed.is_none());
+    }
+
+    #[test]
+    fn a_row_out_of_budget_stops_after_its_first_run() {
+        let specs = specs(&["cenote", "a"]);
+        let mut runs = 0;
+        let turns = take_turns(
+            &specs,
+            5,
+            Duration::ZERO,
+            |_, _| no_limit(),
+            |_, _, _| {
+                runs += 1;
+                Ok(())
+            },
+        );
+        assert_eq!(runs, 2);
+        assert!(turns
+            .iter()
+            .all(|t| t.attempted == 1 && t.samples.len() == 1));
+    }
+
+    #[test]
+    fn each_limit_sees_the_runs_taken_so_far() {
+        let specs = specs(&["cenote", "peer"]);
+        let mut seen = Vec::new();
+        take_turns(
+            &specs,
+            2,
+            Duration::MAX,
+            |turns: &[Turns<u32>], i| {
+                seen.push((i, turns[0].samples.len(), turns[1].samples.len()));
+                no_limit()
+            },
+            |_, k, _| Ok(k),
+        );
+        // The peer's first run is bounded knowing cenote's first run.
+        assert_eq!(seen, [(0, 0, 0), (1, 1, 0), (0, 1, 1), (1, 2, 1)]);
+    }
+
+    #[test]
+    fn scenarios_group_in_order_of_first_appearance() {
+        let case = |s: &str| Case {
+            scenario: s.to_owned(),
+            imp: crate::peers::Impl::Cenote,
+            params: Value::Null,
+        };
+        let cases = [case("x"), case("y"), case("x"), case("z"), case("y")];
+        assert_eq!(scenario_groups(&cases), [vec![0, 2], vec![1, 4], vec![3]]);
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {
