@@ -591,10 +591,15 @@ async fn lifetimes_and_idle_timeouts_retire_resources_down_to_min_idle() {
         pool.get().await.unwrap(),
         pool.get().await.unwrap(),
     );
-    drop((a, b, c));
-    assert_eq!(pool.status().idle, 3);
     // While all three were lent, the background task may have created a
-    // fourth to keep `min_idle`: it retires too, a pass later.
+    // fourth to keep `min_idle` (idle was 0 < 1): it retires too, a pass
+    // later.
+    drop((a, b, c));
+    let idle = pool.status().idle;
+    assert!(
+        idle == 3 || idle == 4,
+        "the three returned (and maybe a min_idle refill) are idle: {idle}"
+    );
     eventually(|| pool.stats().destroyed_idle >= 2 && pool.status().idle == 1).await;
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert_eq!(pool.status().idle, 1, "min_idle stays");
