@@ -103,6 +103,12 @@ pub struct Semaphore {
 /// `state` bit: releases must go through the queue lock.
 const SLOW: usize = 1;
 
+/// How long a blocking acquirer that is the only waiter watches its state
+/// (yielding) before it parks: about what a wake-up of a parked thread
+/// costs on a VM.
+#[cfg(not(loom))]
+const HEAD_WATCH: Duration = Duration::from_micros(50);
+
 /// A waiter's progress, seen by the waiter and by whoever serves the queue.
 const WAITING: usize = 0;
 const GRANTED: usize = 1;
@@ -1050,6 +1056,30 @@ impl Request {
                 return self.finish(r);
             }
             backoff.snooze();
+        }
+        // The only waiter is the next one served: it keeps watching (giving
+        // its core to any thread that wants it) for up to HEAD_WATCH before
+        // it parks. A grant to a parked thread leaves the permit unused until
+        // the thread is back on a core (tens of microseconds on a VM), and
+        // between two threads taking turns that was most of the time (see
+        // limit/DESIGN.md, "Two threads, one permit"). Waiters further back
+        // park at once: they are not served next.
+        #[cfg(not(loom))]
+        if sem.waiters.load(Relaxed) == 1 {
+            let start = Instant::now();
+            let watch = deadline.map_or(HEAD_WATCH, |d| {
+                HEAD_WATCH.min(d.saturating_duration_since(start))
+            });
+            loop {
+                let queued = self.queued.as_ref().expect("queued after start");
+                if let Some(r) = Self::outcome(queued.state()) {
+                    return self.finish(r);
+                }
+                if start.elapsed() >= watch {
+                    break;
+                }
+                std::thread::yield_now();
+            }
         }
         loop {
             let queued = self.queued.as_ref().expect("queued after start");
