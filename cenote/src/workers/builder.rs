@@ -45,9 +45,32 @@ pub(crate) struct Config {
     pub(crate) on_thread_stop: Option<ThreadHook>,
 }
 
-/// Default `queue` length: deep enough that a fast producer rarely blocks,
-/// small enough (about 48 KiB of slots) to allocate up front.
+/// The least default `queue` length: deep enough that a fast producer
+/// rarely blocks, small enough (about 48 KiB of slots) to allocate up front.
+/// Pools of more than 512 threads get more by default: see
+/// [`default_queue`].
 pub const DEFAULT_QUEUE: usize = 1024;
+
+/// The most slots a default queue gets (about 768 KiB, allocated at build).
+const DEFAULT_QUEUE_MAX: usize = 16 * 1024;
+
+/// The `queue` length a pool of `capacity` threads gets when the builder's
+/// [`queue`](Builder::queue) is not called: twice the capacity, at least
+/// [`DEFAULT_QUEUE`] and at most 16,384.
+///
+/// Tasks that block (sleep, wait on I/O) tend to end in waves: all threads
+/// started together, so they finish together and each takes the next task.
+/// A queue shorter than the pool is emptied by one wave, and the threads
+/// that find it empty park until the producer, which has to win a core from
+/// all of them first, refills it. Twice the capacity lets one wave find its
+/// tasks queued and leaves the producer a whole wave to queue the next.
+/// (Ants' seed 001, 100k tasks sleeping 10 ms on 1,000 threads: 1.15-1.22 s
+/// with 1,024 slots, 1.08-1.10 s with 2,048.)
+pub fn default_queue(capacity: usize) -> usize {
+    capacity
+        .saturating_mul(2)
+        .clamp(DEFAULT_QUEUE, DEFAULT_QUEUE_MAX)
+}
 
 /// Default idle timeout, after which a parked thread retires.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +97,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 #[must_use = "a builder does nothing until build() is called"]
 pub struct Builder {
     config: Config,
+    /// `queue` was called (otherwise it follows the capacity at build).
+    queue_set: bool,
 }
 
 impl Default for Builder {
@@ -89,7 +114,14 @@ impl fmt::Debug for Builder {
             .field("capacity", &c.capacity)
             .field("idle_timeout", &c.idle_timeout)
             .field("prestart", &c.prestart)
-            .field("queue", &c.queue)
+            .field(
+                "queue",
+                &if self.queue_set {
+                    c.queue
+                } else {
+                    default_queue(c.capacity)
+                },
+            )
             .field("policy", &c.policy)
             .field("max_blocked_submitters", &c.max_blocked_submitters)
             .field("thread_name", &c.thread_name)
@@ -100,7 +132,8 @@ impl fmt::Debug for Builder {
 
 impl Builder {
     /// A builder with the defaults: capacity = available parallelism,
-    /// `queue(1024)`, `Policy::Block`, idle timeout 10 s, no prestart.
+    /// a queue of [`default_queue`]`(capacity)` slots (1,024 up to 512
+    /// threads), `Policy::Block`, idle timeout 10 s, no prestart.
     pub fn new() -> Builder {
         Builder {
             config: Config {
@@ -116,6 +149,7 @@ impl Builder {
                 on_thread_start: None,
                 on_thread_stop: None,
             },
+            queue_set: false,
         }
     }
 
@@ -141,9 +175,11 @@ impl Builder {
     /// Slots in front of the threads. `0` is ants' direct hand-off: a submit
     /// succeeds only by handing the task to an idle or newly started thread.
     /// `n > 0` is a bounded FIFO queue of `n` tasks; its slots are allocated
-    /// at build (about 48 bytes each).
+    /// at build (about 48 bytes each). Not called: [`default_queue`] of the
+    /// capacity.
     pub fn queue(mut self, n: usize) -> Self {
         self.config.queue = n;
+        self.queue_set = true;
         self
     }
 
@@ -198,7 +234,10 @@ impl Builder {
     }
 
     fn validated(self) -> Result<Config, BuildError> {
-        let c = self.config;
+        let mut c = self.config;
+        if !self.queue_set {
+            c.queue = default_queue(c.capacity);
+        }
         if c.capacity == 0 {
             return Err(BuildError::ZeroCapacity);
         }
@@ -238,5 +277,24 @@ impl Builder {
     {
         let inner = Inner::start(self.validated()?, FnRunner::new(f))?;
         Ok(FnPool::from_inner(inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_queue_follows_the_capacity_and_an_explicit_one_wins() {
+        let queue = |b: Builder| b.validated().unwrap().queue;
+        assert_eq!(queue(Builder::new().capacity(2)), DEFAULT_QUEUE);
+        assert_eq!(queue(Builder::new().capacity(512)), 1024);
+        assert_eq!(queue(Builder::new().capacity(1000)), 2000);
+        assert_eq!(queue(Builder::new().capacity(100_000)), 16 * 1024);
+        assert_eq!(queue(Builder::new().capacity(MAX_CAPACITY)), 16 * 1024);
+        // Set before or after the capacity, `queue(n)` is kept, 0 included.
+        assert_eq!(queue(Builder::new().queue(5).capacity(1000)), 5);
+        assert_eq!(queue(Builder::new().capacity(1000).queue(0)), 0);
+        assert!(format!("{:?}", Builder::new().capacity(1000)).contains("queue: 2000"));
     }
 }

@@ -52,7 +52,7 @@ mod pool;
 mod scope;
 mod task;
 
-pub use builder::{Builder, Policy, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE};
+pub use builder::{default_queue, Builder, Policy, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE};
 pub use errors::{BuildError, GlobalError, JoinError, ShutdownError, SubmitError, TuneError};
 pub use fn_pool::FnPool;
 pub use global::{configure_global, global, spawn, submit, submit_timeout, try_submit};

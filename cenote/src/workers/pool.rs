@@ -32,7 +32,8 @@ impl Pool {
     }
 
     /// A pool of at most `capacity` threads with the default settings
-    /// (`queue(1024)`, `Policy::Block`, 10 s idle timeout).
+    /// (a queue of [`default_queue`](super::default_queue)`(capacity)`
+    /// slots, `Policy::Block`, 10 s idle timeout).
     pub fn new(capacity: usize) -> Result<Pool, BuildError> {
         Builder::new().capacity(capacity).build()
     }
