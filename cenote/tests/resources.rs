@@ -217,6 +217,42 @@ fn threads_and_tasks_share_one_pool_without_a_runtime_of_their_own() {
     assert!(s.size <= 3);
 }
 
+/// Two threads taking turns on one resource: every get waits, and the
+/// waiter is alone, so it watches for its grant before it parks (and parks
+/// when the holder is slow). A lost wake-up on either path hangs a thread:
+/// the watchdog fails the test instead.
+#[test]
+fn two_threads_take_turns_on_one_resource_without_a_lost_wake_up() {
+    let (m, k) = manager();
+    let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    for t in 0..2 {
+        let (pool, k, done) = (pool.clone(), k.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            for i in 0..5_000 {
+                let c = pool.get_blocking().unwrap();
+                assert!(k.lent.lock().unwrap().insert(c.n), "lent twice");
+                if i % 500 == t {
+                    // Now and then hold it past the watch: the other parks.
+                    std::thread::sleep(Duration::from_millis(1));
+                } else {
+                    std::thread::yield_now();
+                }
+                k.lent.lock().unwrap().remove(&c.n);
+            }
+            done.fetch_add(1, SeqCst);
+        }));
+    }
+    eventually_blocking(|| done.load(SeqCst) == 2);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(k.created.load(SeqCst), 1);
+    let s = pool.status();
+    assert_eq!((s.size, s.in_use, s.waiting), (1, 0, 0));
+}
+
 #[tokio::test]
 async fn build_filled_makes_min_idle_and_fails_fast_with_the_real_error() {
     let (m, k) = manager();

@@ -74,6 +74,10 @@ const THREAD_PEERS: [Impl; 2] = [Impl::Cenote, Impl::R2d2];
 /// (pool size, concurrent borrowers) of the contended experiment.
 const CELLS: [(usize, usize); 4] = [(4, 16), (16, 16), (8, 64), (16, 256)];
 
+/// One resource, two borrowers taking turns (every get waits, for a lone
+/// waiter's hand-over): stub resource only.
+const TURNS_CELL: (usize, usize) = (1, 2);
+
 pub fn plan(smoke: bool) -> Vec<Experiment> {
     vec![uncontended(smoke), contended(smoke)]
 }
@@ -168,7 +172,12 @@ fn contended(smoke: bool) -> Experiment {
             (Kind::Stub, true) => 4_096,
             (Kind::Sim, true) => 256,
         };
-        for &(size, borrowers) in cells {
+        let turns: &[(usize, usize)] = if smoke || kind != Kind::Stub {
+            &[]
+        } else {
+            &[TURNS_CELL]
+        };
+        for &(size, borrowers) in cells.iter().chain(turns) {
             for driver in [Driver::Tasks, Driver::Threads] {
                 let who = match driver {
                     Driver::Tasks => "tasks",

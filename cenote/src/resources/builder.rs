@@ -294,7 +294,7 @@ impl<M: Manager> Builder<M> {
     pub fn build_filled_blocking(self) -> Result<Pool<M>, BuildError<M::Error>> {
         let pool = self.build()?;
         let handle = pool.handle().clone();
-        super::exec::block_on(&handle, pool.fill())?;
+        super::exec::block_on(&handle, pool.fill(), || false)?;
         Ok(pool)
     }
 }

@@ -4,10 +4,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::{self, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::task::{waker_ref, ArcWake};
 use tokio::runtime::Handle;
@@ -56,29 +57,63 @@ impl Drop for Rt {
     }
 }
 
-struct ThreadWaker(Thread);
+struct ThreadWaker {
+    thread: Thread,
+    /// Set by every wake: a thread that watches instead of parking sees it
+    /// (a hint only; the park token is what guarantees no wake is lost).
+    woken: AtomicBool,
+}
 
 impl ArcWake for ThreadWaker {
     fn wake_by_ref(this: &Arc<Self>) {
-        this.0.unpark();
+        this.woken.store(true, Release);
+        // Cheap when the thread is not parked (one atomic swap).
+        this.thread.unpark();
     }
 }
 
 thread_local! {
-    static WAKER: Arc<ThreadWaker> = Arc::new(ThreadWaker(thread::current()));
+    static WAKER: Arc<ThreadWaker> = Arc::new(ThreadWaker {
+        thread: thread::current(),
+        woken: AtomicBool::new(false),
+    });
 }
+
+/// How long a thread that [`block_on`]'s `watch` allows keeps checking for
+/// its wake-up (yielding its core between checks) before it parks: about
+/// what a wake-up of a parked thread costs on a VM.
+const WATCH: Duration = Duration::from_micros(50);
 
 /// Runs `fut` to completion on the calling thread, inside `handle`'s
 /// context (so its timers and I/O work), parking between polls.
-pub(crate) fn block_on<F: Future>(handle: &Handle, fut: F) -> F::Output {
+///
+/// When a poll is pending and `watch()` says so (the caller is the next to
+/// be served), the thread first checks for its wake-up for up to [`WATCH`],
+/// yielding between checks: a grant to a parked thread leaves the resource
+/// unused until the thread is back on a core, which between two threads
+/// taking turns on one resource was nearly all of the time.
+pub(crate) fn block_on<F: Future>(handle: &Handle, fut: F, watch: impl Fn() -> bool) -> F::Output {
     let _entered = handle.enter();
     let mut fut = std::pin::pin!(fut);
     WAKER.with(|w| {
         let waker = waker_ref(w);
         let mut cx = Context::from_waker(&waker);
-        loop {
+        'poll: loop {
+            // Cleared before the poll: a wake during or after it is seen.
+            w.woken.store(false, Relaxed);
             if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                 return v;
+            }
+            if watch() {
+                let start = Instant::now();
+                while start.elapsed() < WATCH {
+                    if w.woken.load(Acquire) {
+                        // The park token is set too: the next park, if
+                        // any, returns at once (a spurious poll, harmless).
+                        continue 'poll;
+                    }
+                    thread::yield_now();
+                }
             }
             thread::park();
         }

@@ -137,9 +137,11 @@ impl<M: Manager> Request<'_, M> {
         let at = Location::caller();
         let inner = &self.pool.inner;
         let timeout = self.timeout.unwrap_or(inner.cfg.acquire_timeout);
+        // The only waiter is served next: it watches before it parks.
         block_on(
             &inner.rt.handle,
             Inner::get(inner.clone(), self.priority, timeout, at),
+            || inner.core.waiting() == 1,
         )
     }
 }
@@ -354,7 +356,7 @@ impl<M: Manager> Pool<M> {
 
     /// [`close_timeout`](Self::close_timeout) from a plain thread.
     pub fn close_timeout_blocking(&self, d: Duration) -> Result<(), CloseTimedOut> {
-        block_on(&self.inner.rt.handle, self.close_timeout(d))
+        block_on(&self.inner.rt.handle, self.close_timeout(d), || false)
     }
 }
 
