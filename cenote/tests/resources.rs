@@ -219,35 +219,51 @@ fn threads_and_tasks_share_one_pool_without_a_runtime_of_their_own() {
 
 /// Two threads taking turns on one resource: every get waits, and the
 /// waiter is alone, so it watches for its grant before it parks (and parks
-/// when the holder is slow). A lost wake-up on either path hangs a thread:
-/// the watchdog fails the test instead.
+/// when the holder is slow). A lost wake-up on either path stalls both
+/// threads (the other queues behind the one that missed its grant): the
+/// watchdog fails the test once no turn has been taken for 10 s. (Progress,
+/// not total time: on a loaded machine each yield may cost a time slice.)
 #[test]
 fn two_threads_take_turns_on_one_resource_without_a_lost_wake_up() {
     let (m, k) = manager();
     let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let turns = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::new();
     for t in 0..2 {
-        let (pool, k, done) = (pool.clone(), k.clone(), done.clone());
+        let (pool, k, turns, done) = (pool.clone(), k.clone(), turns.clone(), done.clone());
         threads.push(std::thread::spawn(move || {
-            for i in 0..5_000 {
+            for i in 0..2_000 {
                 let c = pool.get_blocking().unwrap();
                 assert!(k.lent.lock().unwrap().insert(c.n), "lent twice");
-                if i % 500 == t {
+                if i % 200 == t {
                     // Now and then hold it past the watch: the other parks.
                     std::thread::sleep(Duration::from_millis(1));
                 } else {
                     std::thread::yield_now();
                 }
                 k.lent.lock().unwrap().remove(&c.n);
+                turns.fetch_add(1, SeqCst);
             }
             done.fetch_add(1, SeqCst);
         }));
     }
-    eventually_blocking(|| done.load(SeqCst) == 2);
+    let (mut seen, mut since) = (0, Instant::now());
+    while done.load(SeqCst) < 2 {
+        let now = turns.load(SeqCst);
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "stalled after {seen} turns"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     for t in threads {
         t.join().unwrap();
     }
+    assert_eq!(turns.load(SeqCst), 4_000);
     assert_eq!(k.created.load(SeqCst), 1);
     let s = pool.status();
     assert_eq!((s.size, s.in_use, s.waiting), (1, 0, 0));
