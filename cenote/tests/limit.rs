@@ -437,3 +437,144 @@ fn monitor_samples_on_its_period_and_stops() {
     assert!(samples.lock().unwrap().iter().all(|&v| v == (1, 1)));
     assert!(Monitor::start(Duration::ZERO, || (), |_| ()).is_err());
 }
+
+// ----- misuse: call sequences off the happy path, thread exit ------------------
+
+#[test]
+fn an_acquire_polled_then_waited_on_queues_once_and_gets_the_permit() {
+    let sem = Arc::new(Semaphore::new(1));
+    let held = sem.clone().try_acquire_owned().unwrap();
+    let s = sem.clone();
+    let (queued_tx, queued_rx) = std::sync::mpsc::channel();
+    let t = thread::spawn(move || {
+        let mut acq = s.acquire();
+        assert!(poll_once(&mut acq).is_pending());
+        queued_tx.send(()).unwrap();
+        // The same waiter goes on waiting, now as this thread.
+        acq.wait().map(|p| p.count())
+    });
+    queued_rx.recv().unwrap();
+    eventually(|| sem.waiting() == 1);
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(sem.waiting(), 1, "one acquire counts as one waiter");
+    drop(held);
+    assert_eq!(t.join().unwrap(), Ok(1));
+    assert_eq!((sem.available(), sem.waiting(), sem.in_use()), (1, 0, 0));
+}
+
+#[test]
+fn an_acquire_polled_then_timed_out_leaves_no_waiter_behind() {
+    let sem = Arc::new(Semaphore::new(1));
+    let held = sem.clone().try_acquire_owned().unwrap();
+    let s = sem.clone();
+    thread::spawn(move || {
+        let mut acq = s.clone().acquire_owned();
+        assert!(poll_once(&mut acq).is_pending());
+        let r = acq.wait_timeout(Duration::from_millis(30));
+        assert_eq!(r.unwrap_err(), AcquireError::TimedOut);
+        // Reuse the freed memory: a waiter left linked would be overwritten.
+        let junk: Vec<Vec<u64>> = (0..4096).map(|i| vec![i; 8]).collect();
+        drop(junk);
+        let mut acq = s.acquire_many(1);
+        assert!(poll_once(&mut acq).is_pending());
+        assert_eq!(
+            acq.wait_timeout(Duration::ZERO).unwrap_err(),
+            AcquireError::TimedOut
+        );
+    })
+    .join()
+    .unwrap();
+    assert_eq!(sem.waiting(), 0);
+    drop(held);
+    assert_eq!((sem.available(), sem.in_use()), (1, 0));
+    // A future polled to a grant, then waited on, is a caller's bug: it
+    // says so instead of acquiring twice.
+    let mut acq = sem.acquire();
+    assert!(poll_once(&mut acq).is_ready());
+    let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| acq.wait())).unwrap_err();
+    assert!(e
+        .downcast_ref::<&str>()
+        .unwrap()
+        .contains("after it completed"));
+    assert_eq!(sem.available(), 1);
+}
+
+#[test]
+fn forgetting_permits_owed_to_a_shrink_pays_its_debt() {
+    let sem = Semaphore::new(2);
+    let held = sem.try_acquire_many(2).unwrap();
+    sem.set_permits(0).unwrap();
+    held.forget();
+    assert_eq!((sem.permits(), sem.available(), sem.in_use()), (0, 0, 0));
+    sem.set_permits(2).unwrap();
+    assert_eq!((sem.permits(), sem.available()), (2, 2));
+    sem.add_permits(1).unwrap();
+    assert_eq!(sem.available(), 3);
+    // Partly owed: 1 of the 3 pays the debt, the other 2 lower the size
+    // from 2 to 0.
+    let a = sem.try_acquire_many(3).unwrap();
+    sem.set_permits(2).unwrap();
+    assert!(sem.try_acquire().is_err());
+    a.forget();
+    assert_eq!((sem.permits(), sem.available(), sem.in_use()), (0, 0, 0));
+    // Nothing left owed: the size grows back, owned permits forget alike.
+    sem.add_permits(2).unwrap();
+    assert_eq!((sem.permits(), sem.available()), (2, 2));
+    let sem = Arc::new(sem);
+    let p = sem.clone().try_acquire_owned().unwrap();
+    let q = sem.clone().try_acquire_owned().unwrap();
+    sem.set_permits(1).unwrap();
+    p.forget();
+    assert_eq!((sem.permits(), sem.available(), sem.in_use()), (1, 0, 1));
+    drop(q);
+    assert_eq!((sem.permits(), sem.available(), sem.in_use()), (1, 1, 0));
+}
+
+#[test]
+fn acquires_and_permits_dropped_during_thread_exit_are_safe() {
+    use std::cell::RefCell;
+    struct Kept {
+        sem: Arc<Semaphore>,
+        acq: Option<cenote::limit::AcquireOwned>,
+        permit: Option<cenote::limit::OwnedPermit>,
+    }
+    impl Drop for Kept {
+        fn drop(&mut self) {
+            // Runs while the thread's locals are destroyed: a new acquire
+            // and a blocking wait must not abort the process either.
+            drop(self.acq.take());
+            drop(self.permit.take());
+            let late = self
+                .sem
+                .clone()
+                .acquire_owned()
+                .wait_timeout(Duration::from_millis(5));
+            assert!(late.is_ok());
+        }
+    }
+    thread_local! {
+        static KEPT: RefCell<Option<Kept>> = const { RefCell::new(None) };
+    }
+    let sem = Arc::new(Semaphore::new(2));
+    let held = sem.clone().try_acquire_owned().unwrap();
+    let s = sem.clone();
+    thread::spawn(move || {
+        let permit = s.clone().try_acquire_owned().unwrap();
+        let mut acq = s.clone().acquire_owned();
+        assert!(poll_once(&mut acq).is_pending());
+        // Touch the recycled-waiter local first, so it is destroyed early.
+        drop(s.clone().acquire_owned().wait_timeout(Duration::ZERO));
+        KEPT.with(|k| {
+            *k.borrow_mut() = Some(Kept {
+                sem: s,
+                acq: Some(acq),
+                permit: Some(permit),
+            })
+        });
+    })
+    .join()
+    .unwrap();
+    assert_eq!((sem.waiting(), sem.in_use(), sem.available()), (0, 1, 1));
+    drop(held);
+    assert_eq!(sem.available(), 2);
+}

@@ -194,8 +194,10 @@ impl Queued {
             prev: None,
             next: None,
         };
+        // `try_with`: an acquire may start while this thread's locals are
+        // being destroyed (from another local's drop); it then allocates.
         #[cfg(not(loom))]
-        if let Some(mut w) = SPARE.with(|s| s.take()) {
+        if let Some(mut w) = SPARE.try_with(|s| s.take()).ok().flatten() {
             *w.state.get_mut() = WAITING;
             w.node.with_mut(|p| {
                 // SAFETY: the box is ours alone (unlinked, recycled).
@@ -227,8 +229,15 @@ impl Drop for Queued {
         // SAFETY: leaked from a box in `new`; unlinked, so nobody else
         // reaches it.
         let w = unsafe { Box::from_raw(self.waiter.as_ptr()) };
+        // `try_with`: an acquire kept in a thread local is dropped while the
+        // thread's locals are destroyed, when SPARE may be gone; the box is
+        // then freed.
         #[cfg(not(loom))]
-        SPARE.with(|s| s.set(Some(w)));
+        {
+            let mut w = Some(w);
+            let _ = SPARE.try_with(|s| s.set(w.take()));
+            drop(w);
+        }
         #[cfg(loom)]
         drop(w);
     }
@@ -689,6 +698,27 @@ impl Semaphore {
         taken
     }
 
+    /// `n` held permits leave for good (a guard's `forget`). A pending
+    /// shrink is owed permits as they come back, and these are such
+    /// permits: they pay its debt first, and only the rest lowers the size.
+    /// (Taken off `total` alone they would leave the debt behind, owed by
+    /// permits that no longer exist: `permits()` stuck low and
+    /// `add_permits` swallowed.) Under the queue lock, where the debt
+    /// changes.
+    fn forget_held(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut q = self.queue.lock();
+        let debt = self.debt.load(SeqCst);
+        self.debt.store(debt - debt.min(n), SeqCst);
+        self.total.fetch_sub(n, SeqCst);
+        // With the debt paid and nobody waiting, SLOW is cleared here.
+        let woken = self.serve(&mut q);
+        drop(q);
+        wake_all(woken);
+    }
+
     /// Resizes the semaphore to `permits` (both ways). Growing adds permits
     /// at once; shrinking removes available ones at once and the rest as
     /// holders release them, so in-use permits are never revoked.
@@ -1009,41 +1039,27 @@ impl Request {
                 None => Poll::Pending,
             };
         };
-        if let Some(r) = Self::outcome(queued.state()) {
-            return Poll::Ready(self.finish(r));
+        match Self::rewake(sem, queued, Some(cx.waker())) {
+            Some(r) => Poll::Ready(self.finish(r)),
+            None => Poll::Pending,
         }
-        {
-            let q = sem.queue.lock();
-            // Re-checked under the queue lock: a grant (or close) sets the
-            // state and unlinks the waiter under this lock, so while the
-            // state says WAITING the waiter is still linked.
-            if let Some(r) = Self::outcome(queued.state()) {
-                drop(q);
-                return Poll::Ready(self.finish(r));
-            }
-            // SAFETY: linked (WAITING under the lock), and the lock is held.
-            unsafe {
-                node(queued.waiter, |n| match &mut n.wake {
-                    Some(Wake::Task(w)) if w.will_wake(cx.waker()) => {}
-                    other => *other = Some(Wake::Task(cx.waker().clone())),
-                })
-            };
-            drop(q);
-        }
-        Poll::Pending
     }
 
     fn wait(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
-        // A permit free now needs no clock read; spinning needs time left.
-        let may_spin = self.queued.is_none() && self.n <= MAX_PERMITS && !sem.closed.load(SeqCst);
-        if may_spin
-            && (sem.take_available(self.n)
-                || (deadline.map_or(true, |d| Instant::now() < d) && sem.spin_take(self.n)))
-        {
-            return self.finish(Ok(()));
-        }
-        if let Some(r) = self.start(sem, || Wake::Thread(thread::current())) {
-            return self.finish(r);
+        assert!(!self.done, "an Acquire waited on after it completed");
+        match &self.queued {
+            // Polled before, so already queued: the same waiter goes on
+            // waiting, woken as this thread from now on.
+            Some(queued) => {
+                if let Some(r) = Self::rewake(sem, queued, None) {
+                    return self.finish(r);
+                }
+            }
+            None => {
+                if let Some(r) = self.begin_wait(sem, deadline) {
+                    return self.finish(r);
+                }
+            }
         }
         // A grant often comes within a few hundred nanoseconds (a holder
         // releasing right away); spinning that long saves the park and the
@@ -1099,6 +1115,55 @@ impl Request {
                 }
             }
         }
+    }
+
+    /// A blocking wait's first attempt: the fast path, a short spin, then a
+    /// place in the queue; `None` once queued and still waiting.
+    fn begin_wait(
+        &mut self,
+        sem: &Semaphore,
+        deadline: Option<Instant>,
+    ) -> Option<Result<(), AcquireError>> {
+        // A permit free now needs no clock read; spinning needs time left.
+        let may_spin = self.n <= MAX_PERMITS && !sem.closed.load(SeqCst);
+        if may_spin
+            && (sem.take_available(self.n)
+                || (deadline.map_or(true, |d| Instant::now() < d) && sem.spin_take(self.n)))
+        {
+            return Some(Ok(()));
+        }
+        self.start(sem, || Wake::Thread(thread::current()))
+    }
+
+    /// A queued waiter's outcome if it has one; else it is told how to
+    /// wake its owner from now on: `task`'s waker, or the calling thread
+    /// (`None`). Under the queue lock: a grant or close sets the state and
+    /// unlinks the waiter under that lock, so while the state says WAITING
+    /// the waiter is still linked.
+    fn rewake(
+        sem: &Semaphore,
+        queued: &Queued,
+        task: Option<&Waker>,
+    ) -> Option<Result<(), AcquireError>> {
+        if let Some(r) = Self::outcome(queued.state()) {
+            return Some(r);
+        }
+        let q = sem.queue.lock();
+        if let Some(r) = Self::outcome(queued.state()) {
+            return Some(r);
+        }
+        // SAFETY: linked (WAITING under the lock), and the lock is held.
+        let old = unsafe {
+            node(queued.waiter, |n| match (&n.wake, task) {
+                (Some(Wake::Task(w)), Some(t)) if w.will_wake(t) => None,
+                (_, Some(t)) => n.wake.replace(Wake::Task(t.clone())),
+                (_, None) => n.wake.replace(Wake::Thread(thread::current())),
+            })
+        };
+        drop(q);
+        // Dropped outside the lock: dropping a waker may run scheduler code.
+        drop(old);
+        None
     }
 
     /// The future was dropped: leave nothing behind.
@@ -1233,7 +1298,7 @@ impl Permit<'_> {
     /// Drops the guard without returning its permits: the semaphore
     /// shrinks by that many for good.
     pub fn forget(self) {
-        self.sem.total.fetch_sub(self.n, SeqCst);
+        self.sem.forget_held(self.n);
         std::mem::forget(self);
     }
 
@@ -1288,7 +1353,7 @@ impl OwnedPermit {
 
     /// Drops the guard without returning its permits.
     pub fn forget(mut self) {
-        self.sem.total.fetch_sub(self.n, SeqCst);
+        self.sem.forget_held(self.n);
         self.n = 0;
     }
 }
