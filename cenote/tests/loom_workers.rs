@@ -4,9 +4,10 @@
 //!
 //! Under loom every atomic, lock, condition variable, thread and the job
 //! queue of the pool are loom's, so each model explores the interleavings
-//! of the real code. Loom has no clock: idle timeouts are off and deadlines
-//! are never reached, so every wait here must end by a notification: a lost
-//! wake-up shows up as a deadlock report.
+//! of the real code. Loom has no clock: a deadline already passed times out
+//! at once (`retiring_pool`'s 1 ns idle timeout explores the retire path),
+//! any later one is never reached, so every other wait here must end by a
+//! notification: a lost wake-up shows up as a deadlock report.
 #![cfg(loom)]
 
 use std::time::Duration;
@@ -126,6 +127,51 @@ fn a_join_handle_receives_the_value() {
         let p = pool(1, 1);
         let h = p.spawn(|| 7).unwrap();
         assert_eq!(h.join().unwrap(), 7);
+        p.shutdown_timeout(Duration::MAX).unwrap();
+    });
+}
+
+/// A pool whose idle threads retire as soon as they park (under loom a
+/// deadline already passed times out at once).
+fn retiring_pool(capacity: usize, queue: usize) -> Pool {
+    Pool::builder()
+        .capacity(capacity)
+        .queue(queue)
+        .idle_timeout(Some(Duration::from_nanos(1)))
+        .build()
+        .unwrap()
+}
+
+/// W3c, the idle-timeout exit racing a push: the worker leaves the idle
+/// stack, then gives back its slot. A push in between sees no sleeper and
+/// no free slot; the leaving worker must see the job after its release.
+#[test]
+fn a_push_racing_an_idle_retire_is_run() {
+    loom::model(|| {
+        let p = retiring_pool(1, 2);
+        let n = Arc::new(AtomicUsize::new(0));
+        p.submit(counting_task(&n)).unwrap();
+        p.submit(counting_task(&n)).unwrap();
+        p.wait_idle();
+        assert_eq!(n.load(SeqCst), 2);
+        p.shutdown_timeout(Duration::MAX).unwrap();
+        assert_eq!(n.load(SeqCst), 2);
+    });
+}
+
+/// W3c, the shrink exit racing a push: a worker above the target leaves
+/// as it would park; a job pushed meanwhile still runs.
+#[test]
+fn a_push_racing_a_shrink_exit_is_run() {
+    loom::model(|| {
+        let p = pool(2, 1);
+        let n = Arc::new(AtomicUsize::new(0));
+        p.submit(counting_task(&n)).unwrap();
+        p.submit(counting_task(&n)).unwrap();
+        p.tune(1).unwrap();
+        p.submit(counting_task(&n)).unwrap();
+        p.wait_idle();
+        assert_eq!(n.load(SeqCst), 3);
         p.shutdown_timeout(Duration::MAX).unwrap();
     });
 }

@@ -1191,3 +1191,77 @@ fn a_waker_kept_by_a_finished_first_poll_outlives_the_pool() {
     let waker = KEPT.lock().unwrap().take().unwrap();
     waker.wake();
 }
+
+/// Panics on drop: a future's output, or the future itself.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("bomb");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_output_that_panics_on_drop_kills_nothing() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let pool = TaskPool::builder()
+        .capacity(4)
+        .lanes(1)
+        .panic_handler(move |p| {
+            if p.downcast_ref::<&str>() == Some(&"bomb") {
+                s.fetch_add(1, SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    // A neighbour in the same lane, waiting while the bombs go off.
+    let (tx, rx) = oneshot::channel::<u32>();
+    let neighbour = pool.spawn(async move { rx.await.unwrap() }).await.unwrap();
+    for _ in 0..20 {
+        let h = pool
+            .spawn(async {
+                tokio::task::yield_now().await;
+                Bomb
+            })
+            .await
+            .unwrap();
+        drop(h); // detached: the lane drops the output
+    }
+    // Also a bomb from an eager first poll (dropped with its handle, here:
+    // caught and logged), and one in a future's own drop (aborted).
+    drop(pool.spawn(async { Bomb }).await.unwrap());
+    let h = pool
+        .spawn(async {
+            let _b = Bomb;
+            std::future::pending::<()>().await
+        })
+        .await
+        .unwrap();
+    h.abort();
+    // Every bomb's slot comes back: only the neighbour runs.
+    eventually(|| pool.running() == 1).await;
+    tx.send(7).unwrap();
+    assert_eq!(
+        neighbour.await.unwrap(),
+        7,
+        "the neighbour is not cancelled"
+    );
+    timeout(Duration::from_secs(10), pool.wait_idle())
+        .await
+        .expect("wait_idle returns");
+    assert_eq!(pool.running(), 0);
+    for i in 0..100u32 {
+        assert_eq!(
+            pool.spawn(async move { i }).await.unwrap().await.unwrap(),
+            i
+        );
+    }
+    assert_eq!(
+        seen.load(SeqCst),
+        21,
+        "every drop panic reaches the handler"
+    );
+}

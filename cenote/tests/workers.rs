@@ -829,3 +829,120 @@ fn multi_pool_try_submit_falls_over_to_a_free_pool() {
     m.close();
     assert_eq!(m.try_submit(|| {}), Err(SubmitError::Closed));
 }
+
+// ----- misuse and races off the happy path ----------------------------------
+
+/// Threads retiring on a 1 ms idle timeout while submits keep arriving: a
+/// push that falls between a thread leaving the idle stack and giving back
+/// its slot must still run (W3c; `tests/loom_workers.rs` models the window).
+#[test]
+fn tasks_submitted_while_threads_retire_are_all_run() {
+    let pools: Vec<Pool> = (0..16)
+        .map(|_| {
+            Pool::builder()
+                .capacity(1)
+                .queue(4)
+                .idle_timeout(Some(Duration::from_millis(1)))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut handles = Vec::new();
+    while Instant::now() < until {
+        for p in &pools {
+            handles.push(p.spawn(|| 1u32).unwrap());
+        }
+        thread::sleep(Duration::from_micros(900));
+    }
+    let n = handles.len();
+    let mut stranded = 0;
+    for mut h in handles {
+        // A stranded task waits until the next submit to its pool: none
+        // comes, so it would never finish.
+        match h.join_timeout(Duration::from_secs(10)) {
+            Ok(v) => assert_eq!(v, 1),
+            Err(_) => stranded += 1,
+        }
+    }
+    assert_eq!(stranded, 0, "{stranded} of {n} accepted tasks never ran");
+}
+
+#[test]
+fn a_scope_runs_every_task_whatever_the_waiting_cap() {
+    for cap in [0, 1] {
+        let pool = Pool::builder()
+            .capacity(1)
+            .queue(1)
+            .max_blocked_submitters(cap)
+            .build()
+            .unwrap();
+        let ran = AtomicUsize::new(0);
+        thread::scope(|ts| {
+            for _ in 0..4 {
+                ts.spawn(|| {
+                    pool.scope(|s| {
+                        for _ in 0..40 {
+                            s.spawn(|| {
+                                ran.fetch_add(1, SeqCst);
+                            });
+                        }
+                    })
+                });
+            }
+        });
+        assert_eq!(ran.load(SeqCst), 160, "max_blocked_submitters({cap})");
+        assert_eq!(pool.stats().rejected, 0);
+        // On a closed pool the scope runs its tasks itself.
+        pool.close();
+        let here = thread::current().id();
+        let on = pool.scope(|s| s.spawn(|| thread::current().id()).join().unwrap());
+        assert_eq!(on, here);
+    }
+}
+
+#[test]
+fn multi_pool_never_picks_a_closed_sub_pool_while_one_is_open() {
+    for balance in [Balance::LeastTasks, Balance::RoundRobin] {
+        let multi = MultiPool::new(3, Pool::builder().capacity(1), balance).unwrap();
+        multi.pools()[1].close();
+        for _ in 0..300 {
+            multi.submit(|| {}).unwrap();
+            multi.spawn(|| ()).unwrap().join().unwrap();
+        }
+        assert_eq!(multi.pools()[1].stats().completed, 0);
+        multi.pools()[0].close();
+        multi.pools()[2].close();
+        assert!(multi.is_closed());
+        assert_eq!(multi.submit(|| {}), Err(SubmitError::Closed));
+    }
+}
+
+#[test]
+fn shutdown_from_a_task_of_the_pool_says_its_own_thread_still_runs() {
+    let pool = Pool::new(2).unwrap();
+    let other_done = Arc::new(AtomicBool::new(false));
+    let flag = other_done.clone();
+    pool.submit(move || {
+        thread::sleep(Duration::from_millis(50));
+        flag.store(true, SeqCst);
+    })
+    .unwrap();
+    let p = pool.clone();
+    let seen = other_done.clone();
+    let r = pool
+        .spawn(move || {
+            let r = p.shutdown_timeout(Duration::from_secs(30));
+            (r, seen.load(SeqCst))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let (r, other_finished) = r;
+    let e = r.unwrap_err();
+    assert!(e.from_own_task);
+    assert!(other_finished, "it waits for the other tasks first");
+    assert_eq!((e.threads, e.queued), (1, 0));
+    assert!(e.to_string().contains("own tasks"), "{e}");
+    pool.shutdown_timeout(Duration::from_secs(30)).unwrap();
+}

@@ -160,13 +160,17 @@ mod lock {
             let g = guard.0.take().expect("guard present");
             guard.0 = Some(self.0.wait(g).unwrap());
         }
-        /// Loom has no clock: a timed wait is an untimed one that never
-        /// reports a timeout, so models must not rely on deadlines.
+        /// Loom has no clock: a deadline already passed times out at once
+        /// (a model sets a 1 ns idle timeout to explore the timeout paths),
+        /// any other timed wait is an untimed one that never times out.
         pub(crate) fn wait_until<T>(
             &self,
             guard: &mut MutexGuard<'_, T>,
-            _deadline: Option<Instant>,
+            deadline: Option<Instant>,
         ) -> bool {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return true;
+            }
             self.wait(guard);
             false
         }

@@ -637,7 +637,12 @@ where
             None => true,
         };
         if !watched {
-            drop(result);
+            // The output's drop is user code: a panic in it is caught and
+            // reported, and the slot still comes back (unwinding here
+            // would kill the lane's driver).
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(result))) {
+                self.pool.report_panic(payload.as_ref());
+            }
             self.pool.finished(self.lane(), outcome, true);
             return;
         }
@@ -760,7 +765,8 @@ where
             !matches!(leftover.0, Stage::Running(_)),
             "a DONE cell's future is dropped"
         );
-        match me.pool.take_count() {
+        let pool = me.pool.take_count();
+        match &pool {
             Some(pool) => {
                 let limit = pool.sem_permits();
                 // SAFETY: ours alone, finished, future and result gone.
@@ -769,13 +775,21 @@ where
                     // SAFETY: from `Arc::into_raw` above, not kept.
                     unsafe { Self::destroy(cell) };
                 }
-                drop(pool);
             }
             // An uncounted reference: the pool is not ours to reach.
             // SAFETY: from `Arc::into_raw` above.
             None => unsafe { Self::destroy(NonNull::from(me)) },
         }
-        drop(leftover);
+        // The result's drop is user code, and this may run in a lane's
+        // driver: a panic is caught and reported, never unwound into it.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(leftover))) {
+            match &pool {
+                Some(pool) => pool.report_panic(payload.as_ref()),
+                None => {
+                    tracing::error!("cenote::tasks: a future's output panicked while being dropped")
+                }
+            }
+        }
     }
 }
 
@@ -992,9 +1006,23 @@ impl<T> JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        if let Repr::Cell { cell, .. } = &mut self.repr {
-            // SAFETY: taken once, here, and the handle is gone after.
-            unsafe { ManuallyDrop::take(cell) }.release();
+        match &mut self.repr {
+            Repr::Cell { cell, .. } => {
+                // SAFETY: taken once, here, and the handle is gone after.
+                unsafe { ManuallyDrop::take(cell) }.release();
+            }
+            // An output nobody took is dropped here, as the lane drops a
+            // detached one: a panic in its drop is caught (and logged: this
+            // handle does not know its pool's panic handler), so dropping a
+            // handle never unwinds, however the future finished.
+            Repr::Ready(result) => {
+                let result = result.take();
+                if catch_unwind(AssertUnwindSafe(|| drop(result))).is_err() {
+                    tracing::error!(
+                        "cenote::tasks: a future's output panicked while being dropped with its handle"
+                    );
+                }
+            }
         }
     }
 }

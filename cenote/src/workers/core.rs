@@ -479,9 +479,26 @@ impl<R: Runner> Inner<R> {
                     self.run_on_caller(job);
                     Ok(())
                 }
-                Policy::Block => self.block(job, None, Duration::MAX),
+                Policy::Block => self
+                    .block(job, None, Duration::MAX, true)
+                    .map_err(|(e, _)| e),
             },
-            How::Wait(deadline, d) => self.block(job, deadline, d),
+            How::Wait(deadline, d) => self.block(job, deadline, d, true).map_err(|(e, _)| e),
+        }
+    }
+
+    /// Places a job the caller is owed a run of (a scope's task): waits for
+    /// room however many submitters already wait, and hands the job back
+    /// if the pool is closed (the caller then runs it).
+    pub(crate) fn submit_owed(self: &Arc<Self>, job: R::Job) -> Result<(), R::Job> {
+        if self.closed.load(Acquire) {
+            return Err(job);
+        }
+        match self.try_place(job) {
+            Ok(()) => Ok(()),
+            Err(job) => self
+                .block(job, None, Duration::MAX, false)
+                .map_err(|(_, job)| job),
         }
     }
 
@@ -490,13 +507,22 @@ impl<R: Runner> Inner<R> {
         Err(e)
     }
 
+    /// [`reject`](Self::reject), handing the job back.
+    fn refuse(&self, e: SubmitError, job: R::Job) -> Result<(), (SubmitError, R::Job)> {
+        self.rejected.fetch_add(1, Relaxed);
+        Err((e, job))
+    }
+
     /// Step S3: wait for room.
+    /// `capped`: the submitter counts against `max_blocked_submitters`. A
+    /// refusal hands the job back.
     fn block(
         self: &Arc<Self>,
         job: R::Job,
         deadline: Option<Instant>,
         asked: Duration,
-    ) -> Result<(), SubmitError> {
+        capped: bool,
+    ) -> Result<(), (SubmitError, R::Job)> {
         if self.is_own_worker() {
             // A task submitting into its own full pool: waiting could
             // deadlock (every thread may be doing the same), so the task
@@ -505,9 +531,13 @@ impl<R: Runner> Inner<R> {
             self.run_on_caller(job);
             return Ok(());
         }
-        let max = self.config.max_blocked_submitters;
+        let max = if capped {
+            self.config.max_blocked_submitters
+        } else {
+            usize::MAX
+        };
         if max == 0 {
-            return self.reject(SubmitError::TooManyWaiting(0));
+            return self.refuse(SubmitError::TooManyWaiting(0), job);
         }
         // S3a: spin and yield briefly before sleeping. With short tasks a
         // slot frees within nanoseconds, sooner than a sleep and wake-up.
@@ -517,7 +547,7 @@ impl<R: Runner> Inner<R> {
             while !backoff.is_completed() {
                 backoff.snooze();
                 if self.closed.load(SeqCst) {
-                    return Err(SubmitError::Closed);
+                    return Err((SubmitError::Closed, job));
                 }
                 if self
                     .queue
@@ -539,7 +569,7 @@ impl<R: Runner> Inner<R> {
         let mut n = self.waiting.load(SeqCst);
         loop {
             if n >= max {
-                return self.reject(SubmitError::TooManyWaiting(max));
+                return self.refuse(SubmitError::TooManyWaiting(max), job);
             }
             match self.waiting.compare_exchange_weak(n, n + 1, SeqCst, SeqCst) {
                 Ok(_) => break,
@@ -555,7 +585,7 @@ impl<R: Runner> Inner<R> {
         let _unwait = Unwait(&self.waiting);
         loop {
             if self.closed.load(SeqCst) {
-                return Err(SubmitError::Closed);
+                return Err((SubmitError::Closed, job));
             }
             // No lock is held while placing (placing may take the idle lock,
             // start a thread or run tasks). A room event between the failed
@@ -573,7 +603,7 @@ impl<R: Runner> Inner<R> {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 drop(g);
-                return self.reject(SubmitError::Timeout(asked));
+                return self.refuse(SubmitError::Timeout(asked), job);
             }
             self.space_cv.wait_until(&mut g, deadline);
         }
@@ -642,21 +672,11 @@ impl<R: Runner> Inner<R> {
     /// job (or searching). On failure returns the job and whether the OS
     /// refused the thread (as opposed to the capacity being reached).
     fn spawn_worker(self: &Arc<Self>, first: Option<R::Job>) -> Result<(), SpawnFailed<R::Job>> {
-        let mut cur = self.threads.load(SeqCst);
-        loop {
-            if running_of(cur) >= limit_of(cur) {
-                return Err(SpawnFailed {
-                    job: first,
-                    os_error: None,
-                });
-            }
-            match self
-                .threads
-                .compare_exchange_weak(cur, cur + 1, SeqCst, SeqCst)
-            {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
+        if !self.reserve_slot() {
+            return Err(SpawnFailed {
+                job: first,
+                os_error: None,
+            });
         }
         let searching = first.is_none();
         if searching {
@@ -694,6 +714,39 @@ impl<R: Runner> Inner<R> {
                 })
             }
         }
+    }
+
+    /// Takes one thread slot if `running < limit` (one CAS). True if it did.
+    fn reserve_slot(&self) -> bool {
+        let mut cur = self.threads.load(SeqCst);
+        loop {
+            if running_of(cur) >= limit_of(cur) {
+                return false;
+            }
+            match self
+                .threads
+                .compare_exchange_weak(cur, cur + 1, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Step W3c, "leave, then release, then look": a worker leaving (idle
+    /// timeout, close, shrink) gives back its thread slot and only then
+    /// looks at the queue once more. A push between its last look and the
+    /// release found no searcher, no sleeper and no free slot, so nobody
+    /// else would run that job: the leaving worker takes a slot back and
+    /// searches. If the slot is gone, its taker searches or runs a job and
+    /// then searches. Called counted neither as searching nor as a sleeper.
+    fn leave(&self) -> Parked<R::Job> {
+        self.release_thread();
+        if !self.queue_is_empty() && self.reserve_slot() {
+            self.idle_word.fetch_add(SEARCHING_ONE, SeqCst);
+            return Parked::Search;
+        }
+        Parked::Exit
     }
 
     /// Gives back one thread slot and tells whoever may care: blocked
@@ -877,8 +930,7 @@ impl<R: Runner> Inner<R> {
                 return Parked::Search;
             }
             drop(idle);
-            self.release_thread();
-            return Parked::Exit;
+            return self.leave();
         }
         idle.push(me.clone());
         self.idle_word
@@ -920,8 +972,7 @@ impl<R: Runner> Inner<R> {
                     idle.remove(pos);
                     self.idle_word.fetch_sub(SLEEPER_ONE, SeqCst);
                     drop(idle);
-                    self.release_thread();
-                    return Parked::Exit;
+                    return self.leave();
                 }
                 // A waker popped us already; its signal is on its way.
                 drop(idle);
@@ -1029,7 +1080,7 @@ impl<R: Runner> Inner<R> {
         Ok(())
     }
 
-    pub(crate) fn close(&self) {
+    pub(crate) fn close(self: &Arc<Self>) {
         self.closed.store(true, SeqCst);
         let parked: Vec<_> = {
             let mut idle = self.idle.lock();
@@ -1041,6 +1092,13 @@ impl<R: Runner> Inner<R> {
         for w in parked {
             self.release_thread();
             w.signal(Signal::Retire, None);
+        }
+        // W3c for the retired sleepers: a submit that passed the `closed`
+        // check before the store and pushed after the sleepers were taken,
+        // but before their slots came back, started no thread. Its job is
+        // still run (closing drains the queue).
+        if !self.queue_is_empty() {
+            let _ = self.spawn_worker(None);
         }
         self.notify_space_all();
         self.notify_quiet();
@@ -1117,16 +1175,24 @@ impl<R: Runner> Inner<R> {
         self.wait_for(Self::is_idle_now, deadline)
     }
 
-    pub(crate) fn shutdown_timeout(&self, timeout: Duration) -> Result<(), ShutdownError> {
+    /// Closes, then waits for every thread to exit and the queue to empty.
+    /// From one of the pool's own tasks it waits for every other thread,
+    /// and then reports its own as still running: `Ok` means "all stopped".
+    pub(crate) fn shutdown_timeout(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Result<(), ShutdownError> {
         self.close();
         let started = Instant::now();
-        if self.wait_for(Self::is_stopped_now, deadline_after(timeout)) {
+        let from_own_task = self.is_own_worker();
+        if self.wait_for(Self::is_stopped_now, deadline_after(timeout)) && !from_own_task {
             Ok(())
         } else {
             Err(ShutdownError {
                 threads: self.running(),
                 queued: self.queued(),
                 waited: started.elapsed(),
+                from_own_task,
             })
         }
     }

@@ -75,17 +75,21 @@ pub enum TuneError {
     CapacityTooLarge(usize),
 }
 
-/// `shutdown_timeout` gave up waiting. The pool is closed either way; the
-/// remaining tasks still run to completion on their threads.
+/// `shutdown_timeout` could not see the pool stop. The pool is closed
+/// either way; the remaining tasks still run to completion on their threads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{threads} worker threads were still running and {queued} tasks still queued after {waited:?}; they keep running in the background")]
+#[error("{threads} worker threads were still running and {queued} tasks still queued after {waited:?}{}; they keep running in the background", if *.from_own_task { " (called from one of the pool's own tasks, which cannot wait for its own thread: that task and its thread are counted)" } else { "" })]
 pub struct ShutdownError {
-    /// Worker threads still alive when the wait ended.
+    /// Worker threads still alive when the wait ended (the caller's own
+    /// thread included when `from_own_task`).
     pub threads: usize,
     /// Tasks still waiting in the queue.
     pub queued: usize,
     /// How long `shutdown_timeout` waited.
     pub waited: Duration,
+    /// Called from a task of this pool: it waited for every other thread
+    /// and task, and reports the caller's own task and thread as running.
+    pub from_own_task: bool,
 }
 
 /// `configure_global` was called after the default pool already existed,

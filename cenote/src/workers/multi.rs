@@ -56,12 +56,27 @@ impl MultiPool {
         })
     }
 
+    /// The sub-pool for the next task. A closed sub-pool (closed through
+    /// [`pools`](Self::pools)) is never picked while another is open: it
+    /// reports no load, and would otherwise win every `LeastTasks` pick and
+    /// fail the submit. With every sub-pool closed any is picked, and the
+    /// submit fails with `Closed`.
     fn pick(&self) -> usize {
+        let n = self.pools.len();
         match self.balance {
-            Balance::RoundRobin => self.next.fetch_add(1, Relaxed) % self.pools.len(),
+            Balance::RoundRobin => {
+                let start = self.next.fetch_add(1, Relaxed);
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .find(|&i| !self.pools[i].is_closed())
+                    .unwrap_or(start % n)
+            }
             Balance::LeastTasks => {
                 let mut best = (usize::MAX, 0);
                 for (i, p) in self.pools.iter().enumerate() {
+                    if p.is_closed() {
+                        continue;
+                    }
                     let load = p.busy() + p.queued();
                     if load < best.0 {
                         best = (load, i);

@@ -179,7 +179,9 @@ impl Pool {
 
     /// Closes the pool and waits at most `timeout` for every queued and
     /// running task to finish and every thread to exit (ants'
-    /// `ReleaseTimeout`).
+    /// `ReleaseTimeout`). Called from one of the pool's own tasks, it waits
+    /// for every other task and thread, then returns an error with
+    /// `from_own_task` set: the calling task and its thread still run.
     pub fn shutdown_timeout(&self, timeout: Duration) -> Result<(), ShutdownError> {
         self.inner.shutdown_timeout(timeout)
     }

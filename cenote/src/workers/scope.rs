@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use super::core::{How, Inner, TaskRunner};
+use super::core::{Inner, TaskRunner};
 use super::errors::JoinError;
 use super::join::{CompleteOnDrop, JoinHandle, JoinState};
 use super::pool::{handle_task, Pool};
@@ -76,8 +76,9 @@ impl<T> ScopedJoinHandle<'_, T> {
 
 impl<'scope> Scope<'scope, '_> {
     /// Runs `f` on a pool thread. `f` may borrow anything that outlives the
-    /// scope, including the scope itself (to spawn more). Waits for room
-    /// whatever the pool's policy; on a pool thread whose pool is full, or on
+    /// scope, including the scope itself (to spawn more). Every task spawned
+    /// runs: `spawn` waits for room whatever the pool's policy and
+    /// `max_blocked_submitters`; on a pool thread whose pool is full, or on
     /// a closed pool, `f` runs on the calling thread instead.
     pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
@@ -96,12 +97,11 @@ impl<'scope> Scope<'scope, '_> {
         // dropped after its closure ran or was dropped; so the task never
         // outlives what it borrows.
         let task = unsafe { Task::new_unchecked(move || job.run()) };
-        if self.inner.is_closed() {
+        // A scope is owed every task it spawns: it waits for room whatever
+        // the policy and `max_blocked_submitters`, and runs the task itself
+        // on a closed pool.
+        if let Err(task) = self.inner.submit_owed(task) {
             self.inner.run_on_caller(task);
-        } else if let Err(e) = self.inner.submit(task, How::Wait(None, Duration::MAX)) {
-            // The pool closed meanwhile: the task was dropped unrun and its
-            // handle reports `Cancelled`.
-            tracing::warn!(error = %e, "cenote: scoped task not run");
         }
         ScopedJoinHandle {
             handle: JoinHandle::new(js, Some(self.inner.clone())),
