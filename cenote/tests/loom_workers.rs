@@ -163,7 +163,11 @@ fn a_push_racing_an_idle_retire_is_run() {
 /// as it would park; a job pushed meanwhile still runs.
 #[test]
 fn a_push_racing_a_shrink_exit_is_run() {
-    loom::model(|| {
+    // Three threads: two preemptions cover the window (one between the
+    // worker's release and the push, one inside it) in minutes less.
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
         let p = pool(2, 1);
         let n = Arc::new(AtomicUsize::new(0));
         p.submit(counting_task(&n)).unwrap();

@@ -49,6 +49,8 @@ struct Knobs {
     fail_create: AtomicBool,
     permanent: AtomicBool,
     hang_create: AtomicBool,
+    /// Milliseconds each create takes.
+    slow_create_ms: AtomicU64,
     panic_create: AtomicBool,
     fail_check: AtomicBool,
     panic_check: AtomicBool,
@@ -82,6 +84,10 @@ impl Manager for TestManager {
         let k = &self.0;
         if k.hang_create.load(SeqCst) {
             std::future::pending::<()>().await;
+        }
+        let slow = k.slow_create_ms.load(SeqCst);
+        if slow > 0 {
+            tokio::time::sleep(Duration::from_millis(slow)).await;
         }
         if k.panic_create.load(SeqCst) {
             panic!("create panicked on purpose");
@@ -1120,4 +1126,287 @@ async fn the_last_handle_hands_idle_and_later_returned_resources_to_destroy() {
     eventually(|| k.destroyed.load(SeqCst) == 2).await;
     drop(c);
     eventually(|| k.destroyed.load(SeqCst) == 3).await;
+}
+
+// ----- deadlines that do not depend on the background task -------------------
+
+/// A long ("coarse") acquire timeout is honoured while the background
+/// refill's create hangs (for good here: a deadline that waited for it
+/// would never come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coarse_timeout_fires_while_the_refill_create_hangs() {
+    let (m, k) = manager();
+    let leaks = Arc::new(AtomicUsize::new(0));
+    let seen = leaks.clone();
+    let pool = Pool::builder(m)
+        .max_size(2)
+        .min_idle(1)
+        .acquire_timeout(Duration::from_millis(600))
+        .create_timeout(Duration::from_secs(3600))
+        .maintenance_interval(Duration::from_millis(20))
+        .leak_threshold(Duration::from_millis(100))
+        .on_leak(move |_| {
+            seen.fetch_add(1, SeqCst);
+        })
+        .build()
+        .unwrap();
+    let lent = pool.get().await.unwrap();
+    k.hang_create.store(true, SeqCst);
+    // The refill takes the second permit and hangs in its create.
+    eventually(|| pool.status().size == 2).await;
+    let err = within(pool.get()).await.unwrap_err();
+    assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
+    // Leak reports keep coming too.
+    eventually(|| leaks.load(SeqCst) >= 1).await;
+    drop(lent);
+}
+
+/// The same with a keepalive check that hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coarse_timeout_fires_while_a_keepalive_check_hangs() {
+    let (m, k) = manager();
+    let pool = Pool::builder(m)
+        .max_size(2)
+        .acquire_timeout(Duration::from_millis(600))
+        .check_timeout(Duration::from_secs(3600))
+        .keepalive(Some(Duration::from_millis(30)))
+        .maintenance_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let a = pool.get().await.unwrap();
+    let b = pool.get().await.unwrap();
+    drop(b);
+    k.hang_check.store(true, SeqCst);
+    // The idle one is taken for its keepalive check, which hangs.
+    eventually(|| k.checks.load(SeqCst) >= 1 && pool.status().idle == 0).await;
+    let err = within(pool.get()).await.unwrap_err();
+    assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
+    // A waiter is still served at once by a return.
+    let p = pool.clone();
+    let waiter = tokio::spawn(async move { p.get().await.map(|c| c.n) });
+    eventually(|| pool.status().waiting == 1).await;
+    let n = a.n;
+    drop(a);
+    assert_eq!(within(waiter).await.unwrap().unwrap(), n);
+}
+
+// ----- user code never runs under a pool lock ---------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retain_closure_may_use_the_pool() {
+    let (m, k) = manager();
+    let pool = Pool::builder(m).max_size(4).build().unwrap();
+    let held: Vec<_> = futures_lite_join(&pool, 4).await;
+    let mut lent = Some(held.into_iter().take(1).collect::<Vec<_>>());
+    assert_eq!(pool.status().idle, 3);
+    let p = pool.clone();
+    let other = pool.clone();
+    let removed = tokio::task::spawn_blocking(move || {
+        let mut calls = 0;
+        let n = p.retain(|c, _| {
+            calls += 1;
+            let _ = p.status();
+            let _ = p.stats();
+            // A get on another thread is not blocked by this closure.
+            let got = std::thread::scope(|s| {
+                s.spawn(|| other.get_timeout(Duration::from_millis(300)).map(|c| c.n))
+                    .join()
+                    .unwrap()
+            });
+            assert!(got.is_ok() || matches!(got, Err(GetError::TimedOut { .. })));
+            assert_eq!(p.retain(|_, _| true), 0, "nested retain");
+            drop(lent.take()); // a lent resource comes back
+            p.resize(3).unwrap();
+            c.n % 2 == 0
+        });
+        (n, calls)
+    });
+    let (n, calls) = within(removed).await.unwrap();
+    assert!(calls >= 1 && n <= calls);
+    let s = pool.status();
+    assert!(s.size <= 3, "{s:?}");
+    // close and evict_idle from inside, too.
+    let p = pool.clone();
+    within(tokio::task::spawn_blocking(move || {
+        p.retain(|_, _| {
+            assert_eq!(p.evict_idle(), 0, "the idle ones are out being asked about");
+            p.close();
+            true
+        })
+    }))
+    .await
+    .unwrap();
+    assert!(pool.is_closed());
+    eventually(|| pool.status().size == 0).await;
+    eventually(|| k.destroyed.load(SeqCst) == k.created.load(SeqCst)).await;
+}
+
+/// Gets `n` resources at once, then returns all but the first to the pool.
+async fn futures_lite_join(
+    pool: &Pool<TestManager>,
+    n: usize,
+) -> Vec<cenote::resources::Pooled<TestManager>> {
+    let mut all = Vec::new();
+    for _ in 0..n {
+        all.push(pool.get().await.unwrap());
+    }
+    all.truncate(1);
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_retain_closure_loses_no_resource() {
+    let (m, _k) = manager();
+    let pool = Pool::builder(m).max_size(3).build().unwrap();
+    drop(futures_lite_join(&pool, 3).await);
+    assert_eq!(pool.status().idle, 3);
+    let p = pool.clone();
+    let r = tokio::task::spawn_blocking(move || p.retain(|_, _| panic!("keep?"))).await;
+    assert!(r.is_err());
+    let s = pool.status();
+    assert_eq!((s.size, s.idle), (3, 3));
+}
+
+// ----- close, a runtime that goes away, blocking in the wrong place ----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_fails_a_get_waiting_for_its_create_and_destroys_what_it_makes() {
+    let (m, k) = manager();
+    let pool = Pool::builder(m).max_size(2).build().unwrap();
+    k.slow_create_ms.store(300, SeqCst);
+    let p = pool.clone();
+    let waiting = tokio::spawn(async move { p.get().await.map(|c| c.n) });
+    eventually(|| pool.status().size == 1).await;
+    pool.close();
+    let r = within(waiting).await.unwrap();
+    assert!(matches!(r, Err(GetError::Closed)), "{r:?}");
+    // The create finishes later: its resource goes to destroy.
+    eventually(|| k.created.load(SeqCst) == 1 && k.destroyed.load(SeqCst) == 1).await;
+    assert_eq!(pool.status().size, 0);
+    assert!(matches!(pool.get().await, Err(GetError::Closed)));
+}
+
+#[test]
+fn a_pool_whose_runtime_is_gone_says_so_and_stays_within_its_bound() {
+    let (m, _k) = manager();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = Pool::builder(m)
+        .max_size(2)
+        .runtime(rt.handle().clone())
+        .build()
+        .unwrap();
+    drop(rt);
+    for _ in 0..5 {
+        let err = pool.get_timeout(Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(err, GetError::RuntimeGone), "{err}");
+        assert!(err.to_string().contains("runtime has shut down"), "{err}");
+        let s = pool.status();
+        assert!(s.size <= s.max_size, "{s:?}");
+    }
+    assert_eq!(pool.status().size, 0);
+}
+
+#[test]
+fn a_blocking_get_on_a_current_thread_runtime_panics_with_advice() {
+    let (m, _k) = manager();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = Pool::builder(m)
+        .max_size(1)
+        .runtime(rt.handle().clone())
+        .build()
+        .unwrap();
+    let p = pool.clone();
+    let r = rt.block_on(async move {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.get_timeout(Duration::from_secs(2)).map(|c| c.n)
+        }))
+    });
+    let payload = r.unwrap_err();
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap();
+    assert!(
+        msg.contains("get().await") && msg.contains("spawn_blocking"),
+        "{msg}"
+    );
+    // From a blocking thread of the same runtime it works.
+    let p = pool.clone();
+    let n = rt
+        .block_on(rt.spawn_blocking(move || p.get_blocking().map(|c| c.n)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_get_on_a_runtime_worker_does_not_starve_its_create() {
+    let (m, _k) = manager();
+    let pool = Pool::builder(m).max_size(2).build().unwrap();
+    // Both workers block in get_timeout at once; their creates still run.
+    let a = pool.clone();
+    let b = pool.clone();
+    let (x, y) = tokio::join!(
+        tokio::spawn(async move { a.get_timeout(Duration::from_secs(5)).map(|c| c.n) }),
+        tokio::spawn(async move { b.get_timeout(Duration::from_secs(5)).map(|c| c.n) }),
+    );
+    assert!(x.unwrap().is_ok());
+    assert!(y.unwrap().is_ok());
+}
+
+// ----- thread exit ----------------------------------------------------------------
+
+#[test]
+fn guards_and_blocking_gets_in_thread_local_destructors_never_abort() {
+    use std::cell::RefCell;
+    struct Late {
+        pool: Pool<TestManager>,
+        guard: Option<cenote::resources::Pooled<TestManager>>,
+    }
+    impl Drop for Late {
+        fn drop(&mut self) {
+            drop(self.guard.take());
+            // May fail (ThreadExiting) or succeed, never abort.
+            match self.pool.get_timeout(Duration::from_millis(200)) {
+                Ok(_) | Err(GetError::ThreadExiting) | Err(GetError::TimedOut { .. }) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+    }
+    thread_local! {
+        static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
+    }
+    let (m, _k) = manager();
+    let pool = Pool::builder(m).max_size(2).build().unwrap();
+    for order in 0..2 {
+        let p = pool.clone();
+        std::thread::spawn(move || {
+            let guard = p.get_blocking().unwrap();
+            let late = Late {
+                pool: p.clone(),
+                guard: Some(guard),
+            };
+            if order == 0 {
+                // Registered before tokio's context and the pool's waker:
+                // destroyed after them.
+                LATE.with(|l| *l.borrow_mut() = Some(late));
+                drop(p.get_blocking().unwrap());
+            } else {
+                drop(p.get_blocking().unwrap());
+                LATE.with(|l| *l.borrow_mut() = Some(late));
+            }
+        })
+        .join()
+        .unwrap();
+    }
+    let s = pool.status();
+    assert_eq!(s.in_use, 0, "{s:?}");
 }

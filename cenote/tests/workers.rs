@@ -883,7 +883,7 @@ fn a_scope_runs_every_task_whatever_the_waiting_cap() {
                 ts.spawn(|| {
                     pool.scope(|s| {
                         for _ in 0..40 {
-                            s.spawn(|| {
+                            let _detached = s.spawn(|| {
                                 ran.fetch_add(1, SeqCst);
                             });
                         }

@@ -294,7 +294,11 @@ impl<M: Manager> Builder<M> {
     pub fn build_filled_blocking(self) -> Result<Pool<M>, BuildError<M::Error>> {
         let pool = self.build()?;
         let handle = pool.handle().clone();
-        super::exec::block_on(&handle, pool.fill(), || false)?;
+        super::exec::block_on(&handle, pool.fill(), || false).map_err(|_| {
+            BuildError::Runtime(std::io::Error::other(
+                "a blocking build cannot wait while its thread exits",
+            ))
+        })??;
         Ok(pool)
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// Why `get` gave no resource.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GetError<E: std::error::Error + 'static> {
     /// No resource within the acquire timeout. `last_error` is the most
     /// recent create or check error this call or the pool saw since its last
@@ -31,6 +32,16 @@ pub enum GetError<E: std::error::Error + 'static> {
     /// `try_get` found no idle resource and no room to create one.
     #[error("no resource is free now")]
     NoneFree,
+    /// The tokio runtime the pool runs its manager on has shut down, so
+    /// no resource can be created, checked or destroyed: build the pool on
+    /// a runtime that outlives it (or let it start its own).
+    #[error("the resource pool's tokio runtime has shut down; build the pool on a runtime that outlives it")]
+    RuntimeGone,
+    /// A blocking get was called while the calling thread's thread-locals
+    /// are being destroyed (from another thread-local's drop), where it
+    /// cannot wait.
+    #[error("a blocking get cannot wait while its thread exits (called from a thread-local's destructor)")]
+    ThreadExiting,
 }
 
 impl<E: std::error::Error + 'static> GetError<E> {

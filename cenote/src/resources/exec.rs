@@ -84,6 +84,11 @@ thread_local! {
 /// what a wake-up of a parked thread costs on a VM.
 const WATCH: Duration = Duration::from_micros(50);
 
+/// A blocking call was made where the thread cannot wait: its
+/// thread-locals (tokio's runtime context among them) are being destroyed.
+#[derive(Debug)]
+pub(crate) struct ThreadExiting;
+
 /// Runs `fut` to completion on the calling thread, inside `handle`'s
 /// context (so its timers and I/O work), parking between polls.
 ///
@@ -92,32 +97,106 @@ const WATCH: Duration = Duration::from_micros(50);
 /// yielding between checks: a grant to a parked thread leaves the resource
 /// unused until the thread is back on a core, which between two threads
 /// taking turns on one resource was nearly all of the time.
-pub(crate) fn block_on<F: Future>(handle: &Handle, fut: F, watch: impl Fn() -> bool) -> F::Output {
+///
+/// Where the thread cannot wait it says so instead of aborting or hanging:
+/// - during thread-local destruction, `Err(ThreadExiting)` (entering the
+///   runtime's context would panic there, and a panic in a thread-local
+///   destructor aborts the process);
+/// - on a thread that drives a tokio runtime (see [`wait_outside_runtime`]).
+pub(crate) fn block_on<F: Future>(
+    handle: &Handle,
+    fut: F,
+    watch: impl Fn() -> bool,
+) -> Result<F::Output, ThreadExiting> {
+    if Handle::try_current().is_err_and(|e| e.is_thread_local_destroyed()) {
+        return Err(ThreadExiting);
+    }
     let _entered = handle.enter();
     let mut fut = std::pin::pin!(fut);
-    WAKER.with(|w| {
-        let waker = waker_ref(w);
-        let mut cx = Context::from_waker(&waker);
-        'poll: loop {
-            // Cleared before the poll: a wake during or after it is seen.
-            w.woken.store(false, Relaxed);
-            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-                return v;
-            }
-            if watch() {
-                let start = Instant::now();
-                while start.elapsed() < WATCH {
-                    if w.woken.load(Acquire) {
-                        // The park token is set too: the next park, if
-                        // any, returns at once (a spurious poll, harmless).
-                        continue 'poll;
+    let mut run = |w: &Arc<ThreadWaker>| drive(w, fut.as_mut(), &watch);
+    match WAKER.try_with(|w| run(w)) {
+        Ok(v) => Ok(v),
+        // This thread's waker is gone (thread exit): one for this call.
+        Err(_) => Ok(run(&Arc::new(ThreadWaker {
+            thread: thread::current(),
+            woken: AtomicBool::new(false),
+        }))),
+    }
+}
+
+/// [`block_on`]'s loop: poll, and park (or watch) while pending.
+fn drive<F: Future>(
+    w: &Arc<ThreadWaker>,
+    mut fut: Pin<&mut F>,
+    watch: &impl Fn() -> bool,
+) -> F::Output {
+    let waker = waker_ref(w);
+    let mut cx = Context::from_waker(&waker);
+    w.woken.store(false, Relaxed);
+    if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+        return v;
+    }
+    wait_outside_runtime(|| 'poll: loop {
+        if watch() {
+            let start = Instant::now();
+            while start.elapsed() < WATCH {
+                if w.woken.load(Acquire) {
+                    // The park token is set too: the next park, if any,
+                    // returns at once (a spurious poll, harmless).
+                    w.woken.store(false, Relaxed);
+                    if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                        return v;
                     }
-                    thread::yield_now();
+                    continue 'poll;
                 }
+                thread::yield_now();
             }
-            thread::park();
+        }
+        thread::park();
+        // Cleared before the poll: a wake during or after it is seen.
+        w.woken.store(false, Relaxed);
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
         }
     })
+}
+
+/// Runs `wait` (which parks until the pool's tasks make progress) where
+/// that cannot starve them. On a plain thread, or a `spawn_blocking` one,
+/// it just runs. On a worker of a multi-thread tokio runtime it runs in
+/// `block_in_place`, which hands the worker's queued tasks (the pool's
+/// create among them) to another thread: parking the worker with them
+/// made a get time out with its create never started. On the thread that
+/// drives a current-thread runtime nothing else can run the pool's tasks,
+/// so the call would never return: it panics at once, saying what to do.
+fn wait_outside_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    let Ok(current) = Handle::try_current() else {
+        return wait();
+    };
+    if current.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+        return tokio::task::block_in_place(wait);
+    }
+    // A current-thread runtime's own thread, or one of its blocking
+    // threads (where waiting is fine): `block_in_place` tells them apart,
+    // refusing (with a panic, before it runs `wait`) only the former.
+    let mut started = false;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| {
+            started = true;
+            wait()
+        })
+    }));
+    match waited {
+        Ok(v) => v,
+        Err(payload) if started => std::panic::resume_unwind(payload),
+        Err(_) => panic!(
+            "cenote::resources: a blocking call (get_blocking, get_timeout, \
+             close_timeout_blocking) on the thread that drives a current-thread \
+             tokio runtime would never return: the pool's creates and checks run on \
+             that thread. Use `pool.get().await` there, or call it from \
+             `tokio::task::spawn_blocking`"
+        ),
+    }
 }
 
 /// The time ran out.

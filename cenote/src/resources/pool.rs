@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 use super::builder::{Builder, Config, QueueOrder};
 use super::core::{Core, Dirty, Idle, Meta, Slot};
@@ -90,6 +92,13 @@ pub(crate) struct Inner<M: Manager> {
     /// 128-bit division.
     idle_timeout_ms: u64,
     check_bypass_ms: u64,
+    /// An upkeep task (keepalive, refill) is under way.
+    upkeep_running: AtomicBool,
+    /// The runtime shut down under the pool: nothing can be created,
+    /// checked or destroyed any more.
+    runtime_gone: AtomicBool,
+    /// Woken by `close`: gets waiting for their create give up at once.
+    closing: tokio::sync::Notify,
     pub(crate) rt: Rt,
 }
 
@@ -143,6 +152,7 @@ impl<M: Manager> Request<'_, M> {
             Inner::get(inner.clone(), self.priority, timeout, at),
             || inner.core.waiting() == 1,
         )
+        .unwrap_or(Err(GetError::ThreadExiting))
     }
 }
 
@@ -181,6 +191,9 @@ impl<M: Manager> Pool<M> {
             refill_after_ms: AtomicU64::new(0),
             idle_timeout_ms,
             check_bypass_ms,
+            upkeep_running: AtomicBool::new(false),
+            runtime_gone: AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
             rt,
         });
         let weak = Arc::downgrade(&inner);
@@ -205,6 +218,15 @@ impl<M: Manager> Pool<M> {
 
     /// [`get`](Self::get) from a plain thread, blocking it (at most the
     /// acquire timeout).
+    ///
+    /// On a worker of a multi-thread tokio runtime it waits in
+    /// `block_in_place`; from a thread-local's destructor it may return
+    /// [`GetError::ThreadExiting`].
+    ///
+    /// # Panics
+    /// On the thread that drives a current-thread tokio runtime, if it has
+    /// to wait: it would never return, as the pool's creates run on that
+    /// thread. Use `get().await` there, or `spawn_blocking`.
     #[track_caller]
     pub fn get_blocking(&self) -> Result<Pooled<M>, GetError<M::Error>> {
         self.request().get_blocking()
@@ -298,17 +320,33 @@ impl<M: Manager> Pool<M> {
 
     /// Destroys the idle resources for which `keep` returns false; returns
     /// how many.
+    ///
+    /// `keep` runs with no pool lock held, so it may call any method of
+    /// the pool (`status`, `close`, `resize`, even `retain`) or drop a lent
+    /// resource. The idle resources are out of the store while it decides:
+    /// a `get` meanwhile does not see them (it may create others, within
+    /// `max_size`), and the kept ones go back afterwards, also when `keep`
+    /// panics (the panic then goes on to the caller).
     pub fn retain(&self, mut keep: impl FnMut(&M::Resource, ResourceInfo) -> bool) -> usize {
-        let now = self.inner.refresh_clock();
-        let gone = self
-            .inner
-            .core
-            .take_idle_where(|item| !keep(&item.res, ResourceInfo::of(&item.meta, now)));
-        let n = gone.len();
-        for item in gone {
-            self.inner.dispose(item, DestroyReason::Evicted);
+        let inner = &self.inner;
+        let now = inner.refresh_clock();
+        let mut asked = Asked {
+            inner,
+            items: inner.core.take_idle_where(|_| true).into_iter(),
+            kept: Vec::new(),
+        };
+        let mut gone = 0;
+        for item in asked.items.by_ref() {
+            // Kept while asked about: a panic in `keep` puts it back too.
+            asked.kept.push(item);
+            let item = asked.kept.last().expect("pushed");
+            if !keep(&item.res, ResourceInfo::of(&item.meta, now)) {
+                let item = asked.kept.pop().expect("pushed");
+                inner.dispose(item, DestroyReason::Evicted);
+                gone += 1;
+            }
         }
-        n
+        gone
     }
 
     /// Destroys every idle resource; returns how many.
@@ -323,6 +361,9 @@ impl<M: Manager> Pool<M> {
         for item in self.inner.core.close() {
             self.inner.dispose(item, DestroyReason::Evicted);
         }
+        // Gets waiting for their create give up now (it finishes in the
+        // background, and its resource goes to `destroy`).
+        self.inner.closing.notify_waiters();
     }
 
     /// Whether the pool is closed.
@@ -354,9 +395,34 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// [`close_timeout`](Self::close_timeout) from a plain thread.
+    /// [`close_timeout`](Self::close_timeout) from a plain thread. Called
+    /// from a thread-local's destructor it closes and returns at once.
     pub fn close_timeout_blocking(&self, d: Duration) -> Result<(), CloseTimedOut> {
-        block_on(&self.inner.rt.handle, self.close_timeout(d), || false)
+        self.close();
+        let inner = &self.inner;
+        block_on(&inner.rt.handle, self.close_timeout(d), || false).unwrap_or(Err(CloseTimedOut {
+            lent: inner.core.size(),
+            destroying: inner.destroying.load(SeqCst),
+        }))
+    }
+}
+
+/// The idle resources `retain` took out to ask about: the kept ones and
+/// those not yet asked about go back to the store when it is dropped
+/// (destroyed if the pool closed or shrank meanwhile).
+struct Asked<'a, M: Manager> {
+    inner: &'a Arc<Inner<M>>,
+    items: std::vec::IntoIter<Idle<M::Resource>>,
+    kept: Vec<Idle<M::Resource>>,
+}
+
+impl<M: Manager> Drop for Asked<'_, M> {
+    fn drop(&mut self) {
+        for item in self.kept.drain(..).chain(&mut self.items) {
+            for item in self.inner.core.put_idle(item) {
+                self.inner.dispose(item, DestroyReason::Evicted);
+            }
+        }
     }
 }
 
@@ -569,10 +635,11 @@ impl<M: Manager> Inner<M> {
                     let bounded = CoarseBounded {
                         fut: &mut acquire,
                         clock: &this.clock,
+                        gone: &this.runtime_gone,
                         deadline_ms,
                     };
                     match bounded.await {
-                        Err(_) if t0.elapsed() < timeout => {
+                        Err(_) if t0.elapsed() < timeout && !this.is_runtime_gone() => {
                             let left = timeout.saturating_sub(t0.elapsed());
                             deadline_ms = this.refresh_clock().saturating_add(Self::ms(left) + 1);
                         }
@@ -585,6 +652,7 @@ impl<M: Manager> Inner<M> {
             match acquired {
                 Ok(Ok(permit)) => permit.keep(),
                 Ok(Err(_)) => return Err(GetError::Closed),
+                Err(_) if this.is_runtime_gone() => return Err(GetError::RuntimeGone),
                 Err(_) => return Err(this.timed_out(t0, None)),
             }
             this.counters.waited(t0.elapsed());
@@ -597,11 +665,35 @@ impl<M: Manager> Inner<M> {
         let mut mine = None;
         while let Some(item) = inner.core.pop_idle() {
             if let Some(item) = inner.ready(item, &mut mine).await {
-                return Ok(Pooled::new(lease, item, at));
+                return inner.clone().lend(lease, item, at);
             }
         }
         let inner = inner.clone();
         inner.checkout(lease, timeout, started, mine, at).await
+    }
+
+    /// Hands a ready resource to its caller, unless the pool closed while
+    /// it was being made ready: then it goes to `destroy` and the caller
+    /// gets `Closed` (every get still under way when `close` is called
+    /// fails).
+    #[inline]
+    fn lend(
+        self: Arc<Self>,
+        lease: Lease<M>,
+        item: Idle<M::Resource>,
+        at: &'static Location<'static>,
+    ) -> Result<Pooled<M>, GetError<M::Error>> {
+        if self.core.is_closed() {
+            self.dispose(item, DestroyReason::Evicted);
+            drop(lease);
+            return Err(GetError::Closed);
+        }
+        Ok(Pooled::new(lease, item, at))
+    }
+
+    /// Whether the runtime shut down under the pool.
+    fn is_runtime_gone(&self) -> bool {
+        self.runtime_gone.load(SeqCst)
     }
 
     fn timed_out(&self, t0: Instant, mine: Option<Arc<M::Error>>) -> GetError<M::Error> {
@@ -626,37 +718,39 @@ impl<M: Manager> Inner<M> {
         loop {
             while let Some(item) = self.core.pop_idle() {
                 if let Some(item) = self.ready(item, &mut mine).await {
-                    return Ok(Pooled::new(lease, item, at));
+                    return self.clone().lend(lease, item, at);
                 }
             }
+            // Made before the check: a `close` after it wakes this.
+            let closing = std::pin::pin!(self.closing.notified());
             if self.core.is_closed() {
                 return Err(GetError::Closed);
+            }
+            if self.is_runtime_gone() {
+                return Err(GetError::RuntimeGone);
             }
             // Nothing idle: make one. The permit travels with the create
             // (so a caller that gives up leaves it to finish in the
             // background, its resource going idle).
             let t0 = *started.get_or_insert_with(Instant::now);
             let left = timeout.saturating_sub(t0.elapsed());
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.core.start_create();
-            let inner = self.clone();
-            self.rt.handle.spawn(async move {
-                let result = inner.create_one().await;
-                let msg = match result {
-                    Ok(item) => Ok(Created {
-                        lease: Some(lease),
-                        item: Some(item),
-                    }),
-                    Err(f) => Err((f, lease)),
-                };
-                // A receiver gone drops `msg`: `Created` puts the resource
-                // in the idle store and the lease gives the permit back.
-                let _ = tx.send(msg);
-            });
-            match bounded(&self.rt.handle, left, rx).await {
+            let rx = self.spawn_create(lease);
+            let made = futures_util::future::select(rx, closing);
+            let created = match bounded(&self.rt.handle, left, made).await {
                 Err(_) => return Err(self.timed_out(t0, mine)),
-                Ok(Err(_)) => return Err(GetError::Closed), // runtime gone
-                Ok(Ok(Ok(mut created))) => {
+                // Closed while the create runs: it finishes in the
+                // background and goes to `destroy`.
+                Ok(Either::Right(_)) => return Err(GetError::Closed),
+                Ok(Either::Left((created, _))) => created,
+            };
+            match created {
+                // The create task was dropped unrun or cut off: its
+                // runtime shut down.
+                Err(_) => {
+                    self.runtime_gone.store(true, SeqCst);
+                    return Err(GetError::RuntimeGone);
+                }
+                Ok(Ok(mut created)) => {
                     let (l, item) = created.take();
                     let item = match self.on_checkout_hook(item) {
                         Some(item) => item,
@@ -665,9 +759,9 @@ impl<M: Manager> Inner<M> {
                             continue;
                         }
                     };
-                    return Ok(Pooled::new(l, item, at));
+                    return self.clone().lend(l, item, at);
                 }
-                Ok(Ok(Err((failure, l)))) => {
+                Ok(Err((failure, l))) => {
                     lease = l;
                     match failure {
                         CreateFailure::Failed(e) => {
@@ -693,6 +787,34 @@ impl<M: Manager> Inner<M> {
                 }
             }
         }
+    }
+
+    /// Starts a create for a caller, on the pool's runtime, with the
+    /// caller's permit; its outcome comes through the receiver. Dropped
+    /// unrun or cut off (the runtime shut down), the task still uncounts
+    /// the resource it was to make (`Unmade`), so `size` never keeps a
+    /// create that will not happen; the sender dropped unsent tells the
+    /// caller.
+    fn spawn_create(self: &Arc<Self>, lease: Lease<M>) -> oneshot::Receiver<CreateOutcome<M>> {
+        let (tx, rx) = oneshot::channel();
+        self.core.start_create();
+        let unmade = Unmade(Some(self.clone()));
+        self.rt.handle.spawn(async move {
+            // `create_one` covers the count from here.
+            let inner = unmade.disarm();
+            let result = inner.create_one().await;
+            let msg = match result {
+                Ok(item) => Ok(Created {
+                    lease: Some(lease),
+                    item: Some(item),
+                }),
+                Err(f) => Err((f, lease)),
+            };
+            // A receiver gone drops `msg`: `Created` puts the resource
+            // in the idle store and the lease gives the permit back.
+            let _ = tx.send(msg);
+        });
+        rx
     }
 
     /// An idle resource made ready to lend: not expired, reset, checked
@@ -755,10 +877,13 @@ impl<M: Manager> Inner<M> {
     }
 
     /// Makes one resource (the caller counted it with `start_create`);
-    /// on failure it is counted gone again.
+    /// on failure, or cut off, it is counted gone again.
     pub(crate) async fn create_one(
         self: &Arc<Self>,
     ) -> Result<Idle<M::Resource>, CreateFailure<M::Error>> {
+        // Cut off midway (its task dropped by a runtime shutting down), the
+        // create is uncounted all the same.
+        let unmade = Unmade(Some(self.clone()));
         let created = call(
             &self.rt.handle,
             self.cfg.create_timeout,
@@ -766,6 +891,7 @@ impl<M: Manager> Inner<M> {
             self.manager.create(),
         )
         .await;
+        drop(unmade.disarm());
         let now = self.refresh_clock();
         match created {
             Call::Done(mut res) => {
@@ -885,122 +1011,155 @@ impl<M: Manager> Inner<M> {
         }
     }
 
-    /// One pass of the background task.
-    async fn maintain_once(self: &Arc<Self>) {
+    /// One tick of the background task: what never waits on the manager.
+    /// Nothing here awaits, so nudges, retirements and leak reports keep
+    /// their period however long a create or check hangs.
+    fn tick(self: &Arc<Self>) {
         let now = self.refresh_clock();
+        // Waiters with a coarse deadline look at the clock when woken.
+        if self.core.waiting() > 0 {
+            self.core.nudge_waiters();
+        }
+        self.retire_idle(now);
+        self.report_leaks(now);
+    }
+
+    /// Destroys expired idle resources, and idle-too-long ones down to
+    /// `min_idle`.
+    fn retire_idle(self: &Arc<Self>, now: u64) {
         let cfg = &self.cfg;
-        // Expired and idle-too-long resources, keeping `min_idle`.
-        if cfg.max_lifetime.is_some() || cfg.idle_timeout.is_some() {
-            let idle_ms = cfg.idle_timeout.map(Self::ms);
-            let mut removable = self.core.size().saturating_sub(cfg.min_idle);
-            let mut reasons = Vec::new();
-            let gone = self.core.take_idle_where(|item| {
-                if item.meta.expires_ms <= now {
-                    reasons.push(DestroyReason::Expired);
-                    removable = removable.saturating_sub(1);
-                    return true;
-                }
-                match idle_ms {
-                    Some(ms)
-                        if removable > 0 && now.saturating_sub(item.meta.last_used_ms) >= ms =>
-                    {
-                        reasons.push(DestroyReason::Idle);
-                        removable -= 1;
-                        true
-                    }
-                    _ => false,
-                }
-            });
-            for (item, why) in gone.into_iter().zip(reasons) {
-                self.dispose(item, why);
-            }
+        if cfg.max_lifetime.is_none() && cfg.idle_timeout.is_none() {
+            return;
         }
-        // Keepalive: check idle resources unused for the period, one
-        // permit at a time (never more than the bound), a few per pass.
-        if let Some(every) = cfg.keepalive {
-            let every = Self::ms(every);
-            for _ in 0..4 {
-                if !self.core.try_permit() {
-                    break;
-                }
-                let lease = Lease::new(self.clone());
-                let Some(item) = self
-                    .core
-                    .take_one_idle(|item| now.saturating_sub(item.meta.last_used_ms) >= every)
-                else {
-                    break;
-                };
-                let mut held = Held {
-                    inner: self,
-                    item: Some(item),
-                };
-                let item = held.item.as_mut().expect("set above");
-                let check = self.manager.check(&mut item.res);
-                let mut mine = None;
-                match call(&self.rt.handle, cfg.check_timeout, "check", check).await {
-                    Call::Done(()) => {
-                        let mut item = held.item.take().expect("held");
-                        item.meta.last_used_ms = self.now_ms();
-                        for item in self.core.put_idle(item) {
-                            self.dispose(item, DestroyReason::Evicted);
-                        }
-                    }
-                    Call::Failed(e) => drop(held.fail(CheckFailure::Failed(e), &mut mine)),
-                    Call::TimedOut | Call::Panicked => {
-                        drop(held.fail(CheckFailure::TimedOut, &mut mine))
-                    }
-                }
-                drop(lease);
+        let idle_ms = cfg.idle_timeout.map(Self::ms);
+        let mut removable = self.core.size().saturating_sub(cfg.min_idle);
+        let mut reasons = Vec::new();
+        let gone = self.core.take_idle_where(|item| {
+            if item.meta.expires_ms <= now {
+                reasons.push(DestroyReason::Expired);
+                removable = removable.saturating_sub(1);
+                return true;
             }
-        }
-        // Refill to `min_idle`, backing off while creates fail.
-        if cfg.min_idle > 0 && now >= self.refill_after_ms.load(Relaxed) {
-            while !self.core.is_closed()
-                && self.core.idle() < cfg.min_idle
-                && self.core.size() < self.core.max()
-            {
-                if !self.core.try_permit() {
-                    break;
+            match idle_ms {
+                Some(ms) if removable > 0 && now.saturating_sub(item.meta.last_used_ms) >= ms => {
+                    reasons.push(DestroyReason::Idle);
+                    removable -= 1;
+                    true
                 }
-                let lease = Lease::new(self.clone());
-                self.core.start_create();
-                match self.create_one().await {
-                    Ok(item) => {
-                        self.refill_failures.store(0, Relaxed);
-                        for item in self.core.put_idle(item) {
-                            self.dispose(item, DestroyReason::Evicted);
-                        }
-                    }
-                    Err(_) => {
-                        let n = self.refill_failures.fetch_add(1, Relaxed).min(10);
-                        let pause = (50u64 << n).min(5_000);
-                        self.refill_after_ms.store(now + pause, Relaxed);
-                        break;
-                    }
-                }
-                drop(lease);
+                _ => false,
             }
+        });
+        for (item, why) in gone.into_iter().zip(reasons) {
+            self.dispose(item, why);
         }
-        // Leaks.
-        if let (Some(table), Some(threshold)) = (&self.lent, cfg.leak_threshold) {
-            let cutoff = now.saturating_sub(Self::ms(threshold));
-            let overdue = if now >= Self::ms(threshold) {
-                table.lock().overdue(cutoff)
-            } else {
-                Vec::new()
+    }
+
+    /// Reports resources lent longer than `leak_threshold`, once each.
+    fn report_leaks(&self, now: u64) {
+        let (Some(table), Some(threshold)) = (&self.lent, self.cfg.leak_threshold) else {
+            return;
+        };
+        if now < Self::ms(threshold) {
+            return;
+        }
+        let overdue = table.lock().overdue(now - Self::ms(threshold));
+        for (id, since, at) in overdue {
+            let report = LeakReport {
+                resource_id: id,
+                lent_for: Duration::from_millis(now.saturating_sub(since)),
+                acquired_at: at,
             };
-            for (id, since, at) in overdue {
-                let report = LeakReport {
-                    resource_id: id,
-                    lent_for: Duration::from_millis(now.saturating_sub(since)),
-                    acquired_at: at,
-                };
-                self.counters.leaks_reported.fetch_add(1, Relaxed);
-                tracing::warn!("cenote: possible resource leak: {report}");
-                if let Some(hook) = &self.hooks.on_leak {
-                    guarded("on_leak", (), || hook(&report));
+            self.counters.leaks_reported.fetch_add(1, Relaxed);
+            tracing::warn!("cenote: possible resource leak: {report}");
+            if let Some(hook) = &self.hooks.on_leak {
+                guarded("on_leak", (), || hook(&report));
+            }
+        }
+    }
+
+    /// The background work that waits on the manager: keepalive checks,
+    /// then the `min_idle` refill. Run as a task of its own, one at a time
+    /// (`upkeep_running`), so a create or check that hangs up to its
+    /// timeout delays only the next upkeep, never a tick.
+    async fn upkeep(self: &Arc<Self>) {
+        let now = self.now_ms();
+        self.keepalive(now).await;
+        self.refill(now).await;
+    }
+
+    /// Checks idle resources unused for the keepalive period, one permit
+    /// at a time (never more than the bound), a few per pass.
+    async fn keepalive(self: &Arc<Self>, now: u64) {
+        let Some(every) = self.cfg.keepalive else {
+            return;
+        };
+        let every = Self::ms(every);
+        for _ in 0..4 {
+            if !self.core.try_permit() {
+                break;
+            }
+            let lease = Lease::new(self.clone());
+            let Some(item) = self
+                .core
+                .take_one_idle(|item| now.saturating_sub(item.meta.last_used_ms) >= every)
+            else {
+                break;
+            };
+            let mut held = Held {
+                inner: self,
+                item: Some(item),
+            };
+            let item = held.item.as_mut().expect("set above");
+            let check = self.manager.check(&mut item.res);
+            let mut mine = None;
+            match call(&self.rt.handle, self.cfg.check_timeout, "check", check).await {
+                Call::Done(()) => {
+                    let mut item = held.item.take().expect("held");
+                    item.meta.last_used_ms = self.now_ms();
+                    for item in self.core.put_idle(item) {
+                        self.dispose(item, DestroyReason::Evicted);
+                    }
+                }
+                Call::Failed(e) => drop(held.fail(CheckFailure::Failed(e), &mut mine)),
+                Call::TimedOut | Call::Panicked => {
+                    drop(held.fail(CheckFailure::TimedOut, &mut mine))
                 }
             }
+            drop(lease);
+        }
+    }
+
+    /// Creates resources up to `min_idle`, each under a permit, backing off
+    /// while creates fail.
+    async fn refill(self: &Arc<Self>, now: u64) {
+        let min_idle = self.cfg.min_idle;
+        if min_idle == 0 || now < self.refill_after_ms.load(Relaxed) {
+            return;
+        }
+        while !self.core.is_closed()
+            && self.core.idle() < min_idle
+            && self.core.size() < self.core.max()
+        {
+            if !self.core.try_permit() {
+                break;
+            }
+            let lease = Lease::new(self.clone());
+            self.core.start_create();
+            match self.create_one().await {
+                Ok(item) => {
+                    self.refill_failures.store(0, Relaxed);
+                    for item in self.core.put_idle(item) {
+                        self.dispose(item, DestroyReason::Evicted);
+                    }
+                }
+                Err(_) => {
+                    let n = self.refill_failures.fetch_add(1, Relaxed).min(10);
+                    let pause = (50u64 << n).min(5_000);
+                    self.refill_after_ms.store(now + pause, Relaxed);
+                    break;
+                }
+            }
+            drop(lease);
         }
     }
 }
@@ -1048,6 +1207,30 @@ impl<M: Manager> Drop for Held<'_, M> {
     }
 }
 
+/// What a caller's create task sends back.
+type CreateOutcome<M> = Result<Created<M>, (CreateFailure<<M as Manager>::Error>, Lease<M>)>;
+
+/// A create counted with `start_create` that has not run to its end yet:
+/// dropped armed (its task dropped by a runtime shutting down), it
+/// uncounts the resource.
+struct Unmade<M: Manager>(Option<Arc<Inner<M>>>);
+
+impl<M: Manager> Unmade<M> {
+    /// The create ran to its end (or its next guard took over).
+    fn disarm(mut self) -> Arc<Inner<M>> {
+        self.0.take().expect("armed once")
+    }
+}
+
+impl<M: Manager> Drop for Unmade<M> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.core.forget();
+            inner.gone.notify_waiters();
+        }
+    }
+}
+
 /// A resource made for a caller, with the caller's permit. Dropped unread
 /// (the caller gave up), it goes to the idle store.
 pub(crate) struct Created<M: Manager> {
@@ -1076,23 +1259,52 @@ impl<M: Manager> Drop for Created<M> {
     }
 }
 
-/// The background task: every `tick`, one maintenance pass, for as long as
-/// the pool lives and is open.
+/// The background task: every `tick`, one [`Inner::tick`], and an
+/// [`Inner::upkeep`] task started unless the last one still runs; for as
+/// long as the pool lives and is open. Dropped unfinished, it was cancelled
+/// by its runtime shutting down: the pool says so ([`Inner::runtime_gone`]).
 async fn maintain<M: Manager>(weak: Weak<Inner<M>>, tick: Duration) {
+    let mut watch = RuntimeWatch(Some(weak.clone()));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let Some(inner) = weak.upgrade() else { return };
+        let Some(inner) = weak.upgrade() else { break };
         if inner.core.is_closed() {
-            return;
+            break;
         }
-        // Waiters with a coarse deadline look at the clock when woken.
-        if inner.core.waiting() > 0 {
-            inner.refresh_clock();
+        inner.tick();
+        if !inner.upkeep_running.swap(true, AcqRel) {
+            let upkeep = inner.clone();
+            inner.rt.handle.spawn(async move {
+                let _done = UpkeepDone(&upkeep.upkeep_running);
+                upkeep.upkeep().await;
+            });
+        }
+    }
+    watch.0 = None;
+}
+
+/// Clears the upkeep flag however the upkeep task ends.
+struct UpkeepDone<'a>(&'a AtomicBool);
+
+impl Drop for UpkeepDone<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Release);
+    }
+}
+
+/// Held by the background task; dropped with the pool still set, the task
+/// was cancelled by its runtime's shutdown.
+struct RuntimeWatch<M: Manager>(Option<Weak<Inner<M>>>);
+
+impl<M: Manager> Drop for RuntimeWatch<M> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take().and_then(|w| w.upgrade()) {
+            inner.runtime_gone.store(true, SeqCst);
+            // Waiters look at the flag when woken.
             inner.core.nudge_waiters();
         }
-        inner.maintain_once().await;
     }
 }
 
@@ -1110,6 +1322,8 @@ pin_project_lite::pin_project! {
         #[pin]
         fut: F,
         clock: &'c AtomicU64,
+        // The pool's runtime shut down: no tick will ever come.
+        gone: &'c AtomicBool,
         deadline_ms: u64,
     }
 }
@@ -1125,7 +1339,7 @@ impl<F: std::future::Future> std::future::Future for CoarseBounded<'_, F> {
         if let std::task::Poll::Ready(v) = this.fut.poll(cx) {
             return std::task::Poll::Ready(Ok(v));
         }
-        if this.clock.load(Relaxed) >= *this.deadline_ms {
+        if this.clock.load(Relaxed) >= *this.deadline_ms || this.gone.load(Relaxed) {
             return std::task::Poll::Ready(Err(super::exec::Elapsed));
         }
         std::task::Poll::Pending
