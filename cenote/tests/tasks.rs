@@ -928,11 +928,55 @@ async fn spawn_blocking_reports_a_full_blocking_pool_and_aborts_stop_the_wait() 
     assert!(matches!(refused, SpawnError::Blocking(_)), "{refused:?}");
     assert!(!refused.to_string().is_empty());
     assert_eq!(pool.running(), 1, "the refused closure's slot came back");
-    // Aborting the handle stops the waiting (the closure itself runs on).
+    // Aborting the handle stops the waiting; the closure runs on, and
+    // keeps its slot until it returns: the capacity bounds blocking work.
     busy.abort();
     assert!(busy.await.unwrap_err().is_aborted());
-    assert_eq!(pool.running(), 0);
+    assert_eq!(pool.running(), 1);
+    pool.tune(1).unwrap();
+    assert!(matches!(pool.try_spawn(async {}), Err(SpawnError::Full)));
+    let p = pool.clone();
+    let idle = tokio::spawn(async move { p.wait_idle().await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!idle.is_finished(), "wait_idle waits for the closure");
     tx.send(()).unwrap();
+    let p = pool.clone();
+    eventually(move || p.running() == 0).await;
+    timeout(Duration::from_secs(10), idle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pool.spawn(async { 5 }).await.unwrap().await.unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_blocking_closures_keep_their_slots_in_every_order() {
+    // Aborted before, during and after their closures, racing them: the
+    // slots all come back once, and never more than the capacity run.
+    let pool = TaskPool::builder().capacity(3).build().unwrap();
+    let flight = Arc::new(InFlight::default());
+    for i in 0..300u64 {
+        let f = flight.clone();
+        let h = pool
+            .spawn_blocking(move || {
+                assert!(f.enter() <= 3);
+                let _l = Leaving(&f);
+                std::thread::sleep(Duration::from_micros(i % 7 * 50));
+            })
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            h.abort();
+        }
+        if i % 3 == 0 {
+            drop(h);
+        }
+    }
+    timeout(Duration::from_secs(20), pool.wait_idle())
+        .await
+        .unwrap();
+    assert_eq!(pool.running(), 0);
+    assert!(flight.max.load(SeqCst) <= 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@
 //! load. Every spawn returns a [`JoinHandle`] (`.await` it for the output
 //! or a [`JoinError`] carrying the panic; `abort()`, `is_finished()`).
 //! [`TaskPool::spawn_blocking`] runs a closure on a `cenote::workers` pool
-//! under the same bound. The pool resizes at runtime ([`TaskPool::tune`]),
+//! under the same bound (an aborted handle's closure, which cannot be
+//! stopped, keeps its slot until it returns). The pool resizes at runtime ([`TaskPool::tune`]),
 //! waits for idle without closing ([`TaskPool::wait_idle`]), and shuts down
 //! with a deadline ([`TaskPool::shutdown_timeout`]).
 //!

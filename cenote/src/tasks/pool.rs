@@ -7,7 +7,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -61,8 +61,14 @@ pub(crate) struct Inner {
     max_waiting: usize,
     /// Spawners waiting for a slot (for `max_waiting`).
     waiting_spawners: AtomicUsize,
-    /// Futures spawned and not finished.
+    /// Futures spawned and not finished (and closures of aborted
+    /// `spawn_blocking` futures still running).
     active: AtomicUsize,
+    /// Slots (and `active` counts) of aborted `spawn_blocking` futures
+    /// whose closures still run: the next futures to end hand theirs to
+    /// those closures, which give them back as they return. The slots are
+    /// fungible, so which future hands over does not matter.
+    orphans: AtomicUsize,
     /// `wait_idle` callers, so that finishing futures notify only when
     /// someone listens.
     idle_waiters: AtomicUsize,
@@ -203,6 +209,7 @@ impl TaskPool {
             max_waiting: b.max_waiting.unwrap_or(usize::MAX),
             waiting_spawners: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
+            orphans: AtomicUsize::new(0),
             idle_waiters: AtomicUsize::new(0),
             idle: Notify::new(),
             handles: AtomicUsize::new(1),
@@ -269,8 +276,13 @@ impl TaskPool {
     /// Runs the blocking closure `f` on a `cenote::workers` pool (see
     /// [`Builder::blocking_pool`]), taking one of this pool's slots until it
     /// returns; the handle is awaitable like any other and carries a panic
-    /// of `f`. Waits for a slot as [`spawn`](Self::spawn) does. Aborting the
-    /// handle stops the waiting, not a closure already running.
+    /// of `f`. Waits for a slot as [`spawn`](Self::spawn) does.
+    ///
+    /// Aborting the handle (or `shutdown_timeout`) stops the waiting, not
+    /// the closure: a closure cannot be stopped, so it runs to its end (or,
+    /// not yet started, runs when a thread takes it) and keeps its slot
+    /// until then. The capacity bounds blocking work too: `running()` and
+    /// `wait_idle` count such a closure.
     pub async fn spawn_blocking<F, R>(&self, f: F) -> Result<JoinHandle<R>, SpawnError>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -281,14 +293,27 @@ impl TaskPool {
             Some(p) => p,
             None => default_blocking_pool(),
         };
-        let handle = match workers.try_spawn(f) {
+        let ends = Arc::new(AtomicU8::new(0));
+        let closure_end = ClosureEnd {
+            ends: ends.clone(),
+            inner: self.inner.clone(),
+        };
+        let handle = match workers.try_spawn(move || {
+            let _end = closure_end;
+            f()
+        }) {
             Ok(h) => h,
             Err(e) => {
                 self.inner.sem.release(1);
                 return Err(SpawnError::Blocking(e));
             }
         };
+        let future_end = FutureEnd {
+            ends,
+            inner: self.inner.clone(),
+        };
         self.launch(&mut Owned::new(async move {
+            let _end = future_end;
             match handle.await {
                 Ok(v) => v,
                 // Re-raised inside the task's `catch_unwind`: the payload
@@ -655,8 +680,36 @@ impl Inner {
         }
     }
 
-    /// Gives `n` slots back and drops `active` by `n`.
+    /// Gives `n` slots back and drops `active` by `n`, less the slots
+    /// owed to running closures of aborted `spawn_blocking` futures.
     pub(crate) fn flush(&self, n: usize) {
+        let n = n - self.adopt_orphans(n);
+        if n > 0 {
+            self.release_slots(n);
+        }
+    }
+
+    /// Takes up to `n` owed slots off `orphans`; how many.
+    #[inline]
+    fn adopt_orphans(&self, n: usize) -> usize {
+        let mut cur = self.orphans.load(Relaxed);
+        loop {
+            if cur == 0 {
+                return 0; // the common case: one load
+            }
+            let take = cur.min(n);
+            match self
+                .orphans
+                .compare_exchange_weak(cur, cur - take, AcqRel, Relaxed)
+            {
+                Ok(_) => return take,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Gives `n` slots back and drops `active` by `n`.
+    fn release_slots(&self, n: usize) {
         self.sem.release(n);
         // SeqCst pairs with `wait_idle`: it counts itself in `idle_waiters`
         // and then reads `active`; here `active` drops and then
@@ -792,6 +845,46 @@ struct Leave<'a>(&'a AtomicUsize);
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// `spawn_blocking`'s two ends: whichever of the closure and its future
+/// ends last gives the slot back. The future's slot goes back with the
+/// future as usual; a future that ends (aborted) before its closure owes
+/// its slot to the closure instead (`Inner::orphans`).
+const CLOSURE_DONE: u8 = 1;
+const FUTURE_DONE: u8 = 2;
+
+/// Held by the closure (dropped when it returns, panics, or is dropped
+/// unrun).
+struct ClosureEnd {
+    ends: Arc<AtomicU8>,
+    inner: Arc<Inner>,
+}
+
+impl Drop for ClosureEnd {
+    fn drop(&mut self) {
+        if self.ends.fetch_or(CLOSURE_DONE, AcqRel) & FUTURE_DONE != 0 {
+            // The future ended first and left its slot to us.
+            self.inner.release_slots(1);
+        }
+    }
+}
+
+/// Held by the future (dropped when it ends: awaited to the end, or
+/// aborted).
+struct FutureEnd {
+    ends: Arc<AtomicU8>,
+    inner: Arc<Inner>,
+}
+
+impl Drop for FutureEnd {
+    fn drop(&mut self) {
+        if self.ends.fetch_or(FUTURE_DONE, AcqRel) & CLOSURE_DONE == 0 {
+            // The closure still runs: the slot this future gives back as
+            // it ends goes to the closure.
+            self.inner.orphans.fetch_add(1, AcqRel);
+        }
     }
 }
 
