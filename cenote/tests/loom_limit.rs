@@ -193,3 +193,28 @@ fn a_waiter_repolled_with_a_new_waker_while_a_release_grants_it() {
         settled(&sem, 1);
     });
 }
+
+/// An acquire polled (queued with a no-op waker) and then waited on, as a
+/// thread, while another thread releases: the one waiter is re-pointed at
+/// the thread under the queue lock, so the grant wakes it, whether it lands
+/// before, during or after the re-pointing.
+#[test]
+fn a_polled_acquire_then_waited_on_is_woken_by_the_release() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = sem.clone().try_acquire_owned().unwrap();
+        let s = sem.clone();
+        let waiter = thread::spawn(move || {
+            let mut acq = s.acquire();
+            let first = poll_once(&mut acq);
+            let got = match first {
+                Poll::Ready(r) => r.map(|p| p.count()),
+                Poll::Pending => acq.wait().map(|p| p.count()),
+            };
+            assert_eq!(got, Ok(1));
+        });
+        drop(held);
+        waiter.join().unwrap();
+        settled(&sem, 1);
+    });
+}

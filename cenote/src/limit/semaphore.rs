@@ -498,6 +498,12 @@ impl Semaphore {
     }
 
     /// Blocks the calling thread until a permit is granted.
+    ///
+    /// Not for a thread that drives async tasks (a tokio worker, or inside
+    /// `block_on`): if a task on that thread holds the permit, it can never
+    /// run to release it. `.await` [`acquire`](Self::acquire) there. The
+    /// semaphore depends on no runtime, so it cannot tell; the resource
+    /// pool, which knows its runtime, refuses such a call instead.
     #[inline]
     pub fn acquire_blocking(&self) -> Result<Permit<'_>, AcquireError> {
         // The uncontended case inline: one load and one CAS.
@@ -1191,7 +1197,10 @@ pub struct Acquire<'a> {
 }
 
 impl<'a> Acquire<'a> {
-    /// Blocks the calling thread until the permits are granted.
+    /// Blocks the calling thread until the permits are granted. A future
+    /// polled before keeps its place in the queue (the same waiter goes on
+    /// waiting, woken as this thread from then on). Calling it on a future
+    /// that already yielded its permits panics, as polling it would.
     pub fn wait(mut self) -> Result<Permit<'a>, AcquireError> {
         self.req.wait(self.sem, None)?;
         Ok(Permit {
