@@ -33,6 +33,7 @@ pub mod resources;
 #[path = "resources/core.rs"]
 pub mod resources_core;
 pub(crate) mod sync;
+pub(crate) mod unwind;
 /// The workers' bounded queue, alone, for the loom models
 /// (`tests/loom_queue.rs`).
 #[cfg(loom)]

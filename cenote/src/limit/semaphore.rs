@@ -426,7 +426,14 @@ impl Semaphore {
                 // SAFETY: linked, and the lock is held.
                 at = unsafe {
                     node(w, |n| {
-                        wakes.extend(n.wake.clone());
+                        // A task's waker is taken, not cloned (a clone runs
+                        // executor code, which must not run under the
+                        // lock): the task, woken below, polls again and
+                        // leaves a waker then. A thread's handle is kept.
+                        wakes.extend(match &n.wake {
+                            Some(Wake::Thread(t)) => Some(Wake::Thread(t.clone())),
+                            _ => n.wake.take(),
+                        });
                         n.next
                     })
                 };
@@ -434,9 +441,7 @@ impl Semaphore {
         }
         // Woken outside the lock: a waker may run scheduler code.
         let n = wakes.len();
-        for w in wakes {
-            w.wake();
-        }
+        wake_each(wakes.into_iter());
         n
     }
 
@@ -953,15 +958,32 @@ impl Woken {
     }
 }
 
+/// Wakes the waiters a grant or close served. A waker that panics (an
+/// executor's bug) does not cost the others their wake-up: each is woken,
+/// and the first panic goes on to the caller afterwards.
 #[inline]
 fn wake_all(woken: Woken) {
-    if let Some(w) = woken.first {
-        w.wake();
+    let Some(first) = woken.first else { return };
+    if woken.rest.is_empty() {
+        first.wake();
+        return;
     }
-    if !woken.rest.is_empty() {
-        for w in woken.rest {
-            w.wake();
+    wake_each(std::iter::once(first).chain(woken.rest));
+}
+
+#[cold]
+fn wake_each(wakes: impl Iterator<Item = Wake>) {
+    let mut panic = None;
+    for w in wakes {
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())) {
+            match panic {
+                None => panic = Some(p),
+                Some(_) => crate::unwind::drop_payload(p),
+            }
         }
+    }
+    if let Some(p) = panic {
+        std::panic::resume_unwind(p);
     }
 }
 
@@ -1145,31 +1167,48 @@ impl Request {
     /// wake its owner from now on: `task`'s waker, or the calling thread
     /// (`None`). Under the queue lock: a grant or close sets the state and
     /// unlinks the waiter under that lock, so while the state says WAITING
-    /// the waiter is still linked.
+    /// the waiter is still linked. A new `Wake` is made (a waker cloned)
+    /// with the lock released: cloning a waker runs the executor's code,
+    /// which may call this semaphore back.
     fn rewake(
         sem: &Semaphore,
         queued: &Queued,
         task: Option<&Waker>,
     ) -> Option<Result<(), AcquireError>> {
-        if let Some(r) = Self::outcome(queued.state()) {
-            return Some(r);
+        let mut fresh: Option<Wake> = None;
+        loop {
+            if let Some(r) = Self::outcome(queued.state()) {
+                return Some(r);
+            }
+            let q = sem.queue.lock();
+            if let Some(r) = Self::outcome(queued.state()) {
+                return Some(r);
+            }
+            // SAFETY (both calls): linked (WAITING under the lock), and the
+            // lock is held.
+            let same = unsafe {
+                node(queued.waiter, |n| match (&n.wake, task) {
+                    (Some(Wake::Task(w)), Some(t)) => w.will_wake(t),
+                    _ => false,
+                })
+            };
+            if same {
+                return None;
+            }
+            let Some(wake) = fresh.take() else {
+                drop(q);
+                fresh = Some(match task {
+                    Some(t) => Wake::Task(t.clone()),
+                    None => Wake::Thread(thread::current()),
+                });
+                continue;
+            };
+            let old = unsafe { node(queued.waiter, |n| n.wake.replace(wake)) };
+            drop(q);
+            // Dropped outside the lock: dropping a waker may run scheduler code.
+            drop(old);
+            return None;
         }
-        let q = sem.queue.lock();
-        if let Some(r) = Self::outcome(queued.state()) {
-            return Some(r);
-        }
-        // SAFETY: linked (WAITING under the lock), and the lock is held.
-        let old = unsafe {
-            node(queued.waiter, |n| match (&n.wake, task) {
-                (Some(Wake::Task(w)), Some(t)) if w.will_wake(t) => None,
-                (_, Some(t)) => n.wake.replace(Wake::Task(t.clone())),
-                (_, None) => n.wake.replace(Wake::Thread(thread::current())),
-            })
-        };
-        drop(q);
-        // Dropped outside the lock: dropping a waker may run scheduler code.
-        drop(old);
-        None
     }
 
     /// The future was dropped: leave nothing behind.

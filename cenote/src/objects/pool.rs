@@ -451,7 +451,8 @@ impl<T: 'static> Pool<T> {
             return self.discard_panicked(value);
         }
         if let Some(reset) = &inner.reset {
-            if catch_unwind(AssertUnwindSafe(|| reset(&mut *value))).is_err() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| reset(&mut *value))) {
+                crate::unwind::drop_payload(payload);
                 return self.reset_panicked(value);
             }
         }
@@ -459,7 +460,10 @@ impl<T: 'static> Pool<T> {
             match catch_unwind(AssertUnwindSafe(|| accept(&value))) {
                 Ok(true) => {}
                 Ok(false) => return self.refused(value),
-                Err(_) => return self.accept_panicked(value),
+                Err(payload) => {
+                    crate::unwind::drop_payload(payload);
+                    return self.accept_panicked(value);
+                }
             }
         }
         if inner.cache_cap > 0 {
@@ -621,7 +625,7 @@ fn take_stale<T>(c: &mut super::local::Cache<T>, slot: &Slot<T>, now: u64) -> Op
 /// pool drops objects on paths, such as a guard dropped during unwinding,
 /// where a second panic would abort the process).
 fn drop_quietly<T>(value: T) {
-    if catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() {
+    if crate::unwind::panicked(move || drop(value)) {
         tracing::error!("cenote: dropping a pooled object panicked");
     }
 }

@@ -537,8 +537,9 @@ where
             Ok(Poll::Ready(Ok(v))) => return Poll::Ready(Call::Done(v)),
             Ok(Poll::Ready(Err(e))) => return Poll::Ready(Call::Failed(e)),
             Ok(Poll::Pending) => {}
-            Err(_) => {
+            Err(payload) => {
                 tracing::error!("cenote: the resource manager's {} panicked", this.what);
+                crate::unwind::drop_payload(payload);
                 return Poll::Ready(Call::Panicked);
             }
         }
@@ -765,7 +766,7 @@ impl<M: Manager> Inner<M> {
                     lease = l;
                     match failure {
                         CreateFailure::Failed(e) => {
-                            if self.manager.is_permanent(&e) {
+                            if guarded("is_permanent", false, || self.manager.is_permanent(&e)) {
                                 return Err(GetError::Create(e));
                             }
                             mine = Some(e);

@@ -18,6 +18,8 @@ use std::sync::atomic::{fence, AtomicU32, AtomicUsize};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use crate::unwind;
+
 use futures_util::task::{waker_ref, ArcWake};
 use parking_lot::lock_api::RawMutex as _;
 use parking_lot::RawMutex;
@@ -605,6 +607,7 @@ impl<F: Future> Cell<F> {
         let stage = unsafe { &mut *self.stage.get() };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Empty)) {
             self.pool.report_panic(payload.as_ref());
+            unwind::drop_payload(payload);
         }
     }
 }
@@ -640,8 +643,9 @@ where
             // The output's drop is user code: a panic in it is caught and
             // reported, and the slot still comes back (unwinding here
             // would kill the lane's driver).
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(result))) {
+            if let Some(payload) = unwind::drop_caught(result) {
                 self.pool.report_panic(payload.as_ref());
+                unwind::drop_payload(payload);
             }
             self.pool.finished(self.lane(), outcome, true);
             return;
@@ -782,13 +786,14 @@ where
         }
         // The result's drop is user code, and this may run in a lane's
         // driver: a panic is caught and reported, never unwound into it.
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(leftover))) {
+        if let Some(payload) = unwind::drop_caught(leftover) {
             match &pool {
                 Some(pool) => pool.report_panic(payload.as_ref()),
                 None => {
                     tracing::error!("cenote::tasks: a future's output panicked while being dropped")
                 }
             }
+            unwind::drop_payload(payload);
         }
     }
 }
@@ -879,7 +884,7 @@ impl<F: Future> Drop for Cell<F> {
         // load does.)
         if !self.state.is_done() {
             let stage = self.stage.get_mut();
-            if catch_unwind(AssertUnwindSafe(|| *stage = Stage::Empty)).is_err() {
+            if unwind::panicked(|| *stage = Stage::Empty) {
                 tracing::error!("cenote::tasks: a future panicked while being dropped");
             }
             // Dropped: no handle is left to see a result.
@@ -1017,7 +1022,7 @@ impl<T> Drop for JoinHandle<T> {
             // handle never unwinds, however the future finished.
             Repr::Ready(result) => {
                 let result = result.take();
-                if catch_unwind(AssertUnwindSafe(|| drop(result))).is_err() {
+                if unwind::panicked(|| drop(result)) {
                     tracing::error!(
                         "cenote::tasks: a future's output panicked while being dropped with its handle"
                     );

@@ -407,6 +407,16 @@ impl Batch {
 }
 
 impl Batch {
+    /// Whether a driver of `pool` is polling one of its futures on this
+    /// thread now.
+    pub(crate) fn polling(pool: &Inner) -> bool {
+        BATCH.with(|b| {
+            let batch = b.get();
+            // SAFETY: as in `add`; only the pool pointer is read.
+            !batch.is_null() && std::ptr::eq(unsafe { (*batch).pool }, pool)
+        })
+    }
+
     /// Gives back now the slots held by the batch of the driver polling on
     /// this thread, if it is `pool`'s and holds any; whether it did.
     pub(crate) fn settle_now(pool: &Inner) -> bool {

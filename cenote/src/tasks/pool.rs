@@ -4,7 +4,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
@@ -64,6 +64,9 @@ pub(crate) struct Inner {
     /// Futures spawned and not finished (and closures of aborted
     /// `spawn_blocking` futures still running).
     active: AtomicUsize,
+    /// The pool's own futures waiting in its `wait_idle` (polled in a
+    /// lane, so counted in `active`): they wait for the others only.
+    own_idle_waiters: AtomicUsize,
     /// Slots (and `active` counts) of aborted `spawn_blocking` futures
     /// whose closures still run: the next futures to end hand theirs to
     /// those closures, which give them back as they return. The slots are
@@ -130,6 +133,10 @@ pub struct Stats {
 pub struct ShutdownReport {
     /// Futures that were still running at the deadline and were aborted.
     pub aborted: usize,
+    /// Called from one of the pool's own futures: it waited for the
+    /// others (that future itself goes on, unless the deadline passed and
+    /// the abort took it too).
+    pub from_own_future: bool,
 }
 
 /// How a spawn waits for a slot.
@@ -146,12 +153,19 @@ thread_local! {
     /// This thread's eager starts: whether one is under way (they never
     /// nest), and how many more go untimed before the next timed one.
     static EAGER: EagerState = const {
-        EagerState { inside: Cell::new(false), untimed: Cell::new(0), seen: Cell::new(None) }
+        EagerState {
+            inside: Cell::new(false),
+            pool: Cell::new(std::ptr::null()),
+            untimed: Cell::new(0),
+            seen: Cell::new(None),
+        }
     };
 }
 
 struct EagerState {
     inside: Cell<bool>,
+    /// The pool whose future the eager start under way polls.
+    pool: Cell<*const Inner>,
     untimed: Cell<u32>,
     /// The last tokio task seen spawning on this thread, and its runtime.
     seen: Cell<Option<(tokio::task::Id, tokio::runtime::Id)>>,
@@ -210,6 +224,7 @@ impl TaskPool {
             waiting_spawners: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             orphans: AtomicUsize::new(0),
+            own_idle_waiters: AtomicUsize::new(0),
             idle_waiters: AtomicUsize::new(0),
             idle: Notify::new(),
             handles: AtomicUsize::new(1),
@@ -467,6 +482,7 @@ impl TaskPool {
         let inner = &self.inner;
         let timed = EAGER.with(|e| {
             e.inside.set(true);
+            e.pool.set(Arc::as_ptr(inner));
             match e.untimed.get() {
                 0 => {
                     e.untimed.set(EAGER_TIME_EVERY - 1);
@@ -576,14 +592,22 @@ impl TaskPool {
     }
 
     /// Waits until every future spawned so far has finished. The pool stays
-    /// open; futures spawned meanwhile are waited for too.
+    /// open; futures spawned meanwhile are waited for too. Awaited inside
+    /// one of the pool's own futures, it waits for every *other* future:
+    /// such a future counts as finished while it waits (so two of them
+    /// never wait for each other), as a task in `workers::Pool::wait_idle`
+    /// does.
     pub async fn wait_idle(&self) {
         let inner = &*self.inner;
         inner.idle_waiters.fetch_add(1, SeqCst);
         let _leave = Leave(&inner.idle_waiters);
+        let mut own = OwnIdleWait {
+            inner,
+            counted: false,
+        };
         loop {
             let notified = inner.idle.notified();
-            if inner.active.load(SeqCst) == 0 {
+            if own.is_idle() {
                 return;
             }
             notified.await;
@@ -599,14 +623,19 @@ impl TaskPool {
     /// Closes the pool, waits up to `timeout` for what runs to finish, then
     /// aborts what is left (each of their handles yields
     /// [`JoinError::Aborted`](super::JoinError::Aborted)) and says how many.
-    /// Needs the runtime's timer.
+    /// Needs the runtime's timer. From one of the pool's own futures it
+    /// waits for the others and says so (`from_own_future`).
     pub async fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
         self.close();
+        let from_own_future = own_future_here(&self.inner);
         if tokio::time::timeout(timeout, self.wait_idle())
             .await
             .is_ok()
         {
-            return ShutdownReport { aborted: 0 };
+            return ShutdownReport {
+                aborted: 0,
+                from_own_future,
+            };
         }
         let inner = &*self.inner;
         let before = inner.aborted.load(SeqCst);
@@ -616,6 +645,7 @@ impl TaskPool {
         self.wait_idle().await;
         ShutdownReport {
             aborted: (inner.aborted.load(SeqCst) - before) as usize,
+            from_own_future,
         }
     }
 }
@@ -715,7 +745,8 @@ impl Inner {
         // and then reads `active`; here `active` drops and then
         // `idle_waiters` is read. In the single order of SeqCst operations
         // one of the two sees the other.
-        if self.active.fetch_sub(n, SeqCst) == n && self.idle_waiters.load(SeqCst) > 0 {
+        let left = self.active.fetch_sub(n, SeqCst) - n;
+        if self.idle_waiters.load(SeqCst) > 0 && left <= self.own_idle_waiters.load(SeqCst) {
             self.idle.notify_waiters();
         }
     }
@@ -724,7 +755,7 @@ impl Inner {
     pub(crate) fn report_panic(&self, payload: &(dyn Any + Send)) {
         match &self.panic_handler {
             Some(handler) => {
-                if catch_unwind(AssertUnwindSafe(|| handler(payload))).is_err() {
+                if crate::unwind::panicked(|| handler(payload)) {
                     tracing::error!("cenote::tasks: the panic handler panicked");
                 }
             }
@@ -845,6 +876,69 @@ struct Leave<'a>(&'a AtomicUsize);
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Whether an eager first poll is under way on this thread, and whether
+/// it is of one of `inner`'s futures.
+fn eager_poll_here(inner: &Inner) -> (bool, bool) {
+    EAGER.with(|e| {
+        let inside = e.inside.get();
+        (inside, inside && std::ptr::eq(e.pool.get(), inner))
+    })
+}
+
+/// Whether the calling code runs inside a poll of one of `inner`'s futures
+/// (in its eager first poll, or in its lane).
+fn own_future_here(inner: &Inner) -> bool {
+    match eager_poll_here(inner) {
+        (true, here) => here,
+        (false, _) => Batch::polling(inner),
+    }
+}
+
+/// A `wait_idle` call's standing: a future of the pool polled in its lane
+/// counts itself among `own_idle_waiters` while it waits.
+struct OwnIdleWait<'a> {
+    inner: &'a Inner,
+    counted: bool,
+}
+
+impl OwnIdleWait<'_> {
+    /// Whether every future but the pool's own waiting ones has finished
+    /// (from outside: every future).
+    fn is_idle(&mut self) -> bool {
+        let inner = self.inner;
+        let (eager, eager_here) = eager_poll_here(inner);
+        if !eager && !self.counted && Batch::polling(inner) {
+            // One of ours, counted in `active`: count it as waiting, and
+            // tell the other waiters (that may complete their wait).
+            self.counted = true;
+            inner.own_idle_waiters.fetch_add(1, SeqCst);
+            inner.idle.notify_waiters();
+        }
+        if self.counted {
+            // Slots this driver poll freed, settled now rather than at its end.
+            Batch::settle_now(inner);
+        }
+        let active = inner.active.load(SeqCst);
+        if self.counted || eager_here {
+            // (In an eager first poll the future is not yet in `active`,
+            // so it is not counted among the waiters either.)
+            active <= inner.own_idle_waiters.load(SeqCst)
+        } else {
+            // From outside: a future waiting in `wait_idle` has not
+            // finished.
+            active == 0
+        }
+    }
+}
+
+impl Drop for OwnIdleWait<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.inner.own_idle_waiters.fetch_sub(1, SeqCst);
+        }
     }
 }
 

@@ -5,7 +5,6 @@
 //! or task is lost) is described in `DESIGN.md` beside this file; the
 //! comments here name the step of that note they implement.
 
-use std::any::Any;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use crate::sync::{
     deadline_after, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar, HandshakeLoad,
     Mutex, Ordering::*, Queue,
 };
+use crate::unwind::{self, Payload};
 
 // ---------------------------------------------------------------------------
 // What a pool runs
@@ -136,9 +136,14 @@ fn cores() -> usize {
     }
 }
 
+/// Set in `CURRENT_POOL` beside the engine's address (aligned, so its low
+/// bit is free) while the thread exits.
+const EXITING_TAG: usize = 1;
+
 #[cfg(not(loom))]
 std::thread_local! {
-    /// The engine whose worker the current thread is (its address), or 0.
+    /// The engine whose worker the current thread is (its address, with
+    /// `EXITING_TAG` while it exits), or 0.
     static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
 }
 
@@ -272,6 +277,9 @@ pub(crate) struct Inner<R: Runner> {
     /// Pool threads blocked in `wait_idle` (tasks waiting for the others):
     /// they count as idle, so two such tasks never wait for each other.
     idle_waiting_workers: AtomicUsize,
+    /// Threads that gave back their slot and have not finished exiting
+    /// (registry, stop hook): `shutdown_timeout` waits for them too.
+    exiting: AtomicUsize,
     tune_lock: Mutex<()>,
     registry: Mutex<Registry<R::Job>>,
     rejected: AtomicU64,
@@ -304,6 +312,7 @@ impl<R: Runner> Inner<R> {
             quiet_cv: Condvar::new(),
             quiet_waiters: AtomicUsize::new(0),
             idle_waiting_workers: AtomicUsize::new(0),
+            exiting: AtomicUsize::new(0),
             tune_lock: Mutex::new(()),
             registry: Mutex::new(Registry {
                 live: Vec::new(),
@@ -339,6 +348,13 @@ impl<R: Runner> Inner<R> {
     /// True on a worker thread of this pool.
     pub(crate) fn is_own_worker(&self) -> bool {
         CURRENT_POOL.with(|c| c.get()) == self.id()
+    }
+
+    /// True on a thread of this pool that is exiting (running its stop
+    /// hook): it holds no slot, and `shutdown_timeout` from its hook must
+    /// not wait for it.
+    fn is_exiting_here(&self) -> bool {
+        CURRENT_POOL.with(|c| c.get()) == self.id() | EXITING_TAG
     }
 
     // ----- submission (DESIGN.md, "Submit") -------------------------------
@@ -649,11 +665,13 @@ impl<R: Runner> Inner<R> {
         }
     }
 
+    /// Hands a task's panic to the handler (or the log). The payload is
+    /// the user's: its drop may panic too, so it is dropped safely.
     #[cold]
-    fn report_panic(&self, payload: Box<dyn Any + Send>) {
+    fn report_panic(&self, payload: Payload) {
         match &self.config.panic_handler {
             Some(h) => {
-                if catch_unwind(AssertUnwindSafe(|| h(payload))).is_err() {
+                if unwind::panicked(|| h(payload)) {
                     tracing::error!("cenote: the panic handler itself panicked");
                 }
             }
@@ -662,6 +680,7 @@ impl<R: Runner> Inner<R> {
                     message = panic_message(payload.as_ref()).unwrap_or("<non-string payload>"),
                     "cenote: a task panicked; the worker thread keeps serving"
                 );
+                unwind::drop_payload(payload);
             }
         }
     }
@@ -741,8 +760,10 @@ impl<R: Runner> Inner<R> {
     /// searches. If the slot is gone, its taker searches or runs a job and
     /// then searches. Called counted neither as searching nor as a sleeper.
     fn leave(&self) -> Parked<R::Job> {
+        self.exiting.fetch_add(1, SeqCst);
         self.release_thread();
         if !self.queue_is_empty() && self.reserve_slot() {
+            self.exiting.fetch_sub(1, SeqCst);
             self.idle_word.fetch_add(SEARCHING_ONE, SeqCst);
             return Parked::Search;
         }
@@ -770,11 +791,13 @@ impl<R: Runner> Inner<R> {
         if running_of(self.threads.load(Relaxed)) <= target {
             return false; // the common case: two relaxed loads
         }
+        self.exiting.fetch_add(1, SeqCst);
         if self.leave_if(|running| running > self.target.load(SeqCst)) {
             self.notify_space();
             self.notify_quiet();
             return true;
         }
+        self.exiting.fetch_sub(1, SeqCst);
         false
     }
 
@@ -832,7 +855,7 @@ impl<R: Runner> Inner<R> {
     fn worker_main(self: Arc<Self>, me: Arc<Worker<R::Job>>) {
         CURRENT_POOL.with(|c| c.set(self.id()));
         if let Some(hook) = &self.config.on_thread_start {
-            if catch_unwind(AssertUnwindSafe(|| hook())).is_err() {
+            if unwind::panicked(|| hook()) {
                 tracing::error!("cenote: on_thread_start hook panicked");
             }
         }
@@ -995,6 +1018,7 @@ impl<R: Runner> Inner<R> {
     }
 
     fn worker_exit(&self, me: &Arc<Worker<R::Job>>) {
+        CURRENT_POOL.with(|c| c.set(self.id() | EXITING_TAG));
         {
             let mut reg = self.registry.lock();
             reg.retired_completed += me.completed.load(Relaxed);
@@ -1003,11 +1027,12 @@ impl<R: Runner> Inner<R> {
         }
         self.threads_retired.fetch_add(1, Relaxed);
         if let Some(hook) = &self.config.on_thread_stop {
-            if catch_unwind(AssertUnwindSafe(|| hook())).is_err() {
+            if unwind::panicked(|| hook()) {
                 tracing::error!("cenote: on_thread_stop hook panicked");
             }
         }
         CURRENT_POOL.with(|c| c.set(0));
+        self.exiting.fetch_sub(1, SeqCst);
         self.notify_quiet();
     }
 
@@ -1066,6 +1091,7 @@ impl<R: Runner> Inner<R> {
                 while running_of(self.threads.load(SeqCst)) > n && !idle.is_empty() {
                     retired.push(idle.remove(0));
                     self.idle_word.fetch_sub(SLEEPER_ONE, SeqCst);
+                    self.exiting.fetch_add(1, SeqCst);
                     self.release_slot();
                 }
             }
@@ -1090,6 +1116,7 @@ impl<R: Runner> Inner<R> {
             ws
         };
         for w in parked {
+            self.exiting.fetch_add(1, SeqCst);
             self.release_thread();
             w.signal(Signal::Retire, None);
         }
@@ -1122,19 +1149,33 @@ impl<R: Runner> Inner<R> {
         }
     }
 
-    /// The queue is empty and every thread is parked or itself waiting in
-    /// `wait_idle`.
+    /// For a caller from outside the pool: the queue is empty and every
+    /// thread is parked. (A task blocked in `wait_idle` is still running:
+    /// it has not finished.)
     fn is_idle_now(&self) -> bool {
+        let threads = running_of(self.threads.handshake_load());
+        let sleepers = sleepers_of(self.idle_word.handshake_load());
+        self.queue_is_empty() && sleepers >= threads
+    }
+
+    /// For a task waiting for the others: the queue is empty and every
+    /// thread is parked or itself a task waiting in `wait_idle` (so two
+    /// such tasks never wait for each other).
+    fn is_idle_for_task(&self) -> bool {
         let waiting_workers = self.idle_waiting_workers.handshake_load();
         let threads = running_of(self.threads.handshake_load());
         let sleepers = sleepers_of(self.idle_word.handshake_load());
         self.queue_is_empty() && sleepers + waiting_workers >= threads
     }
 
-    /// Every thread but the caller has exited and the queue is empty.
+    /// Every thread but the caller has exited (its exit hook run) and the
+    /// queue is empty.
     fn is_stopped_now(&self) -> bool {
         let me = usize::from(self.is_own_worker());
-        self.queue_is_empty() && running_of(self.threads.handshake_load()) <= me
+        let me_exiting = usize::from(self.is_exiting_here());
+        self.queue_is_empty()
+            && running_of(self.threads.handshake_load()) <= me
+            && self.exiting.handshake_load() <= me_exiting
     }
 
     /// Waits until `cond` holds or the deadline passes; true if it holds.
@@ -1157,22 +1198,61 @@ impl<R: Runner> Inner<R> {
         }
     }
 
+    /// `Pool::wait_idle`: from outside, until everything finished; from a
+    /// task of the pool, until every other task finished.
     pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
-        if !self.is_own_worker() {
+        let own = self.is_own_worker();
+        let _waiting = own.then(|| self.enter_idle_wait());
+        self.wait_quiet(deadline, own)
+    }
+
+    /// Counts the calling pool thread as a task waiting in `wait_idle`
+    /// until the guard drops (and says so: that may complete another
+    /// waiter's wait).
+    pub(crate) fn enter_idle_wait(&self) -> IdleWait<'_, R> {
+        self.idle_waiting_workers.fetch_add(1, SeqCst);
+        self.notify_quiet();
+        IdleWait(self)
+    }
+
+    /// Waits for the pool to be idle: as a task that waits for the others
+    /// (`as_task`: threads waiting in `wait_idle` count as idle), or as an
+    /// outsider. A task of this pool runs queued tasks while it waits: with
+    /// no thread free, nobody else would, and it would wait for them
+    /// forever.
+    pub(crate) fn wait_quiet(&self, deadline: Option<Instant>, as_task: bool) -> bool {
+        if !as_task {
             return self.wait_for(Self::is_idle_now, deadline);
         }
-        // A task waiting for the others: count this thread as idle while it
-        // waits (and say so, since that may complete another waiter's wait).
-        struct Leave<'a>(&'a AtomicUsize);
-        impl Drop for Leave<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, SeqCst);
+        if !self.is_own_worker() {
+            return self.wait_for(Self::is_idle_for_task, deadline);
+        }
+        loop {
+            if self.help_while_waiting() {
+                continue;
+            }
+            // Short slices: a push does not wake quiet waiters.
+            let slice = Instant::now() + Duration::from_millis(1);
+            if self.wait_for(
+                Self::is_idle_for_task,
+                Some(deadline.map_or(slice, |d| d.min(slice))),
+            ) {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
             }
         }
+    }
+
+    /// A task in `wait_idle` runs one queued task, counted busy meanwhile.
+    fn help_while_waiting(&self) -> bool {
+        let Some(job) = self.pop() else { return false };
+        self.idle_waiting_workers.fetch_sub(1, SeqCst);
+        self.run_on_caller(job);
         self.idle_waiting_workers.fetch_add(1, SeqCst);
-        let _leave = Leave(&self.idle_waiting_workers);
         self.notify_quiet();
-        self.wait_for(Self::is_idle_now, deadline)
+        true
     }
 
     /// Closes, then waits for every thread to exit and the queue to empty.
@@ -1189,7 +1269,7 @@ impl<R: Runner> Inner<R> {
             Ok(())
         } else {
             Err(ShutdownError {
-                threads: self.running(),
+                threads: self.running().max(self.exiting.load(SeqCst)),
                 queued: self.queued(),
                 waited: started.elapsed(),
                 from_own_task,
@@ -1244,6 +1324,16 @@ impl<R: Runner> Inner<R> {
             threads_started: self.threads_started.load(Relaxed),
             threads_retired: self.threads_retired.load(Relaxed),
         }
+    }
+}
+
+/// A pool thread counted as a task waiting in `wait_idle`; see
+/// [`Inner::enter_idle_wait`].
+pub(crate) struct IdleWait<'a, R: Runner>(&'a Inner<R>);
+
+impl<R: Runner> Drop for IdleWait<'_, R> {
+    fn drop(&mut self) {
+        self.0.idle_waiting_workers.fetch_sub(1, SeqCst);
     }
 }
 

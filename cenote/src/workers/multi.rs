@@ -174,23 +174,50 @@ impl MultiPool {
             .map(Pool::stats)
             .fold(Stats::default(), |a, b| a + b)
     }
-    /// Waits until every sub-pool is idle.
+    /// Waits until every sub-pool is idle. From a task of one of the
+    /// sub-pools it waits for every other task: the caller counts as idle
+    /// in its own sub-pool for the whole call, and tasks waiting in
+    /// `wait_idle` count as idle in every sub-pool, so two tasks on
+    /// different sub-pools never wait for each other.
     pub fn wait_idle(&self) {
-        self.pools.iter().for_each(Pool::wait_idle);
+        let own = self.pools.iter().find(|p| p.inner.is_own_worker());
+        let _waiting = own.map(|p| p.inner.enter_idle_wait());
+        for p in &self.pools {
+            p.inner.wait_quiet(None, own.is_some());
+        }
     }
     /// Closes every sub-pool.
     pub fn close(&self) {
         self.pools.iter().for_each(Pool::close);
     }
     /// Closes every sub-pool and waits at most `timeout` in all.
+    /// Every sub-pool is waited for, also after one of them reports an
+    /// error; the error adds up what is still running in all of them.
     pub fn shutdown_timeout(&self, timeout: Duration) -> Result<(), ShutdownError> {
         let start = std::time::Instant::now();
         self.close();
+        let mut failed: Option<ShutdownError> = None;
         for p in &self.pools {
             let left = timeout.saturating_sub(start.elapsed());
-            p.shutdown_timeout(left)?;
+            if let Err(e) = p.shutdown_timeout(left) {
+                let sum = failed.get_or_insert(ShutdownError {
+                    threads: 0,
+                    queued: 0,
+                    waited: Duration::ZERO,
+                    from_own_task: false,
+                });
+                sum.threads += e.threads;
+                sum.queued += e.queued;
+                sum.from_own_task |= e.from_own_task;
+            }
         }
-        Ok(())
+        match failed {
+            None => Ok(()),
+            Some(mut e) => {
+                e.waited = start.elapsed();
+                Err(e)
+            }
+        }
     }
     /// Reopens every sub-pool.
     pub fn reboot(&self) {
