@@ -578,3 +578,17 @@ fn acquires_and_permits_dropped_during_thread_exit_are_safe() {
     drop(held);
     assert_eq!(sem.available(), 2);
 }
+
+#[test]
+fn zero_permits_are_always_free_and_a_split_permit_lives_as_long_as_its_source() {
+    let sem = Semaphore::new(2);
+    let mut held = sem.try_acquire_many(2).unwrap();
+    sem.set_permits(1).unwrap(); // a shrink owed one permit
+    assert_eq!(sem.try_acquire_many(0).unwrap().count(), 0);
+    // Both halves kept side by side, each released on its own.
+    let half = held.split(1).unwrap();
+    let both = (held, half);
+    assert_eq!(sem.in_use(), 2);
+    drop(both);
+    assert_eq!((sem.permits(), sem.available()), (1, 1));
+}

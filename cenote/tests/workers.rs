@@ -946,3 +946,19 @@ fn shutdown_from_a_task_of_the_pool_says_its_own_thread_still_runs() {
     assert!(e.to_string().contains("own tasks"), "{e}");
     pool.shutdown_timeout(Duration::from_secs(30)).unwrap();
 }
+
+#[test]
+fn a_zero_timeout_reports_timeout_whatever_the_waiting_cap() {
+    let pool = Pool::builder()
+        .capacity(1)
+        .queue(0)
+        .max_blocked_submitters(0)
+        .build()
+        .unwrap();
+    let gate = occupy(&pool, 1);
+    assert_eq!(
+        pool.submit_timeout(|| {}, Duration::ZERO),
+        Err(SubmitError::Timeout(Duration::ZERO))
+    );
+    gate.open();
+}

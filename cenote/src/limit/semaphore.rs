@@ -564,7 +564,9 @@ impl Semaphore {
         if self.closed.load(Acquire) {
             return Err(TryAcquireError::Closed);
         }
-        if !self.take_available(n) {
+        // Zero permits are always free (as for `acquire_many(0)`), also
+        // while a shrink is owed permits.
+        if n > 0 && !self.take_available(n) {
             return Err(TryAcquireError::NoPermits);
         }
         Ok(())
@@ -684,7 +686,13 @@ impl Semaphore {
 
     /// Adds `n` permits (first cancelling what a shrink still owes).
     pub fn add_permits(&self, n: usize) -> Result<(), TooManyPermits> {
-        let mut q = self.queue.lock();
+        let q = self.queue.lock();
+        self.add_locked(q, n)
+    }
+
+    /// [`add_permits`](Self::add_permits) with the queue lock held (and
+    /// released before the wake-ups).
+    fn add_locked(&self, mut q: MutexGuard<'_, List>, n: usize) -> Result<(), TooManyPermits> {
         let total = self.total.load(SeqCst);
         let debt = self.debt.load(SeqCst);
         let paid = debt.min(n);
@@ -734,15 +742,13 @@ impl Semaphore {
     /// at once; shrinking removes available ones at once and the rest as
     /// holders release them, so in-use permits are never revoked.
     pub fn set_permits(&self, permits: usize) -> Result<(), TooManyPermits> {
-        let current = self.permits();
-        if permits >= current {
-            return self.add_permits(permits - current);
-        }
+        // One critical section from the read of the size to its change: a
+        // resize or forget in between would be undone (two racing resizes
+        // to 10 and 3 from 5 left 8).
         let mut q = self.queue.lock();
         let current = self.total.load(SeqCst) - self.debt.load(SeqCst);
         if permits >= current {
-            drop(q);
-            return self.add_permits(permits - current);
+            return self.add_locked(q, permits - current);
         }
         self.debt.fetch_add(current - permits, SeqCst);
         self.state.fetch_or(SLOW, SeqCst);
@@ -1337,7 +1343,7 @@ pub struct Permit<'a> {
     n: usize,
 }
 
-impl Permit<'_> {
+impl<'a> Permit<'a> {
     /// How many permits this guard holds.
     pub fn count(&self) -> usize {
         self.n
@@ -1359,7 +1365,7 @@ impl Permit<'_> {
     }
 
     /// Moves `n` of the permits into a new guard.
-    pub fn split(&mut self, n: usize) -> Option<Permit<'_>> {
+    pub fn split(&mut self, n: usize) -> Option<Permit<'a>> {
         if n > self.n {
             return None;
         }

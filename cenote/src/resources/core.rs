@@ -84,6 +84,8 @@ pub struct Core<R> {
     /// creation starts until the resource is handed to `destroy`.
     size: AtomicUsize,
     max: AtomicUsize,
+    /// Held by `set_max` from the permits' change to `max`'s.
+    resizing: Mutex<()>,
     closed: AtomicBool,
     lifo: bool,
 }
@@ -106,6 +108,7 @@ impl<R> Core<R> {
             idle: Mutex::new(VecDeque::new()),
             size: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
+            resizing: Mutex::new(()),
             closed: AtomicBool::new(false),
             lifo,
         }
@@ -321,6 +324,9 @@ impl<R> Core<R> {
     /// back, they are destroyed when returned while over the bound).
     /// Returns the idle resources over the new bound, to destroy.
     pub fn set_max(&self, max: usize) -> Result<Vec<Idle<R>>, crate::limit::TooManyPermits> {
+        // The permits and `max` change together: two racing resizes must
+        // leave both at the same one's value.
+        let _resizing = self.resizing.lock();
         self.sem.set_permits(max)?;
         let mut idle = self.idle.lock();
         self.max.store(max, SeqCst);

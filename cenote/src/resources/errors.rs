@@ -29,9 +29,6 @@ pub enum GetError<E: std::error::Error + 'static> {
     /// `max_waiting` callers already wait: this one is shed.
     #[error("{0} callers already wait for a resource (max_waiting): shed")]
     TooManyWaiting(usize),
-    /// `try_get` found no idle resource and no room to create one.
-    #[error("no resource is free now")]
-    NoneFree,
     /// The tokio runtime the pool runs its manager on has shut down, so
     /// no resource can be created, checked or destroyed: build the pool on
     /// a runtime that outlives it (or let it start its own).

@@ -552,6 +552,11 @@ impl<R: Runner> Inner<R> {
         } else {
             usize::MAX
         };
+        // A deadline already passed (a zero timeout) reports `Timeout`,
+        // whatever the cap on waiters.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return self.refuse(SubmitError::Timeout(asked), job);
+        }
         if max == 0 {
             return self.refuse(SubmitError::TooManyWaiting(0), job);
         }
