@@ -32,6 +32,18 @@ fn counting_task(n: &Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {
     }
 }
 
+/// Submits two counting jobs; both have run once `wait_idle` returns, and
+/// nothing else runs by the end of the shutdown.
+fn two_jobs_run_before_idle(p: Pool) {
+    let n = Arc::new(AtomicUsize::new(0));
+    p.submit(counting_task(&n)).unwrap();
+    p.submit(counting_task(&n)).unwrap();
+    p.wait_idle();
+    assert_eq!(n.load(SeqCst), 2);
+    p.shutdown_timeout(Duration::MAX).unwrap();
+    assert_eq!(n.load(SeqCst), 2);
+}
+
 /// Queue mode: the second job arrives while the only worker may be
 /// searching, parking or parked; it must be found (S2 vs W3a).
 #[test]
@@ -50,15 +62,7 @@ fn queued_jobs_are_never_stranded_by_a_parking_worker() {
 /// then hand the job to it (blocked submitter vs W3 notification).
 #[test]
 fn direct_hand_off_waits_for_the_worker_and_loses_nothing() {
-    loom::model(|| {
-        let p = pool(1, 0);
-        let n = Arc::new(AtomicUsize::new(0));
-        p.submit(counting_task(&n)).unwrap();
-        p.submit(counting_task(&n)).unwrap();
-        p.wait_idle();
-        assert_eq!(n.load(SeqCst), 2);
-        p.shutdown_timeout(Duration::MAX).unwrap();
-    });
+    loom::model(|| two_jobs_run_before_idle(pool(1, 0)));
 }
 
 /// A submitter blocked on a full queue is woken when the worker drains it
@@ -147,16 +151,7 @@ fn retiring_pool(capacity: usize, queue: usize) -> Pool {
 /// no free slot; the leaving worker must see the job after its release.
 #[test]
 fn a_push_racing_an_idle_retire_is_run() {
-    loom::model(|| {
-        let p = retiring_pool(1, 2);
-        let n = Arc::new(AtomicUsize::new(0));
-        p.submit(counting_task(&n)).unwrap();
-        p.submit(counting_task(&n)).unwrap();
-        p.wait_idle();
-        assert_eq!(n.load(SeqCst), 2);
-        p.shutdown_timeout(Duration::MAX).unwrap();
-        assert_eq!(n.load(SeqCst), 2);
-    });
+    loom::model(|| two_jobs_run_before_idle(retiring_pool(1, 2)));
 }
 
 /// W3c, the shrink exit racing a push: a worker above the target leaves
