@@ -287,7 +287,8 @@ mod semaphore {
             if self.closed {
                 return Err(TryAcquireError::Closed);
             }
-            if self.slow() || self.avail < n {
+            // Zero permits are always free, also while a shrink is owed.
+            if n > 0 && (self.slow() || self.avail < n) {
                 return Err(TryAcquireError::NoPermits);
             }
             self.avail -= n;
@@ -1414,8 +1415,12 @@ mod workers {
             match (kind, r) {
                 (_, Ok(())) => true,
                 (Kind::Try, Err(Full)) => true,
-                (Kind::Timeout(d), Err(Timeout(t))) => c.max_blocked > 0 && *t == d,
-                (Kind::Timeout(_), Err(TooManyWaiting(0))) => c.max_blocked == 0,
+                // A zero timeout reports `Timeout` whatever the cap on
+                // waiters; a longer one meets the cap first.
+                (Kind::Timeout(d), Err(Timeout(t))) => {
+                    *t == d && (c.max_blocked > 0 || d.is_zero())
+                }
+                (Kind::Timeout(d), Err(TooManyWaiting(0))) => c.max_blocked == 0 && !d.is_zero(),
                 (Kind::Policy, Err(Full)) => c.policy == Policy::Reject,
                 (Kind::Policy, Err(TooManyWaiting(0))) => {
                     c.policy == Policy::Block && c.max_blocked == 0
