@@ -42,6 +42,18 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
+/// Rounds of a two-thread race: `default`, or fewer when
+/// `CENOTE_MODEL_CASES` asks for a short run (memcheck runs the suite with
+/// 8 cases, where threads take turns and a round costs a hundred times more).
+fn race_rounds(default: usize) -> usize {
+    std::env::var("CENOTE_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(default, |cases| {
+            default.min(cases.saturating_mul(10).max(10))
+        })
+}
+
 // ===== limit::Semaphore ======================================================
 
 mod semaphore {
@@ -2694,11 +2706,11 @@ mod found_defects {
     /// `Permit::forget` or `forget_permits`).
     #[test]
     fn racing_set_permits_end_at_a_size_asked_for() {
-        const ROUNDS: usize = 20_000;
+        let rounds = race_rounds(20_000);
         let sem = Semaphore::new(5);
         let mut bad = Vec::new();
         race(
-            ROUNDS,
+            rounds,
             |_| sem.set_permits(10).unwrap(),
             |_| sem.set_permits(3).unwrap(),
             |r| {
@@ -2711,7 +2723,7 @@ mod found_defects {
         );
         assert!(
             bad.is_empty(),
-            "{} of {ROUNDS} rounds ended at a size nobody asked for, e.g. (round, permits) {:?}",
+            "{} of {rounds} rounds ended at a size nobody asked for, e.g. (round, permits) {:?}",
             bad.len(),
             &bad[..bad.len().min(4)]
         );
@@ -2746,7 +2758,7 @@ mod found_defects {
             .build()
             .expect("valid configuration");
         race(
-            2_000,
+            race_rounds(2_000),
             |_| pool.resize(10).unwrap(),
             |_| pool.resize(3).unwrap(),
             |r| {
