@@ -51,6 +51,8 @@ struct Knobs {
     hang_create: AtomicBool,
     /// Milliseconds each create takes.
     slow_create_ms: AtomicU64,
+    /// Creates and checks hanging now (`hang_create`, `hang_check`).
+    hanging: AtomicU64,
     panic_create: AtomicBool,
     fail_check: AtomicBool,
     panic_check: AtomicBool,
@@ -83,6 +85,7 @@ impl Manager for TestManager {
     async fn create(&self) -> Result<Conn, TestError> {
         let k = &self.0;
         if k.hang_create.load(SeqCst) {
+            k.hanging.fetch_add(1, SeqCst);
             std::future::pending::<()>().await;
         }
         let slow = k.slow_create_ms.load(SeqCst);
@@ -110,6 +113,7 @@ impl Manager for TestManager {
         let k = &self.0;
         k.checks.fetch_add(1, SeqCst);
         if k.hang_check.load(SeqCst) {
+            k.hanging.fetch_add(1, SeqCst);
             std::future::pending::<()>().await;
         }
         if k.panic_check.load(SeqCst) {
@@ -1152,8 +1156,13 @@ async fn a_coarse_timeout_fires_while_the_refill_create_hangs() {
         .unwrap();
     let lent = pool.get().await.unwrap();
     k.hang_create.store(true, SeqCst);
-    // The refill takes the second permit and hangs in its create.
-    eventually(|| pool.status().size == 2).await;
+    // The refill takes the second permit and hangs in its create (one it
+    // made before the hang is evicted, so it makes another).
+    eventually(|| {
+        pool.evict_idle();
+        k.hanging.load(SeqCst) == 1 && pool.status().idle == 0
+    })
+    .await;
     let err = within(pool.get()).await.unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
     // Leak reports keep coming too.
@@ -1178,7 +1187,7 @@ async fn a_coarse_timeout_fires_while_a_keepalive_check_hangs() {
     drop(b);
     k.hang_check.store(true, SeqCst);
     // The idle one is taken for its keepalive check, which hangs.
-    eventually(|| k.checks.load(SeqCst) >= 1 && pool.status().idle == 0).await;
+    eventually(|| k.hanging.load(SeqCst) == 1).await;
     let err = within(pool.get()).await.unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
     // A waiter is still served at once by a return.
