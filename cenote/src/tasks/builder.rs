@@ -85,8 +85,10 @@ impl Builder {
     }
 
     /// Called with the payload of every panic of a spawned future (the
-    /// payload then goes on to its [`JoinHandle`](super::JoinHandle)). A
-    /// panicking handler is caught and logged.
+    /// payload then goes on to its [`JoinHandle`](super::JoinHandle)), and
+    /// of every panic while the pool drops a future or a detached output.
+    /// An output dropped with its handle, on the caller's thread, is caught
+    /// and logged instead. A panicking handler is caught and logged.
     pub fn panic_handler<H>(mut self, handler: H) -> Self
     where
         H: Fn(&(dyn Any + Send)) + Send + Sync + 'static,
