@@ -90,7 +90,7 @@ enum Command {
     Seeds(SeedArgs),
     /// Object-pool experiments: get + put cycles against plain allocation and peer pools.
     Objects,
-    /// Async experiments: TaskPool against tokio::spawn, Semaphore + spawn, buffer_unordered,
+    /// Async experiments: tasks::Pool against tokio::spawn, Semaphore + spawn, buffer_unordered,
     /// JoinSet; cenote's semaphore against tokio's and Mutex + Condvar.
     Tasks,
     /// Resource-pool experiments: resources::Pool against deadpool (managed, unmanaged), bb8,

@@ -1,5 +1,5 @@
 //! Seed 001 (ants: "100k jobs sleeping 10 ms through a pool of 1,000") with
-//! futures: a [`cenote::tasks::TaskPool`] of 1,000 slots on a tokio runtime.
+//! futures: a [`cenote::tasks::Pool`] of 1,000 slots on a tokio runtime.
 //!
 //! In Go each job is a goroutine parked in `time.Sleep`; in Rust an I/O-bound
 //! job is a future, and the pool bounds how many are in flight. The producer
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cenote::limit::Monitor;
-use cenote::tasks::TaskPool;
+use cenote::tasks::Pool;
 
 fn arg(n: usize, default: u64) -> Result<u64, Box<dyn Error>> {
     match std::env::args().nth(n) {
@@ -36,7 +36,7 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
     let jobs = arg(1, 100_000)?;
     let capacity = usize::try_from(arg(2, 1_000)?)?;
     let sleep = Duration::from_millis(arg(3, 10)?);
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(capacity)
         // The payload also reaches each job's handle; here only count them.
         .panic_handler(|_| {})

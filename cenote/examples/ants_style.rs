@@ -10,7 +10,7 @@
 //! 1. [`Pool::submit`]: 10 000 closures on a pool of 1 000 threads;
 //! 2. [`FnPool::invoke`]: the same 10 000 jobs, the function bound once and
 //!    only the argument passed per call (nothing boxed per job);
-//! 3. [`Pool::tune`]: down to 100 threads, then up to 2 000, with a burst of
+//! 3. [`Pool::resize`]: down to 100 threads, then up to 2 000, with a burst of
 //!    twice as many 50 ms jobs after each to show the new limit in force;
 //! 4. [`Pool::close`]: a submit is refused with [`SubmitError::Closed`];
 //!    [`Pool::reboot`] reopens the pool and the next submit runs.
@@ -19,7 +19,7 @@
 //! threads a phase of 10 000 jobs takes about 10 rounds, ~0.1 s plus the cost
 //! of starting the threads. What to look for in the output: both phases finish
 //! all 10 000 jobs on exactly 1 000 threads (`threads started`), `max at once`
-//! never exceeds the capacity in force (after `tune(2000)` it may stay below
+//! never exceeds the capacity in force (after `resize(2000)` it may stay below
 //! 2 000: threads start on demand, only for jobs that find no idle thread),
 //! and the peak RSS stays in the tens of MiB although up to 2 000 threads
 //! were alive at once: each thread's stack is reserved, barely touched. (The
@@ -40,7 +40,7 @@ const POOL_SIZE: usize = 1_000;
 const JOBS: usize = 10_000;
 /// Stands in for the seed's `ApiWorker`, a call to a slow HTTP API.
 const API_CALL: Duration = Duration::from_millis(10);
-/// The jobs of the bursts after `tune`: long enough that the pool has time
+/// The jobs of the bursts after `resize`: long enough that the pool has time
 /// to start every thread it is allowed before the first jobs finish.
 const BURST_JOB: Duration = Duration::from_millis(50);
 
@@ -142,11 +142,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
 
     // 3. pool.Tune(...), on the first pool whose 1 000 threads are parked.
-    println!("\n[tune]");
+    println!("\n[resize]");
     for new_capacity in [100, 2_000] {
-        pool.tune(new_capacity)?;
+        pool.resize(new_capacity)?;
         println!(
-            "  tune({new_capacity}): capacity {}, target {}, threads alive {}",
+            "  resize({new_capacity}): capacity {}, target {}, threads alive {}",
             pool.capacity(),
             pool.target_capacity(),
             pool.running(),

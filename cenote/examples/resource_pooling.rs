@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = Pool::builder(Db {
         made: AtomicU64::new(0),
     })
-    .max_size(3)
+    .capacity(3)
     .min_idle(3)
     .acquire_timeout(Duration::from_secs(5))
     .build_filled_blocking()?;
@@ -109,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
     });
-    let (status, stats) = (db.status(), db.stats());
+    let (status, stats) = (db.stats(), db.stats());
     println!(
         "  db pool: {} connections, {} idle; {} gets served at once, {} after waiting (p99 wait < {:?}), {} created",
         status.size,
@@ -119,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.wait_quantile(0.99).unwrap_or_default(),
         stats.created
     );
-    db.close_timeout_blocking(Duration::from_secs(5))?;
+    db.shutdown_timeout_blocking(Duration::from_secs(5))?;
 
     println!("\n2. HTTP Client Pool Example:");
     let rt = tokio::runtime::Runtime::new()?;
@@ -127,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let http = Pool::builder(Http {
             made: AtomicU64::new(0),
         })
-        .max_size(2)
+        .capacity(2)
         .acquire_timeout(Duration::from_secs(3))
         .build_filled()
         .await?;
@@ -151,13 +151,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "Urgent request: Using HTTP client {} ahead of {} waiting worker(s)",
             *urgent,
-            http.status().waiting
+            http.stats().waiting
         );
         drop(urgent);
         for t in tasks {
             t.await?;
         }
-        http.close_timeout(Duration::from_secs(3)).await?;
+        http.shutdown_timeout(Duration::from_secs(3)).await?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;
     println!("\ndone in {:.2?}", start.elapsed());

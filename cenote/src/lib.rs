@@ -1,7 +1,7 @@
 //! cenote: one coherent answer to "limit and reuse" in Rust.
 //!
 //! - [`workers`]: a thread pool with everything ants offers and more
-//!   (bounded queue and overflow policies, result handles, tune, reboot,
+//!   (bounded queue and overflow policies, result handles, resize, reboot,
 //!   scoped tasks, a pool bound to one function, several pools balanced).
 //!
 //! - [`objects`]: an object pool with a lock-free per-thread fast path, a
@@ -12,7 +12,7 @@
 //!
 //! - [`tasks`] (feature `tokio`, on by default): a pool that runs futures
 //!   on a tokio runtime with at most `capacity` in flight: back-pressure,
-//!   reject or deadline when full, join handles, tune, wait-idle, shutdown.
+//!   reject or deadline when full, join handles, resize, wait-idle, shutdown.
 //!
 //! - [`resources`] (feature `tokio`): a managed resource pool for async
 //!   tasks and plain threads: min-idle, lifetimes, idle timeout, keepalive,

@@ -42,3 +42,34 @@ pub(crate) fn drop_payload(payload: Payload) {
 pub(crate) fn drop_caught<T>(value: T) -> Option<Payload> {
     catch_unwind(AssertUnwindSafe(move || drop(value))).err()
 }
+
+/// A pool's panic handler: called with the payload of each panic of user
+/// code the pool catches (the payload stays the pool's, to drop or hand on).
+pub(crate) type PanicHandler = std::sync::Arc<dyn Fn(&(dyn Any + Send)) + Send + Sync>;
+
+/// Hands a caught panic to `handler`, or logs it at `error` level with its
+/// message when there is none. `pool` names the module in the log line.
+/// A panicking handler is caught and logged.
+#[cold]
+pub(crate) fn report(handler: Option<&PanicHandler>, payload: &(dyn Any + Send), pool: &str) {
+    match handler {
+        Some(handler) => {
+            if panicked(|| handler(payload)) {
+                tracing::error!(pool, "cenote: the panic handler itself panicked");
+            }
+        }
+        None => tracing::error!(
+            pool,
+            message = message(payload).unwrap_or("<non-string payload>"),
+            "cenote: user code panicked; the pool goes on serving"
+        ),
+    }
+}
+
+/// The message of a `panic!("...")` payload, if it is a string.
+pub(crate) fn message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}

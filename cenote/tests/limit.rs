@@ -261,12 +261,12 @@ fn resizing_grows_at_once_and_shrinks_as_permits_return() {
     sem.add_permits(1).unwrap();
     assert_eq!((sem.permits(), sem.available()), (3, 1));
     // Shrink to 1 while 2 are held: the free one goes now, one more later.
-    sem.set_permits(1).unwrap();
+    sem.resize(1).unwrap();
     assert_eq!((sem.permits(), sem.available()), (1, 0));
     drop(a);
     assert_eq!((sem.permits(), sem.available(), sem.in_use()), (1, 1, 0));
     // Grow again; forget what is free.
-    sem.set_permits(4).unwrap();
+    sem.resize(4).unwrap();
     assert_eq!(sem.available(), 4);
     assert_eq!(sem.forget_permits(3), 3);
     assert_eq!(sem.forget_permits(5), 1);
@@ -283,7 +283,7 @@ fn growing_serves_waiters() {
     let s = sem.clone();
     let t = thread::spawn(move || s.acquire_many_blocking(2).map(|p| p.count()));
     eventually(|| sem.waiting() == 1);
-    sem.set_permits(2).unwrap();
+    sem.resize(2).unwrap();
     assert_eq!(t.join().unwrap(), Ok(2));
 }
 
@@ -503,17 +503,17 @@ fn an_acquire_polled_then_timed_out_leaves_no_waiter_behind() {
 fn forgetting_permits_owed_to_a_shrink_pays_its_debt() {
     let sem = Semaphore::new(2);
     let held = sem.try_acquire_many(2).unwrap();
-    sem.set_permits(0).unwrap();
+    sem.resize(0).unwrap();
     held.forget();
     assert_eq!((sem.permits(), sem.available(), sem.in_use()), (0, 0, 0));
-    sem.set_permits(2).unwrap();
+    sem.resize(2).unwrap();
     assert_eq!((sem.permits(), sem.available()), (2, 2));
     sem.add_permits(1).unwrap();
     assert_eq!(sem.available(), 3);
     // Partly owed: 1 of the 3 pays the debt, the other 2 lower the size
     // from 2 to 0.
     let a = sem.try_acquire_many(3).unwrap();
-    sem.set_permits(2).unwrap();
+    sem.resize(2).unwrap();
     assert!(sem.try_acquire().is_err());
     a.forget();
     assert_eq!((sem.permits(), sem.available(), sem.in_use()), (0, 0, 0));
@@ -523,7 +523,7 @@ fn forgetting_permits_owed_to_a_shrink_pays_its_debt() {
     let sem = Arc::new(sem);
     let p = sem.clone().try_acquire_owned().unwrap();
     let q = sem.clone().try_acquire_owned().unwrap();
-    sem.set_permits(1).unwrap();
+    sem.resize(1).unwrap();
     p.forget();
     assert_eq!((sem.permits(), sem.available(), sem.in_use()), (1, 0, 1));
     drop(q);
@@ -583,7 +583,7 @@ fn acquires_and_permits_dropped_during_thread_exit_are_safe() {
 fn zero_permits_are_always_free_and_a_split_permit_lives_as_long_as_its_source() {
     let sem = Semaphore::new(2);
     let mut held = sem.try_acquire_many(2).unwrap();
-    sem.set_permits(1).unwrap(); // a shrink owed one permit
+    sem.resize(1).unwrap(); // a shrink owed one permit
     assert_eq!(sem.try_acquire_many(0).unwrap().count(), 0);
     // Both halves kept side by side, each released on its own.
     let half = held.split(1).unwrap();

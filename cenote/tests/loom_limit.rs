@@ -144,7 +144,7 @@ fn shrinking_racing_releases_settles_at_the_new_size() {
         let sem = Arc::new(Semaphore::new(2));
         let held = sem.try_acquire_many(2).unwrap();
         let s = sem.clone();
-        let t = thread::spawn(move || s.set_permits(1).unwrap());
+        let t = thread::spawn(move || s.resize(1).unwrap());
         drop(held);
         t.join().unwrap();
         assert_eq!(sem.permits(), 1);

@@ -1,4 +1,4 @@
-//! Loom models of the worker pool's hand-off, park/wake, tune and close
+//! Loom models of the worker pool's hand-off, park/wake, resize and close
 //! paths (see `src/workers/DESIGN.md`). Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p cenote --test loom_workers --release`.
 //!
@@ -100,24 +100,24 @@ fn a_submit_racing_close_is_run_or_refused() {
     });
 }
 
-/// `tune` shrinking and growing while a job runs: the capacity in force is
+/// `resize` shrinking and growing while a job runs: the capacity in force is
 /// never below the running count, and the job runs exactly once.
 #[test]
-fn tune_racing_a_running_job_keeps_running_within_capacity() {
+fn resize_racing_a_running_job_keeps_running_within_capacity() {
     loom::model(|| {
         let p = pool(2, 1);
         let n = Arc::new(AtomicUsize::new(0));
         p.submit(counting_task(&n)).unwrap();
         let p2 = p.clone();
-        let tuner = loom::thread::spawn(move || {
-            p2.tune(1).unwrap();
+        let resizer = loom::thread::spawn(move || {
+            p2.resize(1).unwrap();
             let (running, capacity) = p2.running_and_capacity();
             assert!(running <= capacity);
-            p2.tune(2).unwrap();
+            p2.resize(2).unwrap();
         });
         let (running, capacity) = p.running_and_capacity();
         assert!(running <= capacity);
-        tuner.join().unwrap();
+        resizer.join().unwrap();
         p.wait_idle();
         assert_eq!(n.load(SeqCst), 1);
         p.shutdown_timeout(Duration::MAX).unwrap();
@@ -167,7 +167,7 @@ fn a_push_racing_a_shrink_exit_is_run() {
         let n = Arc::new(AtomicUsize::new(0));
         p.submit(counting_task(&n)).unwrap();
         p.submit(counting_task(&n)).unwrap();
-        p.tune(1).unwrap();
+        p.resize(1).unwrap();
         p.submit(counting_task(&n)).unwrap();
         p.wait_idle();
         assert_eq!(n.load(SeqCst), 3);

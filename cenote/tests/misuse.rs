@@ -151,7 +151,7 @@ mod workers {
     // ----- (a) re-entry ---------------------------------------------------------------
 
     #[test]
-    fn a_panic_handler_may_submit_tune_and_read_its_own_pool() {
+    fn a_panic_handler_may_submit_resize_and_read_its_own_pool() {
         quiet();
         let me: Slot<Pool> = slot();
         let followups = Arc::new(AtomicUsize::new(0));
@@ -161,7 +161,7 @@ mod workers {
             .panic_handler(move |_| {
                 let pool = get(&m).expect("set before the first task");
                 let _ = (pool.stats(), pool.running(), pool.queued());
-                pool.tune(2).unwrap();
+                pool.resize(2).unwrap();
                 let f = f.clone();
                 pool.submit(move || {
                     f.fetch_add(1, SeqCst);
@@ -229,7 +229,7 @@ mod workers {
     }
 
     #[test]
-    fn on_thread_start_may_submit_tune_wait_idle_and_open_a_scope_on_its_own_pool() {
+    fn on_thread_start_may_submit_resize_wait_idle_and_open_a_scope_on_its_own_pool() {
         let me: Slot<Pool> = slot();
         let nested = Arc::new(AtomicUsize::new(0));
         let (m, n) = (me.clone(), nested.clone());
@@ -237,7 +237,7 @@ mod workers {
             .capacity(2)
             .on_thread_start(move || {
                 let Some(pool) = get(&m) else { return };
-                pool.tune(2).unwrap();
+                pool.resize(2).unwrap();
                 let n2 = n.clone();
                 pool.submit(move || {
                     n2.fetch_add(1, SeqCst);
@@ -301,7 +301,7 @@ mod workers {
         *me.lock().unwrap() = Some(pool.clone());
         // A shrink retires parked threads while the pool is open: the first hook's submit is
         // taken, then that hook shuts the pool down from inside.
-        pool.tune(1).unwrap();
+        pool.resize(1).unwrap();
         eventually("two threads retired", || stops.load(SeqCst) >= 2);
         let p = pool.clone();
         within(move || p.shutdown_timeout(HANG).unwrap());
@@ -416,15 +416,15 @@ mod workers {
     }
 
     #[test]
-    fn a_task_may_tune_close_reboot_and_shut_down_its_own_pool() {
+    fn a_task_may_resize_close_reboot_and_shut_down_its_own_pool() {
         let pool = Pool::new(3).unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         // Tune down and up from inside, with other tasks running.
         let p = pool.clone();
         let h = pool
             .spawn(move || {
-                p.tune(1).unwrap();
-                p.tune(4).unwrap();
+                p.resize(1).unwrap();
+                p.resize(4).unwrap();
                 p.capacity()
             })
             .unwrap();
@@ -506,7 +506,7 @@ mod workers {
     }
 
     #[test]
-    fn an_fn_pool_function_may_tune_wait_idle_and_invoke_its_own_pool() {
+    fn an_fn_pool_function_may_resize_wait_idle_and_invoke_its_own_pool() {
         let me: Slot<FnPool<u32>> = slot();
         let seen = Arc::new(AtomicUsize::new(0));
         let (m, s) = (me.clone(), seen.clone());
@@ -515,8 +515,8 @@ mod workers {
             let pool = get(&m).unwrap();
             match x {
                 0 => {
-                    pool.tune(1).unwrap();
-                    pool.tune(2).unwrap();
+                    pool.resize(1).unwrap();
+                    pool.resize(2).unwrap();
                 }
                 1 => pool.wait_idle(),
                 2 => {
@@ -1041,7 +1041,7 @@ mod limit {
             let s = sem.clone();
             let closer = fn_waker(move || {
                 s.close();
-                let _ = s.set_permits(3);
+                let _ = s.resize(3);
             });
             let mut acq = sem.acquire_many(1);
             assert!(poll_with(&mut acq, &closer).is_pending());
@@ -1318,7 +1318,7 @@ mod limit {
 
 mod tasks {
     use super::*;
-    use cenote::tasks::{JoinHandle, SpawnError, TaskPool};
+    use cenote::tasks::{JoinHandle, Pool, SpawnError};
 
     /// Runs `body` on a fresh two-worker runtime, on a thread of its own, bounded by [`HANG`].
     fn on_runtime<T: Send + 'static, F: Future<Output = T> + 'static>(
@@ -1328,7 +1328,7 @@ mod tasks {
     }
 
     /// Consistency of a pool once it is idle: every spawned future is accounted for.
-    fn assert_settled(pool: &TaskPool) {
+    fn assert_settled(pool: &Pool) {
         let s = pool.stats();
         assert_eq!(
             s.spawned,
@@ -1341,21 +1341,21 @@ mod tasks {
     // ----- (a) re-entry ---------------------------------------------------------------
 
     #[test]
-    fn a_panic_handler_may_spawn_tune_and_read_its_own_pool() {
+    fn a_panic_handler_may_spawn_resize_and_read_its_own_pool() {
         quiet();
         on_runtime(|| async {
             for eager in [true, false] {
-                let me: Slot<TaskPool> = slot();
+                let me: Slot<Pool> = slot();
                 let followups = Arc::new(AtomicUsize::new(0));
                 let refused = Arc::new(AtomicUsize::new(0));
                 let (m, f, r) = (me.clone(), followups.clone(), refused.clone());
-                let pool = TaskPool::builder()
+                let pool = Pool::builder()
                     .capacity(4)
                     .eager_start(eager)
                     .panic_handler(move |_| {
                         let pool = get(&m).unwrap();
                         let _ = (pool.stats(), pool.running(), pool.capacity());
-                        pool.tune(4).unwrap();
+                        pool.resize(4).unwrap();
                         let f = f.clone();
                         // Called from inside the pool: never wait for a slot there.
                         match pool.try_spawn(async move {
@@ -1401,15 +1401,15 @@ mod tasks {
     }
 
     #[test]
-    fn a_future_may_tune_and_close_its_own_pool() {
+    fn a_future_may_resize_and_close_its_own_pool() {
         on_runtime(|| async {
-            let pool = TaskPool::new(3).unwrap();
+            let pool = Pool::new(3).unwrap();
             let p = pool.clone();
             let h = pool
                 .spawn(async move {
-                    p.tune(1).unwrap();
+                    p.resize(1).unwrap();
                     tokio::task::yield_now().await;
-                    p.tune(3).unwrap();
+                    p.resize(3).unwrap();
                     let inner = p.try_spawn(async { 1 }).unwrap();
                     p.close();
                     let refused = p.try_spawn(async { 2 }).map(drop);
@@ -1430,7 +1430,7 @@ mod tasks {
     #[test]
     fn a_future_awaiting_its_own_pools_wait_idle_returns_once_the_others_finish() {
         on_runtime(|| async {
-            let pool = TaskPool::new(4).unwrap();
+            let pool = Pool::new(4).unwrap();
             let other = pool.spawn(tokio::task::yield_now()).await.unwrap();
             let p = pool.clone();
             let h = pool
@@ -1445,12 +1445,40 @@ mod tasks {
         });
     }
 
+    /// The wait begins in the future's eager first poll (where it is not
+    /// yet counted as running), and the other future ends only after the
+    /// future has gone to its lane: that end must still wake the wait.
+    #[test]
+    fn a_wait_idle_begun_in_an_eager_first_poll_returns_once_the_others_finish() {
+        on_runtime(|| async {
+            let pool = Pool::builder()
+                .capacity(4)
+                .eager_limit(Duration::from_secs(3600))
+                .build()
+                .unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let other = pool.spawn(async move { rx.await.unwrap() }).await.unwrap();
+            let p = pool.clone();
+            let h = pool
+                .spawn(async move { tokio::time::timeout(HANG / 2, p.wait_idle()).await.is_ok() })
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(()).unwrap();
+            bounded(other).await.unwrap();
+            assert!(
+                bounded(h).await.unwrap(),
+                "wait_idle from inside never returned"
+            );
+        });
+    }
+
     #[test]
     fn a_future_shutting_down_its_own_pool_is_aborted_rather_than_hung() {
         on_runtime(|| async {
             // In a lane (after a first wait): the shutdown waits for the other futures only,
             // and says it was called from one of the pool's own.
-            let pool = TaskPool::new(2).unwrap();
+            let pool = Pool::new(2).unwrap();
             let p = pool.clone();
             let h = pool
                 .spawn(async move {
@@ -1460,13 +1488,14 @@ mod tasks {
                 .await
                 .unwrap();
             let report = bounded(h).await.unwrap();
-            assert!(report.from_own_future, "{report:?}");
+            let report = report.unwrap_err();
+            assert!(report.from_own_task, "{report:?}");
             assert_eq!(report.aborted, 0);
             bounded(pool.wait_idle()).await;
             assert_eq!(pool.stats().aborted, 0);
             assert_settled(&pool);
             // In its eager first poll: whatever it reports, it neither hangs nor leaks.
-            let pool = TaskPool::new(2).unwrap();
+            let pool = Pool::new(2).unwrap();
             let p = pool.clone();
             let h = pool
                 .spawn(async move { p.shutdown_timeout(Duration::from_millis(20)).await })
@@ -1480,14 +1509,14 @@ mod tasks {
 
     /// Spawns on its pool when dropped (a future's drop, or an output's).
     struct SpawnsOnDrop {
-        pool: TaskPool,
+        pool: Pool,
         spawned: Arc<AtomicUsize>,
     }
 
     impl Drop for SpawnsOnDrop {
         fn drop(&mut self) {
             let _ = (self.pool.stats(), self.pool.running());
-            self.pool.tune(self.pool.capacity()).unwrap();
+            self.pool.resize(self.pool.capacity()).unwrap();
             let n = self.spawned.clone();
             if let Ok(h) = self.pool.try_spawn(async move {
                 n.fetch_add(1, SeqCst);
@@ -1501,7 +1530,7 @@ mod tasks {
     fn a_futures_drop_and_its_outputs_drop_may_spawn_on_its_own_pool() {
         on_runtime(|| async {
             for eager in [true, false] {
-                let pool = TaskPool::builder()
+                let pool = Pool::builder()
                     .capacity(64)
                     .eager_start(eager)
                     .build()
@@ -1548,7 +1577,7 @@ mod tasks {
     #[test]
     fn a_future_may_abort_or_drop_its_own_handle_from_inside_its_poll() {
         on_runtime(|| async {
-            let pool = TaskPool::new(4).unwrap();
+            let pool = Pool::new(4).unwrap();
             let drops = Arc::new(AtomicUsize::new(0));
             let polled_after_abort = Arc::new(AtomicBool::new(false));
             for abort in [true, false] {
@@ -1585,15 +1614,15 @@ mod tasks {
     }
 
     #[test]
-    fn a_spawn_blocking_closure_may_tune_and_close_its_own_pool() {
+    fn a_spawn_blocking_closure_may_resize_and_close_its_own_pool() {
         on_runtime(|| async {
-            let pool = TaskPool::new(2).unwrap();
+            let pool = Pool::new(2).unwrap();
             let p = pool.clone();
             let h = pool
                 .spawn_blocking(move || {
-                    p.tune(1).unwrap();
+                    p.resize(1).unwrap();
                     let _ = (p.running(), p.stats());
-                    p.tune(2).unwrap();
+                    p.resize(2).unwrap();
                     p.close();
                     p.is_closed()
                 })
@@ -1609,9 +1638,9 @@ mod tasks {
     fn the_last_pool_handle_dropped_inside_the_panic_handler_lets_the_others_finish() {
         quiet();
         on_runtime(|| async {
-            let me: Slot<TaskPool> = slot();
+            let me: Slot<Pool> = slot();
             let m = me.clone();
-            let pool = TaskPool::builder()
+            let pool = Pool::builder()
                 .capacity(8)
                 .lanes(1)
                 .panic_handler(move |_| {
@@ -1661,7 +1690,7 @@ mod tasks {
         quiet();
         on_runtime(|| async {
             for eager in [true, false] {
-                let pool = TaskPool::builder()
+                let pool = Pool::builder()
                     .capacity(4)
                     .lanes(1)
                     .eager_start(eager)
@@ -1747,7 +1776,7 @@ mod tasks {
             for eager in [true, false] {
                 let reported = Arc::new(AtomicUsize::new(0));
                 let r = reported.clone();
-                let pool = TaskPool::builder()
+                let pool = Pool::builder()
                     .capacity(64)
                     .lanes(1)
                     .eager_start(eager)
@@ -1834,7 +1863,7 @@ mod tasks {
     fn a_panicking_spawn_blocking_closure_and_its_drop_give_the_slot_back() {
         quiet();
         on_runtime(|| async {
-            let pool = TaskPool::new(1).unwrap();
+            let pool = Pool::new(1).unwrap();
             let h = pool
                 .spawn_blocking(|| boom("a blocking closure"))
                 .await
@@ -1866,7 +1895,7 @@ mod tasks {
     fn a_panic_handler_panicking_with_a_payload_that_panics_on_drop_spares_the_lane() {
         quiet();
         on_runtime(|| async {
-            let pool = TaskPool::builder()
+            let pool = Pool::builder()
                 .capacity(8)
                 .lanes(1)
                 .eager_start(false)
@@ -1907,7 +1936,7 @@ mod tasks {
     fn a_panic_handler_panicking_with_a_payload_that_panics_on_drop_in_an_eager_poll() {
         quiet();
         on_runtime(|| async {
-            let pool = TaskPool::builder()
+            let pool = Pool::builder()
                 .capacity(8)
                 .panic_handler(|_| std::panic::panic_any(Bomb))
                 .build()
@@ -1940,7 +1969,7 @@ mod tasks {
 
     thread_local! {
         static TASK_HANDLES: RefCell<Vec<JoinHandle<DropProbe>>> = const { RefCell::new(Vec::new()) };
-        static TASK_POOL: RefCell<Option<(TaskPool, Vec<JoinHandle<DropProbe>>)>> =
+        static TASK_POOL: RefCell<Option<(Pool, Vec<JoinHandle<DropProbe>>)>> =
             const { RefCell::new(None) };
         static OTHER: Cell<u8> = const { Cell::new(0) };
     }
@@ -1971,7 +2000,7 @@ mod tasks {
     #[test]
     fn task_join_handles_in_thread_locals_are_released_at_thread_exit() {
         let rt = runtime();
-        let pool = rt.block_on(async { TaskPool::new(64).unwrap() });
+        let pool = rt.block_on(async { Pool::new(64).unwrap() });
         let (go, wait) = tokio::sync::watch::channel(false);
         let (drops, out_drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         for late in [false, true] {
@@ -2030,7 +2059,7 @@ mod tasks {
             let rt = runtime();
             let (_go, wait) = tokio::sync::watch::channel(false);
             rt.block_on(async move {
-                let pool = TaskPool::new(64).unwrap();
+                let pool = Pool::new(64).unwrap();
                 let mut tasks = Vec::new();
                 for _ in 0..4 {
                     let (p, w, d, o, s) =
@@ -2082,7 +2111,7 @@ mod tasks {
         let (d, o, h) = (drops.clone(), out_drops.clone(), rt.handle().clone());
         thread::spawn(move || {
             OTHER.with(|x| x.set(2));
-            let pool = TaskPool::builder().capacity(8).runtime(h).build().unwrap();
+            let pool = Pool::builder().capacity(8).runtime(h).build().unwrap();
             let hs: Vec<_> = (0..8)
                 .map(|_| pool.try_spawn(job(&wait, &d, &o)).unwrap())
                 .collect();
@@ -2615,11 +2644,11 @@ mod resources {
             }
             let Some(pool) = get(&self.me) else { return };
             self.knobs.reentries.fetch_add(1, SeqCst);
-            let s = pool.status();
+            let s = pool.stats();
             let _ = pool.stats();
             let _ = pool.retain(|_, _| true);
             if !pool.is_closed() {
-                pool.resize(s.max_size).unwrap();
+                pool.resize(s.capacity).unwrap();
             }
         }
     }
@@ -2671,7 +2700,7 @@ mod resources {
     /// either live in the pool or destroyed.
     fn assert_settled(pool: &Pool<Mgr>, m: &Mgr) {
         eventually("the pool settled", || {
-            let s = pool.status();
+            let s = pool.stats();
             s.in_use == 0
                 && s.waiting == 0
                 && s.size == s.idle
@@ -2697,7 +2726,7 @@ mod resources {
     fn every_manager_method_may_call_its_own_pool() {
         let m = Mgr::new();
         let pool = Pool::builder(m.clone())
-            .max_size(2)
+            .capacity(2)
             .check_bypass(Duration::ZERO)
             .acquire_timeout(HANG)
             .build()
@@ -2746,7 +2775,7 @@ mod resources {
                 calls.fetch_add(1, SeqCst);
                 let Some(pool) = get(&me) else { return };
                 once_nested(|| {
-                    let _ = (pool.status(), pool.stats());
+                    let _ = (pool.stats(), pool.stats());
                     let _ = pool.retain(|_, _| true);
                     // A guard dropped inside the callback (taken out of the lock first).
                     let g = parked.lock().unwrap().take();
@@ -2756,7 +2785,7 @@ mod resources {
         };
         let (h1, h2, h3, h4, h5) = (hook.clone(), hook.clone(), hook.clone(), hook.clone(), hook);
         let pool = Pool::builder(m.clone())
-            .max_size(3)
+            .capacity(3)
             .check_bypass(Duration::ZERO)
             .acquire_timeout(HANG)
             .leak_threshold(Duration::from_millis(20))
@@ -2805,7 +2834,7 @@ mod resources {
             let armed = Arc::new(AtomicBool::new(false));
             let (me2, a) = (me.clone(), armed.clone());
             let pool = Pool::builder(m.clone())
-                .max_size(2)
+                .capacity(2)
                 .check_bypass(Duration::ZERO)
                 .acquire_timeout(HANG)
                 .on_checkout(move |_| {
@@ -2832,9 +2861,9 @@ mod resources {
             );
             assert!(pool.is_closed());
             eventually("everything destroyed", || {
-                pool.status().size == 0 && m.live.load(SeqCst) == 0
+                pool.stats().size == 0 && m.live.load(SeqCst) == 0
             });
-            assert_eq!(pool.status().in_use, 0);
+            assert_eq!(pool.stats().in_use, 0);
             me.lock().unwrap().take();
             m.me.lock().unwrap().take();
         }
@@ -2846,7 +2875,7 @@ mod resources {
         let me: Slot<Pool<Mgr>> = slot();
         let me2 = me.clone();
         let pool = Pool::builder(m.clone())
-            .max_size(4)
+            .capacity(4)
             .on_destroy(move |_, _| {
                 if let Some(pool) = get(&me2) {
                     let _ = pool.evict_idle();
@@ -2869,7 +2898,7 @@ mod resources {
             assert!(matches!(p.get_blocking(), Err(GetError::Closed)));
         });
         eventually("everything destroyed", || {
-            pool.status().size == 0 && m.live.load(SeqCst) == 0
+            pool.stats().size == 0 && m.live.load(SeqCst) == 0
         });
         assert_eq!(m.knobs.destroyed.load(SeqCst), 4);
         me.lock().unwrap().take();
@@ -2879,7 +2908,7 @@ mod resources {
     fn retain_may_call_every_pool_method_and_drop_lent_guards_from_its_closure() {
         let m = Mgr::new();
         let pool = Pool::builder(m.clone())
-            .max_size(4)
+            .capacity(4)
             .acquire_timeout(HANG)
             .build()
             .unwrap();
@@ -2890,7 +2919,7 @@ mod resources {
             let asked = Cell::new(0);
             let gone = p.retain(|_, _| {
                 asked.set(asked.get() + 1);
-                let _ = (p.status(), p.stats());
+                let _ = (p.stats(), p.stats());
                 // Nested: the idle resources are out of the store while we decide.
                 assert_eq!(p.retain(|_, _| true), 0);
                 // A resource may be lent meanwhile (made anew), and returned.
@@ -2904,7 +2933,7 @@ mod resources {
             p.close();
         });
         eventually("everything destroyed", || {
-            pool.status().size == 0 && m.live.load(SeqCst) == 0
+            pool.stats().size == 0 && m.live.load(SeqCst) == 0
         });
     }
 
@@ -2915,7 +2944,7 @@ mod resources {
         let outcomes = Arc::new(Mutex::new(Vec::new()));
         let (me2, o) = (me.clone(), outcomes.clone());
         let pool = Pool::builder(m.clone())
-            .max_size(1)
+            .capacity(1)
             .on_return(move |_| {
                 let Some(pool) = get(&me2) else { return };
                 once_nested(|| {
@@ -2944,7 +2973,7 @@ mod resources {
         let me: Slot<Pool<Mgr>> = slot();
         let me2 = me.clone();
         let pool = Pool::builder(m.clone())
-            .max_size(3)
+            .capacity(3)
             .on_return(move |_| {
                 let last = me2.lock().unwrap().take();
                 drop(last);
@@ -3005,7 +3034,7 @@ mod resources {
                 armed.clone(),
             );
             let pool = Pool::builder(m.clone())
-                .max_size(3)
+                .capacity(3)
                 .check_bypass(Duration::ZERO)
                 .acquire_timeout(Duration::from_millis(300))
                 .leak_threshold(Duration::from_millis(10))
@@ -3050,11 +3079,11 @@ mod resources {
             assert_eq!(bystander.id(), kept_id);
             drop(bystander);
             assert_settled(&pool, &m);
-            let s = pool.status();
+            let s = pool.stats();
             assert!(s.size <= 3, "{site:?}: {s:?}");
             let _ = pool.evict_idle();
             eventually("evicted resources destroyed", || m.live.load(SeqCst) == 0);
-            assert_eq!(pool.status().size, 0, "{site:?}");
+            assert_eq!(pool.stats().size, 0, "{site:?}");
         }
     }
 
@@ -3063,7 +3092,7 @@ mod resources {
         quiet();
         let m = Mgr::new();
         let pool = Pool::builder(m.clone())
-            .max_size(2)
+            .capacity(2)
             .acquire_timeout(Duration::from_millis(200))
             .build()
             .unwrap();
@@ -3075,7 +3104,7 @@ mod resources {
         m.knobs.panic_at.lock().unwrap().clear();
         // The pool itself is fine either way.
         assert_settled(&pool, &m);
-        assert_eq!(pool.status().size, 0);
+        assert_eq!(pool.stats().size, 0);
         assert!(
             matches!(r, Ok(Err(GetError::TimedOut { .. } | GetError::Create(_)))),
             "the get unwound instead of failing"
@@ -3088,7 +3117,7 @@ mod resources {
         let m = Mgr::new();
         let once = AtomicBool::new(true);
         let pool = Pool::builder(m.clone())
-            .max_size(1)
+            .capacity(1)
             .acquire_timeout(Duration::from_millis(300))
             .on_return(move |_| {
                 if once.swap(false, SeqCst) {
@@ -3099,11 +3128,11 @@ mod resources {
             .unwrap();
         let g = pool.get_timeout(HANG).unwrap();
         let r = catch_unwind(AssertUnwindSafe(move || drop(g)));
-        let s = pool.status();
+        let s = pool.stats();
         let live = m.live.load(SeqCst);
         // Then a resource is lent and returned: it must be kept idle.
         drop(pool.get_timeout(HANG).unwrap());
-        let after = pool.status();
+        let after = pool.stats();
         assert!(
             r.is_ok() && s.size == s.idle + s.in_use && live == s.size as isize && after.idle == 1,
             "drop unwound: {}; then {s:?} with {live} live; after one more get: {after:?}",
@@ -3125,7 +3154,7 @@ mod resources {
     #[test]
     fn resource_guards_in_thread_locals_return_at_thread_exit() {
         let m = Mgr::new();
-        let pool = Pool::builder(m.clone()).max_size(4).build().unwrap();
+        let pool = Pool::builder(m.clone()).capacity(4).build().unwrap();
         for late in [false, true] {
             let p = pool.clone();
             thread::spawn(move || {
@@ -3170,7 +3199,7 @@ mod resources {
                     OTHER.with(|o| o.set(2));
                 }
                 // No runtime here: the pool runs one of its own.
-                let pool = Pool::builder(m2).max_size(4).min_idle(1).build().unwrap();
+                let pool = Pool::builder(m2).capacity(4).min_idle(1).build().unwrap();
                 let gs: Vec<_> = (0..3).map(|_| pool.get_blocking().unwrap()).collect();
                 let mut gs = gs.into_iter();
                 drop(gs.next());

@@ -63,8 +63,8 @@ mod semaphore {
     use std::task::{Context, Poll, Wake, Waker};
 
     use cenote::limit::{
-        Acquire, AcquireError, AcquireOwned, OwnedPermit, Permit, Semaphore, TooManyPermits,
-        TryAcquireError, MAX_PERMITS,
+        Acquire, AcquireError, AcquireOwned, OwnedPermit, Permit, ResizeError, Semaphore,
+        TooManyPermits, TryAcquireError, MAX_PERMITS,
     };
 
     /// A waker that counts its wake-ups.
@@ -427,10 +427,18 @@ mod semaphore {
             Ok(())
         }
 
-        pub(super) fn set_permits(&mut self, k: usize) -> Result<(), TooManyPermits> {
+        pub(super) fn resize(&mut self, k: usize) -> Result<(), ResizeError> {
+            if k > MAX_PERMITS {
+                return Err(ResizeError::CapacityTooLarge(k));
+            }
+            if self.closed {
+                return Err(ResizeError::Closed);
+            }
             let cur = self.permits();
             if k >= cur {
-                return self.add(k - cur);
+                return self
+                    .add(k - cur)
+                    .map_err(|_| ResizeError::CapacityTooLarge(k));
             }
             self.debt += cur - k;
             self.serve(0);
@@ -728,8 +736,8 @@ mod semaphore {
                     }
                 }
                 Op::SetPermits(k) => {
-                    let r = sem.set_permits(k);
-                    assert_eq!(r, self.m.set_permits(k), "set_permits({k})");
+                    let r = sem.resize(k);
+                    assert_eq!(r, self.m.resize(k), "resize({k})");
                 }
                 Op::AddPermits(k) => {
                     let r = sem.add_permits(k);
@@ -1102,8 +1110,8 @@ mod semaphore_regressions {
 mod workers {
     use super::*;
     use cenote::workers::{
-        Balance, Builder, JoinError, JoinHandle, MultiPool, Policy, Pool, ShutdownError, Stats,
-        SubmitError, TuneError,
+        Balance, Builder, JoinError, JoinHandle, MultiPool, Policy, Pool, ResizeError,
+        ShutdownError, Stats, SubmitError,
     };
 
     /// Most tasks one sequence can submit (one per op).
@@ -1179,7 +1187,7 @@ mod workers {
                 .capacity(self.capacity)
                 .queue(self.queue)
                 .policy(self.policy)
-                .max_blocked_submitters(self.max_blocked)
+                .max_waiting(self.max_blocked)
                 .idle_timeout(self.idle_timeout)
                 .prestart(self.prestart.min(self.capacity))
         }
@@ -1203,7 +1211,7 @@ mod workers {
             &self,
             f: F,
         ) -> Option<Result<JoinHandle<usize>, SubmitError>>;
-        fn tune(&self, n: usize) -> Result<(), TuneError>;
+        fn resize(&self, n: usize) -> Result<(), ResizeError>;
         fn close(&self);
         fn reboot(&self);
         fn is_closed(&self) -> bool;
@@ -1238,8 +1246,8 @@ mod workers {
         ) -> Option<Result<JoinHandle<usize>, SubmitError>> {
             Some(Pool::try_spawn(self, f))
         }
-        fn tune(&self, n: usize) -> Result<(), TuneError> {
-            Pool::tune(self, n)
+        fn resize(&self, n: usize) -> Result<(), ResizeError> {
+            Pool::resize(self, n)
         }
         fn close(&self) {
             Pool::close(self)
@@ -1287,8 +1295,8 @@ mod workers {
         ) -> Option<Result<JoinHandle<usize>, SubmitError>> {
             None
         }
-        fn tune(&self, n: usize) -> Result<(), TuneError> {
-            MultiPool::tune(self, n)
+        fn resize(&self, n: usize) -> Result<(), ResizeError> {
+            MultiPool::resize(self, n)
         }
         fn close(&self) {
             MultiPool::close(self)
@@ -1429,7 +1437,7 @@ mod workers {
                 (Kind::Try, Err(Full)) => true,
                 // A zero timeout reports `Timeout` whatever the cap on
                 // waiters; a longer one meets the cap first.
-                (Kind::Timeout(d), Err(Timeout(t))) => {
+                (Kind::Timeout(d), Err(TimedOut(t))) => {
                     *t == d && (c.max_blocked > 0 || d.is_zero())
                 }
                 (Kind::Timeout(d), Err(TooManyWaiting(0))) => c.max_blocked == 0 && !d.is_zero(),
@@ -1522,16 +1530,19 @@ mod workers {
                             let (joined, _) = self.handles.remove(k);
                             drop(joined);
                         }
-                        Err(JoinError::Timeout(_)) if !self.gate_open => {}
+                        Err(JoinError::TimedOut(_)) if !self.gate_open => {}
                         Err(e) => panic!("join of task {i} (gate open: {}): {e:?}", self.gate_open),
                     }
                 }
                 Op::Tune(n) => {
-                    let r = self.pool.tune(n);
+                    let r = self.pool.resize(n);
                     if n == 0 {
-                        assert_eq!(r, Err(TuneError::ZeroCapacity));
+                        assert_eq!(r, Err(ResizeError::ZeroCapacity));
+                    } else if self.closed.iter().any(|&c| c) {
+                        // A closed pool (or sub-pool) refuses to resize.
+                        assert_eq!(r, Err(ResizeError::Closed), "resize({n}) after close");
                     } else {
-                        assert_eq!(r, Ok(()), "tune({n})");
+                        assert_eq!(r, Ok(()), "resize({n})");
                         self.target = n;
                     }
                 }
@@ -2058,7 +2069,7 @@ mod resources {
                 ..Counts::default()
             });
             let pool = Pool::builder(Mgr(counts.clone()))
-                .max_size(max)
+                .capacity(max)
                 .queue_order(if lifo {
                     QueueOrder::Lifo
                 } else {
@@ -2310,12 +2321,12 @@ mod resources {
                 Op::Resize(n) => {
                     let r = self.pool.resize(n);
                     if n == 0 {
-                        assert_eq!(r, Err(ResizeError::Zero));
+                        assert_eq!(r, Err(ResizeError::ZeroCapacity));
                     } else if self.closed {
                         assert_eq!(r, Err(ResizeError::Closed));
                     } else {
                         assert_eq!(r, Ok(()), "resize({n})");
-                        self.permits.set_permits(n).expect("model: a small size");
+                        self.permits.resize(n).expect("model: a small size");
                         self.max = n;
                         // The least recently used idle ones over the bound go
                         // now; lent ones as they come back.
@@ -2369,9 +2380,9 @@ mod resources {
         }
 
         fn check(&self, at: &str) {
-            let st = self.pool.status();
-            assert_eq!(st.size, self.size(), "{at}: status().size ({st:?})");
-            assert_eq!(st.idle, self.idle.len(), "{at}: status().idle ({st:?})");
+            let st = self.pool.stats();
+            assert_eq!(st.size, self.size(), "{at}: stats().size ({st:?})");
+            assert_eq!(st.idle, self.idle.len(), "{at}: stats().idle ({st:?})");
             // Permits granted to gets not yet polled are held, but lend
             // nothing yet: in_use counts the live guards only.
             assert_eq!(
@@ -2382,19 +2393,19 @@ mod resources {
             assert_eq!(
                 st.waiting,
                 self.permits.queue.len(),
-                "{at}: status().waiting ({st:?})"
+                "{at}: stats().waiting ({st:?})"
             );
-            assert_eq!(st.max_size, self.max, "{at}: status().max_size ({st:?})");
+            assert_eq!(st.capacity, self.max, "{at}: stats().capacity ({st:?})");
             assert_eq!(
                 self.permits.permits(),
                 self.max,
-                "model: permits = max_size"
+                "model: permits = capacity"
             );
             // The bound: only lent resources may keep the pool over a
-            // lowered max_size, and then nothing is idle.
+            // lowered capacity, and then nothing is idle.
             assert!(
-                st.size <= st.max_size || (st.idle == 0 && st.size == st.in_use),
-                "{at}: size over max_size with idle resources ({st:?})"
+                st.size <= st.capacity || (st.idle == 0 && st.size == st.in_use),
+                "{at}: size over capacity with idle resources ({st:?})"
             );
             assert_eq!(self.pool.is_closed(), self.closed, "{at}: is_closed()");
             assert_eq!(
@@ -2472,8 +2483,8 @@ mod resources {
             for blocking in [true, false] {
                 self.apply(&Op::Get { blocking, prio: 0 });
             }
-            let r = self.pool.close_timeout_blocking(LONG);
-            assert_eq!(r, Ok(()), "end: close_timeout");
+            let r = self.pool.shutdown_timeout_blocking(LONG);
+            assert_eq!(r, Ok(()), "end: shutdown_timeout");
             let mut destroyed = self.counts.destroyed.lock().unwrap().clone();
             destroyed.sort_unstable();
             let want: Vec<u64> = self.destroyed.iter().copied().collect();
@@ -2539,7 +2550,7 @@ mod resources_regressions {
     use super::resources::{run, Op::*};
 
     /// A shrink below what is lent: the extra resources are destroyed as
-    /// they return, and `size` never exceeds `max_size` with anything idle.
+    /// they return, and `size` never exceeds `capacity` with anything idle.
     #[test]
     fn a_shrink_destroys_lent_resources_as_they_return() {
         for lifo in [true, false] {
@@ -2698,10 +2709,10 @@ mod found_defects {
     }
 
     /// Two resizes racing must leave one of the sizes asked for. Found
-    /// while reading `set_permits` for the model: a growth reads the
+    /// while reading `resize` for the model: a growth reads the
     /// current size without the queue lock and then adds the difference,
     /// so a shrink in between is undone. With 5 permits,
-    /// `set_permits(10)` racing `set_permits(3)` ends at 8 in about two
+    /// `resize(10)` racing `resize(3)` ends at 8 in about two
     /// rounds out of three (the same holds for a growth racing a
     /// `Permit::forget` or `forget_permits`).
     #[test]
@@ -2711,14 +2722,14 @@ mod found_defects {
         let mut bad = Vec::new();
         race(
             rounds,
-            |_| sem.set_permits(10).unwrap(),
-            |_| sem.set_permits(3).unwrap(),
+            |_| sem.resize(10).unwrap(),
+            |_| sem.resize(3).unwrap(),
             |r| {
                 let p = sem.permits();
                 if p != 3 && p != 10 {
                     bad.push((r, p));
                 }
-                sem.set_permits(5).unwrap();
+                sem.resize(5).unwrap();
             },
         );
         assert!(
@@ -2730,10 +2741,10 @@ mod found_defects {
     }
 
     /// The same race through `resources::Pool::resize`: afterwards the
-    /// pool must lend exactly `status().max_size` resources. It reported
-    /// `max_size: 10` and lent 8 (`set_max` also resizes the semaphore
+    /// pool must lend exactly `stats().capacity` resources. It reported
+    /// `capacity: 10` and lent 8 (`set_max` also resizes the semaphore
     /// outside the lock under which it stores the bound, so the two can
-    /// end in different orders even with an atomic `set_permits`).
+    /// end in different orders even with an atomic `resize`).
     #[test]
     fn racing_resizes_leave_the_bound_and_the_permits_in_step() {
         use cenote::resources::{GetError, Manager, Pool};
@@ -2753,7 +2764,7 @@ mod found_defects {
             .build()
             .expect("a runtime");
         let pool = Pool::builder(Mgr)
-            .max_size(5)
+            .capacity(5)
             .runtime(rt.handle().clone())
             .build()
             .expect("valid configuration");
@@ -2762,19 +2773,19 @@ mod found_defects {
             |_| pool.resize(10).unwrap(),
             |_| pool.resize(3).unwrap(),
             |r| {
-                let max = pool.status().max_size;
+                let max = pool.stats().capacity;
                 let lent: Vec<_> = (0..max)
                     .map(|i| {
                         pool.get_timeout(Duration::from_secs(2))
                             .unwrap_or_else(|e| {
-                                panic!("round {r}: get {i} of max_size {max} failed: {e}")
+                                panic!("round {r}: get {i} of capacity {max} failed: {e}")
                             })
                     })
                     .collect();
                 match pool.get_timeout(Duration::from_millis(2)) {
                     Err(GetError::TimedOut { .. }) => {}
                     other => panic!(
-                        "round {r}: a get past max_size {max} returned {:?}",
+                        "round {r}: a get past capacity {max} returned {:?}",
                         other.map(|_| ())
                     ),
                 }

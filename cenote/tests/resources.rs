@@ -156,7 +156,7 @@ fn manager() -> (TestManager, Arc<Knobs>) {
 #[tokio::test]
 async fn a_returned_resource_is_reused_and_reset_before_the_next_borrower() {
     let (m, k) = manager();
-    let pool = Pool::builder(m).max_size(2).build().unwrap();
+    let pool = Pool::builder(m).capacity(2).build().unwrap();
     let mut c = pool.get().await.unwrap();
     let first = c.n;
     c.session
@@ -167,10 +167,10 @@ async fn a_returned_resource_is_reused_and_reset_before_the_next_borrower() {
     assert!(c.session.is_empty(), "session state must not leak");
     assert_eq!(k.created.load(SeqCst), 1);
     assert_eq!(k.resets.load(SeqCst), 1);
-    let s = pool.status();
-    assert_eq!((s.size, s.idle, s.in_use, s.max_size), (1, 0, 1, 2));
+    let s = pool.stats();
+    assert_eq!((s.size, s.idle, s.in_use, s.capacity), (1, 0, 1, 2));
     drop(c);
-    assert_eq!(pool.status().idle, 1);
+    assert_eq!(pool.stats().idle, 1);
     let st = pool.stats();
     assert_eq!((st.created, st.served_at_once), (1, 2));
 }
@@ -179,7 +179,7 @@ async fn a_returned_resource_is_reused_and_reset_before_the_next_borrower() {
 fn threads_and_tasks_share_one_pool_without_a_runtime_of_their_own() {
     let (m, k) = manager();
     // Built outside any runtime: the pool runs its own.
-    let pool = Pool::builder(m).max_size(3).build().unwrap();
+    let pool = Pool::builder(m).capacity(3).build().unwrap();
     let in_use = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::new();
@@ -222,7 +222,7 @@ fn threads_and_tasks_share_one_pool_without_a_runtime_of_their_own() {
     }
     assert!(peak.load(SeqCst) <= 3);
     assert!(k.created.load(SeqCst) <= 3);
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0));
     assert!(s.size <= 3);
 }
@@ -236,7 +236,7 @@ fn threads_and_tasks_share_one_pool_without_a_runtime_of_their_own() {
 #[test]
 fn two_threads_take_turns_on_one_resource_without_a_lost_wake_up() {
     let (m, k) = manager();
-    let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let pool = Pool::builder(m).capacity(1).build().unwrap();
     let turns = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::new();
@@ -275,7 +275,7 @@ fn two_threads_take_turns_on_one_resource_without_a_lost_wake_up() {
     }
     assert_eq!(turns.load(SeqCst), 4_000);
     assert_eq!(k.created.load(SeqCst), 1);
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.size, s.in_use, s.waiting), (1, 0, 0));
 }
 
@@ -283,12 +283,12 @@ fn two_threads_take_turns_on_one_resource_without_a_lost_wake_up() {
 async fn build_filled_makes_min_idle_and_fails_fast_with_the_real_error() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(5)
+        .capacity(5)
         .min_idle(3)
         .build_filled()
         .await
         .unwrap();
-    assert_eq!(pool.status().idle, 3);
+    assert_eq!(pool.stats().idle, 3);
     assert_eq!(k.created.load(SeqCst), 3);
 
     let (m, k) = manager();
@@ -313,12 +313,12 @@ async fn build_filled_makes_min_idle_and_fails_fast_with_the_real_error() {
 async fn a_lazy_build_makes_nothing_until_asked_and_min_idle_comes_in_the_background() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(4)
+        .capacity(4)
         .min_idle(2)
         .maintenance_interval(Duration::from_millis(5))
         .build()
         .unwrap();
-    eventually(|| pool.status().idle == 2).await;
+    eventually(|| pool.stats().idle == 2).await;
     assert_eq!(k.created.load(SeqCst), 2);
 }
 
@@ -327,15 +327,15 @@ async fn the_pool_recovers_to_min_idle_after_creates_stop_failing() {
     let (m, k) = manager();
     k.fail_create.store(true, SeqCst);
     let pool = Pool::builder(m)
-        .max_size(4)
+        .capacity(4)
         .min_idle(2)
         .maintenance_interval(Duration::from_millis(5))
         .build()
         .unwrap();
     eventually(|| pool.stats().create_failures >= 2).await;
-    assert_eq!(pool.status().size, 0);
+    assert_eq!(pool.stats().size, 0);
     k.fail_create.store(false, SeqCst);
-    eventually(|| pool.status().idle == 2).await;
+    eventually(|| pool.stats().idle == 2).await;
 }
 
 #[tokio::test]
@@ -344,7 +344,7 @@ async fn a_long_acquire_timeout_runs_on_the_coarse_clock_and_is_never_early() {
     // coarse clock when the background task nudges the waiters (no timer).
     let (m, _k) = manager();
     let pool = Pool::builder(m)
-        .max_size(1)
+        .capacity(1)
         .maintenance_interval(Duration::from_millis(10))
         .acquire_timeout(Duration::from_millis(150))
         .build()
@@ -377,12 +377,12 @@ async fn a_long_acquire_timeout_runs_on_the_coarse_clock_and_is_never_early() {
     let err = got.unwrap().unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
     assert!(t0.elapsed() >= Duration::from_millis(120), "early");
-    assert_eq!(pool.status().waiting, 0);
+    assert_eq!(pool.stats().waiting, 0);
     // A waiter still served within its deadline is not disturbed by the
     // nudges (spurious wake-ups).
     let p3 = pool.clone();
     let waiter = tokio::spawn(async move { p3.get().await.map(|r| r.id()) });
-    eventually(|| pool.status().waiting == 1).await;
+    eventually(|| pool.stats().waiting == 1).await;
     tokio::time::sleep(Duration::from_millis(40)).await; // a few nudges
     let id = held.id();
     drop(held);
@@ -394,7 +394,7 @@ async fn a_long_acquire_timeout_runs_on_the_coarse_clock_and_is_never_early() {
 async fn the_acquire_timeout_is_honoured_and_carries_the_last_create_error() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(1)
+        .capacity(1)
         .acquire_timeout(Duration::from_millis(30))
         .build()
         .unwrap();
@@ -428,7 +428,7 @@ async fn the_acquire_timeout_is_honoured_and_carries_the_last_create_error() {
         pool.stats().create_failures >= 2,
         "transient errors are retried"
     );
-    assert_eq!(pool.status().size, 0);
+    assert_eq!(pool.stats().size, 0);
     assert_eq!(pool.stats().timed_out, 2);
 }
 
@@ -446,7 +446,7 @@ async fn a_permanent_create_error_reaches_the_caller_at_once() {
     assert!(matches!(&err, GetError::Create(e) if matches!(**e, TestError::BadPassword)));
     assert!(matches!(err.cause(), Some(TestError::BadPassword)));
     assert_eq!(pool.stats().create_failures, 1);
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.size, s.in_use), (0, 0));
 }
 
@@ -462,7 +462,7 @@ async fn a_hanging_create_is_cut_by_the_create_timeout() {
     let err = within(pool.get()).await.unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }));
     assert!(pool.stats().create_failures >= 1);
-    eventually(|| pool.status().size == 0 && pool.status().in_use == 0).await;
+    eventually(|| pool.stats().size == 0 && pool.stats().in_use == 0).await;
 }
 
 #[tokio::test]
@@ -470,7 +470,7 @@ async fn a_panicking_create_is_a_failure_not_a_lost_slot() {
     let (m, k) = manager();
     k.panic_create.store(true, SeqCst);
     let pool = Pool::builder(m)
-        .max_size(1)
+        .capacity(1)
         .acquire_timeout(Duration::from_millis(50))
         .build()
         .unwrap();
@@ -479,8 +479,8 @@ async fn a_panicking_create_is_a_failure_not_a_lost_slot() {
     assert!(pool.stats().create_failures >= 1);
     k.panic_create.store(false, SeqCst);
     // The slot came back and nothing is counted live: the next get succeeds.
-    eventually(|| pool.status().in_use == 0).await;
-    assert_eq!(pool.status().size, 0);
+    eventually(|| pool.stats().in_use == 0).await;
+    assert_eq!(pool.stats().size, 0);
     let c = within(pool.get()).await.unwrap();
     assert_eq!(c.n, 0);
 }
@@ -489,7 +489,7 @@ async fn a_panicking_create_is_a_failure_not_a_lost_slot() {
 async fn a_failing_check_destroys_the_resource_and_get_goes_on() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(2)
+        .capacity(2)
         .check_bypass(Duration::ZERO)
         .build()
         .unwrap();
@@ -518,7 +518,7 @@ async fn a_failing_check_destroys_the_resource_and_get_goes_on() {
 async fn a_panicking_check_destroys_the_resource_and_spares_the_caller() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(1)
+        .capacity(1)
         .check_bypass(Duration::ZERO)
         .keepalive(Some(Duration::from_millis(5)))
         .maintenance_interval(Duration::from_millis(5))
@@ -591,7 +591,7 @@ async fn a_broken_resource_is_destroyed_on_return_and_never_lent_again() {
     drop(c);
     k.broken.store(false, SeqCst);
     assert_eq!(pool.stats().destroyed_broken, 1);
-    assert_eq!(pool.status().size, 0);
+    assert_eq!(pool.stats().size, 0);
     assert_eq!(pool.get().await.unwrap().n, 1);
     eventually(|| k.destroyed.load(SeqCst) == 1).await;
 }
@@ -599,7 +599,7 @@ async fn a_broken_resource_is_destroyed_on_return_and_never_lent_again() {
 #[tokio::test]
 async fn a_panicking_borrower_s_resource_is_destroyed_and_replaced() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let pool = Pool::builder(m).capacity(1).build().unwrap();
     let p = pool.clone();
     let r = tokio::spawn(async move {
         let _c = p.get().await.unwrap();
@@ -608,7 +608,7 @@ async fn a_panicking_borrower_s_resource_is_destroyed_and_replaced() {
     .await;
     assert!(r.is_err());
     assert_eq!(pool.stats().destroyed_panicked, 1);
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.size, s.in_use), (0, 0));
     assert_eq!(pool.get().await.unwrap().n, 1);
 }
@@ -616,10 +616,10 @@ async fn a_panicking_borrower_s_resource_is_destroyed_and_replaced() {
 #[tokio::test]
 async fn detach_takes_a_resource_out_for_good() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let pool = Pool::builder(m).capacity(1).build().unwrap();
     let c = pool.get().await.unwrap().detach();
     assert_eq!(c.n, 0);
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.size, s.in_use), (0, 0));
     assert_eq!(pool.get().await.unwrap().n, 1);
 }
@@ -628,7 +628,7 @@ async fn detach_takes_a_resource_out_for_good() {
 async fn lifetimes_and_idle_timeouts_retire_resources_down_to_min_idle() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(4)
+        .capacity(4)
         .max_lifetime(Some(Duration::from_millis(40)))
         .lifetime_jitter(Duration::ZERO)
         .idle_timeout(None)
@@ -637,11 +637,11 @@ async fn lifetimes_and_idle_timeouts_retire_resources_down_to_min_idle() {
         .unwrap();
     drop(pool.get().await.unwrap());
     eventually(|| pool.stats().destroyed_expired == 1).await;
-    assert_eq!(pool.status().size, 0);
+    assert_eq!(pool.stats().size, 0);
 
     let (m, _k2) = manager();
     let pool = Pool::builder(m)
-        .max_size(4)
+        .capacity(4)
         .min_idle(1)
         .idle_timeout(Some(Duration::from_millis(30)))
         .maintenance_interval(Duration::from_millis(5))
@@ -657,14 +657,14 @@ async fn lifetimes_and_idle_timeouts_retire_resources_down_to_min_idle() {
     // fourth to keep `min_idle` (idle was 0 < 1): it retires too, a pass
     // later.
     drop((a, b, c));
-    let idle = pool.status().idle;
+    let idle = pool.stats().idle;
     assert!(
         idle == 3 || idle == 4,
         "the three returned (and maybe a min_idle refill) are idle: {idle}"
     );
-    eventually(|| pool.stats().destroyed_idle >= 2 && pool.status().idle == 1).await;
+    eventually(|| pool.stats().destroyed_idle >= 2 && pool.stats().idle == 1).await;
     tokio::time::sleep(Duration::from_millis(80)).await;
-    assert_eq!(pool.status().idle, 1, "min_idle stays");
+    assert_eq!(pool.stats().idle, 1, "min_idle stays");
     drop(k);
 }
 
@@ -672,7 +672,7 @@ async fn lifetimes_and_idle_timeouts_retire_resources_down_to_min_idle() {
 async fn keepalive_checks_idle_resources_and_drops_dead_ones() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(2)
+        .capacity(2)
         .min_idle(2)
         .keepalive(Some(Duration::from_millis(10)))
         .maintenance_interval(Duration::from_millis(5))
@@ -683,13 +683,13 @@ async fn keepalive_checks_idle_resources_and_drops_dead_ones() {
     k.fail_check.store(true, SeqCst);
     eventually(|| pool.stats().destroyed_failed_check >= 2).await;
     k.fail_check.store(false, SeqCst);
-    eventually(|| pool.status().idle == 2).await; // min_idle refilled
+    eventually(|| pool.stats().idle == 2).await; // min_idle refilled
 }
 
 #[tokio::test]
 async fn waiters_are_served_in_fifo_order() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let pool = Pool::builder(m).capacity(1).build().unwrap();
     let held = pool.get().await.unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -701,7 +701,7 @@ async fn waiters_are_served_in_fifo_order() {
             drop(c);
         }));
         // Each one queued before the next starts.
-        eventually(|| pool.status().waiting == i + 1).await;
+        eventually(|| pool.stats().waiting == i + 1).await;
     }
     drop(held);
     for t in tasks {
@@ -713,7 +713,7 @@ async fn waiters_are_served_in_fifo_order() {
 #[tokio::test]
 async fn an_urgent_get_is_served_before_earlier_normal_ones() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let pool = Pool::builder(m).capacity(1).build().unwrap();
     let held = pool.get().await.unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -724,7 +724,7 @@ async fn an_urgent_get_is_served_before_earlier_normal_ones() {
             order.lock().unwrap().push(i);
             drop(c);
         }));
-        eventually(|| pool.status().waiting == i + 1).await;
+        eventually(|| pool.stats().waiting == i + 1).await;
     }
     drop(held);
     for t in tasks {
@@ -737,7 +737,7 @@ async fn an_urgent_get_is_served_before_earlier_normal_ones() {
 async fn ten_thousand_tasks_against_a_pool_of_four_all_finish() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(4)
+        .capacity(4)
         .acquire_timeout(Duration::from_secs(60))
         .build()
         .unwrap();
@@ -763,20 +763,20 @@ async fn ten_thousand_tasks_against_a_pool_of_four_all_finish() {
     let st = pool.stats();
     assert_eq!(st.served_at_once + st.served_after_wait, 10_000);
     assert_eq!(st.wait_histogram.iter().sum::<u64>(), 10_000);
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0));
 }
 
 #[tokio::test]
 async fn max_waiting_sheds_load() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(1).max_waiting(2).build().unwrap();
+    let pool = Pool::builder(m).capacity(1).max_waiting(2).build().unwrap();
     let held = pool.get().await.unwrap();
     let mut waiters = Vec::new();
     for i in 0..2 {
         let p = pool.clone();
         waiters.push(tokio::spawn(async move { p.get().await.map(|c| c.n) }));
-        eventually(|| pool.status().waiting == i + 1).await;
+        eventually(|| pool.stats().waiting == i + 1).await;
     }
     let err = pool.get().await.unwrap_err();
     assert!(matches!(err, GetError::TooManyWaiting(2)), "{err}");
@@ -790,7 +790,7 @@ async fn max_waiting_sheds_load() {
 #[tokio::test]
 async fn cancelled_gets_leave_no_slot_and_no_waiter_behind() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(2).build().unwrap();
+    let pool = Pool::builder(m).capacity(2).build().unwrap();
     let a = pool.get().await.unwrap();
     let b = pool.get().await.unwrap();
     let mut tasks = Vec::new();
@@ -806,12 +806,12 @@ async fn cancelled_gets_leave_no_slot_and_no_waiter_behind() {
             }
         }));
     }
-    eventually(|| pool.status().waiting >= 400).await;
+    eventually(|| pool.stats().waiting >= 400).await;
     drop((a, b));
     for t in tasks {
         within(t).await.unwrap();
     }
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0));
     assert!(s.size <= 2);
     // Every slot is free: two gets at once succeed.
@@ -832,11 +832,11 @@ async fn a_get_cancelled_mid_create_leaves_the_new_resource_idle() {
             Ok(7)
         }
     }
-    let pool = Pool::builder(Slow).max_size(1).build().unwrap();
+    let pool = Pool::builder(Slow).capacity(1).build().unwrap();
     let r = tokio::time::timeout(Duration::from_millis(1), pool.get()).await;
     assert!(r.is_err(), "cancelled while creating");
-    eventually(|| pool.status().idle == 1).await;
-    let s = pool.status();
+    eventually(|| pool.stats().idle == 1).await;
+    let s = pool.stats();
     assert_eq!((s.size, s.in_use), (1, 0));
     assert_eq!(*pool.get().await.unwrap(), 7);
     assert_eq!(pool.stats().created, 1);
@@ -907,7 +907,7 @@ async fn hooks_run_at_each_step() {
 #[tokio::test]
 async fn resize_retain_and_evict_idle() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(4).build().unwrap();
+    let pool = Pool::builder(m).capacity(4).build().unwrap();
     let mut all = Vec::new();
     for _ in 0..4 {
         all.push(pool.get().await.unwrap());
@@ -920,33 +920,33 @@ async fn resize_retain_and_evict_idle() {
     let extra = pool.get().await.unwrap();
     drop(all);
     drop(extra);
-    assert_eq!(pool.status().idle, 5);
+    assert_eq!(pool.stats().idle, 5);
     pool.resize(2).unwrap();
-    let s = pool.status();
-    assert_eq!((s.size, s.idle, s.max_size), (2, 2, 2));
+    let s = pool.stats();
+    assert_eq!((s.size, s.idle, s.capacity), (2, 2, 2));
     assert_eq!(pool.stats().destroyed_evicted, 3);
     assert_eq!(pool.retain(|c, _| c.n % 2 == 0), 1);
     assert_eq!(pool.evict_idle(), 1);
-    assert_eq!(pool.status().size, 0);
-    assert_eq!(pool.resize(0), Err(ResizeError::Zero));
+    assert_eq!(pool.stats().size, 0);
+    assert_eq!(pool.resize(0), Err(ResizeError::ZeroCapacity));
     // A shrink while lent: returned resources over the bound are destroyed.
     let a = pool.get().await.unwrap();
     let b = pool.get().await.unwrap();
     pool.resize(1).unwrap();
     drop((a, b));
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.size, s.idle), (1, 1));
 }
 
 #[tokio::test]
 async fn close_wakes_waiters_refuses_gets_and_close_timeout_waits_for_lent_ones() {
     let (m, k) = manager();
-    let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let pool = Pool::builder(m).capacity(1).build().unwrap();
     let held = pool.get().await.unwrap();
     let p = pool.clone();
     let waiter = tokio::spawn(async move { p.get().await.map(|c| c.n) });
-    eventually(|| pool.status().waiting == 1).await;
-    let r = pool.close_timeout(Duration::from_millis(20)).await;
+    eventually(|| pool.stats().waiting == 1).await;
+    let r = pool.shutdown_timeout(Duration::from_millis(20)).await;
     assert_eq!(r.unwrap_err().lent, 1);
     assert!(matches!(
         within(waiter).await.unwrap(),
@@ -955,8 +955,10 @@ async fn close_wakes_waiters_refuses_gets_and_close_timeout_waits_for_lent_ones(
     assert!(matches!(pool.get().await, Err(GetError::Closed)));
     assert!(matches!(pool.resize(3), Err(ResizeError::Closed)));
     drop(held); // destroyed, not kept
-    pool.close_timeout(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(pool.status().size, 0);
+    pool.shutdown_timeout(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(pool.stats().size, 0);
     assert_eq!(k.destroyed.load(SeqCst), 1);
 }
 
@@ -964,15 +966,15 @@ async fn close_wakes_waiters_refuses_gets_and_close_timeout_waits_for_lent_ones(
 fn bad_input_is_a_clear_error() {
     let b = || Pool::builder(TestManager::default());
     assert!(matches!(
-        b().max_size(0).build(),
-        Err(BuildError::ZeroMaxSize)
+        b().capacity(0).build(),
+        Err(BuildError::ZeroCapacity)
     ));
     assert!(matches!(
-        b().max_size(usize::MAX).build(),
-        Err(BuildError::MaxSizeTooLarge(_))
+        b().capacity(usize::MAX).build(),
+        Err(BuildError::CapacityTooLarge(_))
     ));
-    let err = b().max_size(2).min_idle(3).build().unwrap_err();
-    assert_eq!(err.to_string(), "min_idle 3 is above max_size 2");
+    let err = b().capacity(2).min_idle(3).build().unwrap_err();
+    assert_eq!(err.to_string(), "min_idle 3 is above capacity 2");
     for (name, builder) in [
         ("create_timeout", b().create_timeout(Duration::ZERO)),
         ("check_timeout", b().check_timeout(Duration::ZERO)),
@@ -1000,13 +1002,13 @@ fn bad_input_is_a_clear_error() {
 #[test]
 fn get_timeout_from_a_thread_times_out_when_all_are_lent() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(1).build().unwrap();
+    let pool = Pool::builder(m).capacity(1).build().unwrap();
     let held = pool.get_blocking().unwrap();
     let err = pool.get_timeout(Duration::from_millis(10)).unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }));
     let p = pool.clone();
     let t = std::thread::spawn(move || p.get_timeout(Duration::from_secs(10)).map(|c| c.n));
-    eventually_blocking(|| pool.status().waiting == 1);
+    eventually_blocking(|| pool.stats().waiting == 1);
     drop(held);
     assert_eq!(t.join().unwrap().unwrap(), 0);
 }
@@ -1042,7 +1044,7 @@ async fn fifo_queue_order_spreads_use_over_all_resources() {
 async fn stress_faults_never_lend_a_resource_twice_and_lose_no_slot() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(3)
+        .capacity(3)
         .check_bypass(Duration::ZERO)
         .acquire_timeout(Duration::from_secs(60))
         .build()
@@ -1088,7 +1090,7 @@ async fn stress_faults_never_lend_a_resource_twice_and_lose_no_slot() {
     }
     stop.store(true, SeqCst);
     chaos.await.unwrap();
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0));
     assert!(s.size <= 3 && s.idle == s.size);
     let st = pool.stats();
@@ -1112,7 +1114,7 @@ async fn stress_faults_never_lend_a_resource_twice_and_lose_no_slot() {
 #[tokio::test]
 async fn the_last_handle_hands_idle_and_later_returned_resources_to_destroy() {
     let (m, k) = manager();
-    let pool = Pool::builder(m).max_size(4).build().unwrap();
+    let pool = Pool::builder(m).capacity(4).build().unwrap();
     let other = pool.clone();
     let (a, b, c) = (
         pool.get().await.unwrap(),
@@ -1143,7 +1145,7 @@ async fn a_coarse_timeout_fires_while_the_refill_create_hangs() {
     let leaks = Arc::new(AtomicUsize::new(0));
     let seen = leaks.clone();
     let pool = Pool::builder(m)
-        .max_size(2)
+        .capacity(2)
         .min_idle(1)
         .acquire_timeout(Duration::from_millis(600))
         .create_timeout(Duration::from_secs(3600))
@@ -1160,7 +1162,7 @@ async fn a_coarse_timeout_fires_while_the_refill_create_hangs() {
     // made before the hang is evicted, so it makes another).
     eventually(|| {
         pool.evict_idle();
-        k.hanging.load(SeqCst) == 1 && pool.status().idle == 0
+        k.hanging.load(SeqCst) == 1 && pool.stats().idle == 0
     })
     .await;
     let err = within(pool.get()).await.unwrap_err();
@@ -1175,7 +1177,7 @@ async fn a_coarse_timeout_fires_while_the_refill_create_hangs() {
 async fn a_coarse_timeout_fires_while_a_keepalive_check_hangs() {
     let (m, k) = manager();
     let pool = Pool::builder(m)
-        .max_size(2)
+        .capacity(2)
         .acquire_timeout(Duration::from_millis(600))
         .check_timeout(Duration::from_secs(3600))
         .keepalive(Some(Duration::from_millis(30)))
@@ -1193,7 +1195,7 @@ async fn a_coarse_timeout_fires_while_a_keepalive_check_hangs() {
     // A waiter is still served at once by a return.
     let p = pool.clone();
     let waiter = tokio::spawn(async move { p.get().await.map(|c| c.n) });
-    eventually(|| pool.status().waiting == 1).await;
+    eventually(|| pool.stats().waiting == 1).await;
     let n = a.n;
     drop(a);
     assert_eq!(within(waiter).await.unwrap().unwrap(), n);
@@ -1204,17 +1206,17 @@ async fn a_coarse_timeout_fires_while_a_keepalive_check_hangs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retain_closure_may_use_the_pool() {
     let (m, k) = manager();
-    let pool = Pool::builder(m).max_size(4).build().unwrap();
+    let pool = Pool::builder(m).capacity(4).build().unwrap();
     let held: Vec<_> = futures_lite_join(&pool, 4).await;
     let mut lent = Some(held.into_iter().take(1).collect::<Vec<_>>());
-    assert_eq!(pool.status().idle, 3);
+    assert_eq!(pool.stats().idle, 3);
     let p = pool.clone();
     let other = pool.clone();
     let removed = tokio::task::spawn_blocking(move || {
         let mut calls = 0;
         let n = p.retain(|c, _| {
             calls += 1;
-            let _ = p.status();
+            let _ = p.stats();
             let _ = p.stats();
             // A get on another thread is not blocked by this closure.
             let got = std::thread::scope(|s| {
@@ -1232,7 +1234,7 @@ async fn a_retain_closure_may_use_the_pool() {
     });
     let (n, calls) = within(removed).await.unwrap();
     assert!(calls >= 1 && n <= calls);
-    let s = pool.status();
+    let s = pool.stats();
     assert!(s.size <= 3, "{s:?}");
     // close and evict_idle from inside, too.
     let p = pool.clone();
@@ -1246,7 +1248,7 @@ async fn a_retain_closure_may_use_the_pool() {
     .await
     .unwrap();
     assert!(pool.is_closed());
-    eventually(|| pool.status().size == 0).await;
+    eventually(|| pool.stats().size == 0).await;
     eventually(|| k.destroyed.load(SeqCst) == k.created.load(SeqCst)).await;
 }
 
@@ -1266,13 +1268,13 @@ async fn futures_lite_join(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_retain_closure_loses_no_resource() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(3).build().unwrap();
+    let pool = Pool::builder(m).capacity(3).build().unwrap();
     drop(futures_lite_join(&pool, 3).await);
-    assert_eq!(pool.status().idle, 3);
+    assert_eq!(pool.stats().idle, 3);
     let p = pool.clone();
     let r = tokio::task::spawn_blocking(move || p.retain(|_, _| panic!("keep?"))).await;
     assert!(r.is_err());
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!((s.size, s.idle), (3, 3));
 }
 
@@ -1281,17 +1283,17 @@ async fn a_panicking_retain_closure_loses_no_resource() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_fails_a_get_waiting_for_its_create_and_destroys_what_it_makes() {
     let (m, k) = manager();
-    let pool = Pool::builder(m).max_size(2).build().unwrap();
+    let pool = Pool::builder(m).capacity(2).build().unwrap();
     k.slow_create_ms.store(300, SeqCst);
     let p = pool.clone();
     let waiting = tokio::spawn(async move { p.get().await.map(|c| c.n) });
-    eventually(|| pool.status().size == 1).await;
+    eventually(|| pool.stats().size == 1).await;
     pool.close();
     let r = within(waiting).await.unwrap();
     assert!(matches!(r, Err(GetError::Closed)), "{r:?}");
     // The create finishes later: its resource goes to destroy.
     eventually(|| k.created.load(SeqCst) == 1 && k.destroyed.load(SeqCst) == 1).await;
-    assert_eq!(pool.status().size, 0);
+    assert_eq!(pool.stats().size, 0);
     assert!(matches!(pool.get().await, Err(GetError::Closed)));
 }
 
@@ -1304,7 +1306,7 @@ fn a_pool_whose_runtime_is_gone_says_so_and_stays_within_its_bound() {
         .build()
         .unwrap();
     let pool = Pool::builder(m)
-        .max_size(2)
+        .capacity(2)
         .runtime(rt.handle().clone())
         .build()
         .unwrap();
@@ -1313,10 +1315,10 @@ fn a_pool_whose_runtime_is_gone_says_so_and_stays_within_its_bound() {
         let err = pool.get_timeout(Duration::from_secs(5)).unwrap_err();
         assert!(matches!(err, GetError::RuntimeGone), "{err}");
         assert!(err.to_string().contains("runtime has shut down"), "{err}");
-        let s = pool.status();
-        assert!(s.size <= s.max_size, "{s:?}");
+        let s = pool.stats();
+        assert!(s.size <= s.capacity, "{s:?}");
     }
-    assert_eq!(pool.status().size, 0);
+    assert_eq!(pool.stats().size, 0);
 }
 
 #[test]
@@ -1327,7 +1329,7 @@ fn a_blocking_get_on_a_current_thread_runtime_panics_with_advice() {
         .build()
         .unwrap();
     let pool = Pool::builder(m)
-        .max_size(1)
+        .capacity(1)
         .runtime(rt.handle().clone())
         .build()
         .unwrap();
@@ -1359,7 +1361,7 @@ fn a_blocking_get_on_a_current_thread_runtime_panics_with_advice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_get_on_a_runtime_worker_does_not_starve_its_create() {
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(2).build().unwrap();
+    let pool = Pool::builder(m).capacity(2).build().unwrap();
     // Both workers block in get_timeout at once; their creates still run.
     let a = pool.clone();
     let b = pool.clone();
@@ -1394,7 +1396,7 @@ fn guards_and_blocking_gets_in_thread_local_destructors_never_abort() {
         static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
     }
     let (m, _k) = manager();
-    let pool = Pool::builder(m).max_size(2).build().unwrap();
+    let pool = Pool::builder(m).capacity(2).build().unwrap();
     for order in 0..2 {
         let p = pool.clone();
         std::thread::spawn(move || {
@@ -1416,6 +1418,6 @@ fn guards_and_blocking_gets_in_thread_local_destructors_never_abort() {
         .join()
         .unwrap();
     }
-    let s = pool.status();
+    let s = pool.stats();
     assert_eq!(s.in_use, 0, "{s:?}");
 }

@@ -1,5 +1,5 @@
 //! Stress: 1M tasks, 1% of them panicking, while another thread flips
-//! `tune` between 1 and 64 and a checker asserts `running() <= capacity()`
+//! `resize` between 1 and 64 and a checker asserts `running() <= capacity()`
 //! on every read. Afterwards every task that did not panic ran exactly once
 //! and the pool's counters add up.
 #![cfg(not(loom))]
@@ -38,16 +38,16 @@ fn run(policy: Policy, queue: usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let checks = Arc::new(AtomicUsize::new(0));
 
-    let tuner = {
+    let resizer = {
         let (pool, stop) = (pool.clone(), stop.clone());
         thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Relaxed) {
-                pool.tune(if n % 2 == 0 { 1 } else { 64 }).unwrap();
+                pool.resize(if n % 2 == 0 { 1 } else { 64 }).unwrap();
                 n += 1;
                 thread::yield_now();
             }
-            pool.tune(64).unwrap();
+            pool.resize(64).unwrap();
             n
         })
     };
@@ -60,7 +60,10 @@ fn run(policy: Policy, queue: usize) {
                     running <= capacity,
                     "running {running} > capacity {capacity}"
                 );
-                assert!(capacity <= 64, "capacity {capacity} above the largest tune");
+                assert!(
+                    capacity <= 64,
+                    "capacity {capacity} above the largest resize"
+                );
                 checks.fetch_add(1, Relaxed);
                 thread::yield_now();
             }
@@ -85,7 +88,7 @@ fn run(policy: Policy, queue: usize) {
     }
     pool.wait_idle();
     stop.store(true, Relaxed);
-    let tunes = tuner.join().unwrap();
+    let resizes = resizer.join().unwrap();
     checker.join().unwrap();
 
     let mut ran = 0;
@@ -105,26 +108,26 @@ fn run(policy: Policy, queue: usize) {
     assert_eq!(st.panicked as usize, panicked);
     assert_eq!(st.completed as usize, ran - panicked);
     assert_eq!(st.rejected as usize, rejected);
-    assert!(tunes > 10, "the tuner should have raced the submitters");
+    assert!(resizes > 10, "the resizer should have raced the submitters");
     assert!(checks.load(Relaxed) > 10);
     pool.shutdown_timeout(std::time::Duration::from_secs(60))
         .unwrap();
 }
 
 #[test]
-fn a_million_tasks_with_panics_while_tune_flips_block_policy() {
+fn a_million_tasks_with_panics_while_resize_flips_block_policy() {
     quiet_panics();
     run(Policy::Block, 1024);
 }
 
 #[test]
-fn a_million_tasks_with_panics_while_tune_flips_direct_hand_off() {
+fn a_million_tasks_with_panics_while_resize_flips_direct_hand_off() {
     quiet_panics();
     run(Policy::Block, 0);
 }
 
 #[test]
-fn a_million_tasks_with_panics_while_tune_flips_reject_and_caller_runs() {
+fn a_million_tasks_with_panics_while_resize_flips_reject_and_caller_runs() {
     quiet_panics();
     run(Policy::Reject, 64);
     run(Policy::CallerRuns, 64);

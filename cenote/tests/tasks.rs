@@ -1,5 +1,5 @@
 //! Tests of `cenote::tasks`: one per feature, bad input, the capacity
-//! invariant (also across `tune`), cancel-safety, runtime shutdown, and a
+//! invariant (also across `resize`), cancel-safety, runtime shutdown, and a
 //! stress test that counts every future ran exactly once.
 #![cfg(not(loom))]
 
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cenote::tasks::{BuildError, JoinError, SpawnError, TaskPool, TuneError, WhenFull};
+use cenote::tasks::{BuildError, JoinError, Pool, ResizeError, SpawnError, WhenFull};
 use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};
 
@@ -51,7 +51,7 @@ async fn eventually(mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_returns_results_and_never_exceeds_capacity() {
-    let pool = TaskPool::new(8).unwrap();
+    let pool = Pool::new(8).unwrap();
     let flight = Arc::new(InFlight::default());
     let mut handles = Vec::new();
     for i in 0..2_000u64 {
@@ -87,7 +87,7 @@ async fn spawn_returns_results_and_never_exceeds_capacity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_pool_policies() {
     // Reject.
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(1)
         .when_full(WhenFull::Reject)
         .build()
@@ -125,7 +125,7 @@ async fn full_pool_policies() {
     assert_eq!(h.await.unwrap(), 5);
 
     // WaitFor: waits, then gives up.
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(1)
         .when_full(WhenFull::WaitFor(Duration::from_millis(20)))
         .build()
@@ -137,16 +137,12 @@ async fn full_pool_policies() {
     ));
     assert_eq!(pool.waiting(), 0, "a timed-out spawner leaves the queue");
     let report = pool.shutdown_timeout(Duration::ZERO).await;
-    assert_eq!(report.aborted, 1);
+    assert_eq!(report.unwrap_err().aborted, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_policy_is_fifo_and_max_waiting_sheds_load() {
-    let pool = TaskPool::builder()
-        .capacity(1)
-        .max_waiting(3)
-        .build()
-        .unwrap();
+    let pool = Pool::builder().capacity(1).max_waiting(3).build().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let gate = pool.spawn(async move { rx.await.ok() }).await.unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -184,7 +180,7 @@ async fn panics_are_carried_to_the_handle_and_the_handler() {
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let pool = {
         let seen = seen.clone();
-        TaskPool::builder()
+        Pool::builder()
             .capacity(2)
             .panic_handler(move |p| {
                 let msg = p.downcast_ref::<&str>().copied().unwrap_or("?");
@@ -211,7 +207,7 @@ async fn panics_are_carried_to_the_handle_and_the_handler() {
     assert_eq!((s.panicked, s.completed, s.running), (1, 1, 0));
 
     // A panicking handler is caught too.
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(1)
         .panic_handler(|_| panic!("handler"))
         .build()
@@ -229,7 +225,7 @@ async fn abort_drops_the_future_and_frees_the_slot() {
             self.0.store(true, SeqCst);
         }
     }
-    let pool = TaskPool::new(1).unwrap();
+    let pool = Pool::new(1).unwrap();
     let dropped = Arc::new(AtomicBool::new(false));
     let guard = SetOnDrop(dropped.clone());
     let h = pool
@@ -257,20 +253,19 @@ async fn abort_drops_the_future_and_frees_the_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::async_yields_async)] // the helper returns a JoinHandle
-async fn tune_grows_at_once_and_shrinks_without_stopping_anything() {
-    let pool = TaskPool::new(2).unwrap();
+async fn resize_grows_at_once_and_shrinks_without_stopping_anything() {
+    let pool = Pool::new(2).unwrap();
     let flight = Arc::new(InFlight::default());
     let release = Arc::new(tokio::sync::Notify::new());
-    let spawn_blocked =
-        |pool: TaskPool, flight: Arc<InFlight>, release: Arc<tokio::sync::Notify>| async move {
-            pool.spawn(async move {
-                flight.enter();
-                release.notified().await;
-                flight.leave();
-            })
-            .await
-            .unwrap()
-        };
+    let spawn_blocked = |pool: Pool, flight: Arc<InFlight>, release: Arc<tokio::sync::Notify>| async move {
+        pool.spawn(async move {
+            flight.enter();
+            release.notified().await;
+            flight.leave();
+        })
+        .await
+        .unwrap()
+    };
     let mut handles = Vec::new();
     for _ in 0..2 {
         handles.push(spawn_blocked(pool.clone(), flight.clone(), release.clone()).await);
@@ -279,14 +274,14 @@ async fn tune_grows_at_once_and_shrinks_without_stopping_anything() {
     let third = tokio::spawn(spawn_blocked(pool.clone(), flight.clone(), release.clone()));
     let p = pool.clone();
     eventually(move || p.waiting() == 1).await;
-    pool.tune(4).unwrap();
+    pool.resize(4).unwrap();
     handles.push(third.await.unwrap());
     assert_eq!(pool.capacity(), 4);
     let f = flight.clone();
     eventually(move || f.now.load(SeqCst) == 3).await;
     // Shrink to 1 with 3 running: they go on; a new one waits until only
     // 0 run (capacity 1).
-    pool.tune(1).unwrap();
+    pool.resize(1).unwrap();
     assert_eq!(pool.capacity(), 1);
     assert_eq!(pool.running(), 3);
     assert!(matches!(
@@ -308,21 +303,21 @@ async fn tune_grows_at_once_and_shrinks_without_stopping_anything() {
     h.abort();
     assert!(h.await.unwrap_err().is_aborted());
     // Bad input.
-    assert_eq!(pool.tune(0), Err(TuneError::ZeroCapacity));
+    assert_eq!(pool.resize(0), Err(ResizeError::ZeroCapacity));
     assert!(matches!(
-        pool.tune(usize::MAX),
-        Err(TuneError::CapacityTooLarge(_))
+        pool.resize(usize::MAX),
+        Err(ResizeError::CapacityTooLarge(_))
     ));
     pool.close();
-    assert_eq!(pool.tune(3), Err(TuneError::Closed));
+    assert_eq!(pool.resize(3), Err(ResizeError::Closed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn capacity_holds_while_tune_races_spawners() {
+async fn capacity_holds_while_resize_races_spawners() {
     // Spawners keep the pool full while another task moves the capacity
     // between 1 and 6; in flight never exceeds the largest capacity set,
-    // and once the last tune (to 3) has drained, never exceeds 3.
-    let pool = TaskPool::new(4).unwrap();
+    // and once the last resize (to 3) has drained, never exceeds 3.
+    let pool = Pool::new(4).unwrap();
     let flight = Arc::new(InFlight::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut spawners = Vec::new();
@@ -347,10 +342,10 @@ async fn capacity_holds_while_tune_races_spawners() {
         }));
     }
     for i in 0..400 {
-        pool.tune(1 + (i * 7) % 6).unwrap();
+        pool.resize(1 + (i * 7) % 6).unwrap();
         tokio::task::yield_now().await;
     }
-    pool.tune(3).unwrap();
+    pool.resize(3).unwrap();
     pool.wait_idle().await;
     flight.max.store(0, SeqCst);
     sleep(Duration::from_millis(50)).await;
@@ -378,7 +373,7 @@ async fn capacity_holds_while_tune_races_spawners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_idle_keeps_the_pool_open_and_close_refuses_new_work() {
-    let pool = TaskPool::new(4).unwrap();
+    let pool = Pool::new(4).unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     for _ in 0..20 {
         let done = done.clone();
@@ -402,7 +397,7 @@ async fn wait_idle_keeps_the_pool_open_and_close_refuses_new_work() {
         .unwrap();
 
     // close: running futures finish, waiting spawners and new ones fail.
-    let pool = TaskPool::new(1).unwrap();
+    let pool = Pool::new(1).unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let running = pool.spawn(async move { rx.await.is_ok() }).await.unwrap();
     let waiter = {
@@ -425,7 +420,7 @@ async fn wait_idle_keeps_the_pool_open_and_close_refuses_new_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_timeout_waits_then_aborts_the_rest() {
-    let pool = TaskPool::new(10).unwrap();
+    let pool = Pool::new(10).unwrap();
     let quick: Vec<_> = {
         let mut v = Vec::new();
         for i in 0..5 {
@@ -445,7 +440,7 @@ async fn shutdown_timeout_waits_then_aborts_the_rest() {
         slow.push(pool.spawn(sleep(Duration::from_secs(60))).await.unwrap());
     }
     let report = pool.shutdown_timeout(Duration::from_millis(300)).await;
-    assert_eq!(report.aborted, 3);
+    assert_eq!(report.unwrap_err().aborted, 3);
     for (i, h) in quick.into_iter().enumerate() {
         assert_eq!(h.await.unwrap(), i);
     }
@@ -458,13 +453,13 @@ async fn shutdown_timeout_waits_then_aborts_the_rest() {
         Err(SpawnError::Closed)
     ));
     // Nothing left: a second shutdown has nothing to abort.
-    assert_eq!(pool.shutdown_timeout(Duration::ZERO).await.aborted, 0);
+    assert_eq!(pool.shutdown_timeout(Duration::ZERO).await, Ok(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_blocking_runs_on_workers_within_the_capacity() {
     let workers = cenote::workers::Pool::new(4).unwrap();
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(2)
         .blocking_pool(workers)
         .build()
@@ -498,13 +493,13 @@ async fn spawn_blocking_runs_on_workers_within_the_capacity() {
     let err: JoinError = h.await.unwrap_err();
     assert_eq!(err.panic_message(), Some("blocking boom"));
     // The default blocking pool works too.
-    let pool = TaskPool::new(1).unwrap();
+    let pool = Pool::new(1).unwrap();
     assert_eq!(pool.spawn_blocking(|| 9).await.unwrap().await.unwrap(), 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_spawn_futures_leave_no_slot_or_waiter_behind() {
-    let pool = TaskPool::new(2).unwrap();
+    let pool = Pool::new(2).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut blockers = Vec::new();
     for _ in 0..2 {
@@ -554,24 +549,24 @@ async fn dropped_spawn_futures_leave_no_slot_or_waiter_behind() {
 #[test]
 fn bad_input_is_a_clear_error() {
     // Outside a runtime.
-    assert_eq!(TaskPool::new(4).unwrap_err(), BuildError::NoRuntime);
+    assert_eq!(Pool::new(4).unwrap_err(), BuildError::NoRuntime);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let _enter = rt.enter();
-    assert_eq!(TaskPool::new(0).unwrap_err(), BuildError::ZeroCapacity);
+    assert_eq!(Pool::new(0).unwrap_err(), BuildError::ZeroCapacity);
     assert!(matches!(
-        TaskPool::new(usize::MAX).unwrap_err(),
+        Pool::new(usize::MAX).unwrap_err(),
         BuildError::CapacityTooLarge(_)
     ));
     assert_eq!(
-        TaskPool::builder().lanes(0).build().unwrap_err(),
+        Pool::builder().lanes(0).build().unwrap_err(),
         BuildError::ZeroLanes
     );
     let too_many = cenote::tasks::MAX_LANES + 1;
-    let err = TaskPool::builder().lanes(too_many).build().unwrap_err();
+    let err = Pool::builder().lanes(too_many).build().unwrap_err();
     assert_eq!(err, BuildError::TooManyLanes(too_many));
     assert!(err.to_string().contains("at most 65535"), "{err}");
     assert!(!format!("{}", BuildError::NoRuntime).is_empty());
@@ -584,7 +579,7 @@ fn a_pool_built_outside_the_runtime_runs_on_it() {
         .enable_all()
         .build()
         .unwrap();
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(3)
         .runtime(rt.handle().clone())
         .build()
@@ -600,7 +595,7 @@ fn runtime_shutdown_cancels_what_runs_and_frees_the_slots() {
         .enable_all()
         .build()
         .unwrap();
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(4)
         .runtime(rt.handle().clone())
         .build()
@@ -642,7 +637,7 @@ fn runtime_shutdown_with_futures_awaiting_each_other_ends_every_one_once() {
                 .enable_all()
                 .build()
                 .unwrap();
-            let pool = TaskPool::builder()
+            let pool = Pool::builder()
                 .capacity(64)
                 .eager_start(eager)
                 .runtime(rt.handle().clone())
@@ -695,7 +690,7 @@ fn runtime_shutdown_with_futures_awaiting_each_other_ends_every_one_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn futures_outlive_the_pool_handle() {
-    let pool = TaskPool::new(4).unwrap();
+    let pool = Pool::new(4).unwrap();
     let h = pool
         .spawn(async {
             sleep(Duration::from_millis(20)).await;
@@ -709,7 +704,7 @@ async fn futures_outlive_the_pool_handle() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn works_on_a_current_thread_runtime() {
-    let pool = TaskPool::new(16).unwrap();
+    let pool = Pool::new(16).unwrap();
     let mut hs = Vec::new();
     for i in 0..1_000u32 {
         hs.push(
@@ -738,7 +733,7 @@ async fn futures_of_one_pool_run_in_parallel_on_two_workers() {
     // inside its poll too: they meet only if their lanes are polled on two
     // threads at once (in one lane, or one worker, the first one waits out
     // its deadline alone).
-    let pool = TaskPool::new(8).unwrap();
+    let pool = Pool::new(8).unwrap();
     let inside = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for _ in 0..2 {
@@ -785,7 +780,7 @@ fn a_lane_of_futures_that_never_stop_waking_themselves_still_yields_and_resumes(
             .build()
             .unwrap();
         rt.block_on(async {
-            let pool = TaskPool::new(4).unwrap();
+            let pool = Pool::new(4).unwrap();
             let polls = Arc::new(AtomicUsize::new(0));
             let stop = Arc::new(AtomicBool::new(false));
             for _ in 0..4 {
@@ -837,7 +832,7 @@ async fn stress_every_future_runs_exactly_once_without_eager_start() {
 async fn stress(eager: bool) {
     const PER: usize = 50_000;
     const SPAWNERS: usize = 4;
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(64)
         .eager_start(eager)
         .build()
@@ -912,7 +907,7 @@ async fn spawn_blocking_reports_a_full_blocking_pool_and_aborts_stop_the_wait() 
         .queue(0)
         .build()
         .unwrap();
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(4)
         .blocking_pool(workers)
         .build()
@@ -933,7 +928,7 @@ async fn spawn_blocking_reports_a_full_blocking_pool_and_aborts_stop_the_wait() 
     busy.abort();
     assert!(busy.await.unwrap_err().is_aborted());
     assert_eq!(pool.running(), 1);
-    pool.tune(1).unwrap();
+    pool.resize(1).unwrap();
     assert!(matches!(pool.try_spawn(async {}), Err(SpawnError::Full)));
     let p = pool.clone();
     let idle = tokio::spawn(async move { p.wait_idle().await });
@@ -953,7 +948,7 @@ async fn spawn_blocking_reports_a_full_blocking_pool_and_aborts_stop_the_wait() 
 async fn aborted_blocking_closures_keep_their_slots_in_every_order() {
     // Aborted before, during and after their closures, racing them: the
     // slots all come back once, and never more than the capacity run.
-    let pool = TaskPool::builder().capacity(3).build().unwrap();
+    let pool = Pool::builder().capacity(3).build().unwrap();
     let flight = Arc::new(InFlight::default());
     for i in 0..300u64 {
         let f = flight.clone();
@@ -981,11 +976,7 @@ async fn aborted_blocking_closures_keep_their_slots_in_every_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_waiting_zero_refuses_at_once_and_stats_add_up() {
-    let pool = TaskPool::builder()
-        .capacity(1)
-        .max_waiting(0)
-        .build()
-        .unwrap();
+    let pool = Pool::builder().capacity(1).max_waiting(0).build().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let gate = pool.spawn(async move { rx.await.ok() }).await.unwrap();
     assert!(matches!(
@@ -1015,8 +1006,8 @@ async fn max_waiting_zero_refuses_at_once_and_stats_add_up() {
 
 /// A pool whose eager starts never pause (so that a slow moment of the test
 /// machine cannot turn them off).
-fn never_paused(capacity: usize) -> TaskPool {
-    TaskPool::builder()
+fn never_paused(capacity: usize) -> Pool {
+    Pool::builder()
         .capacity(capacity)
         .eager_limit(Duration::MAX)
         .build()
@@ -1046,7 +1037,7 @@ async fn a_future_that_finishes_in_its_first_poll_is_done_when_spawn_returns() {
     assert_eq!((s.spawned, s.completed, s.panicked), (3, 2, 1));
 
     // Turned off, the future waits for a lane.
-    let lazy = TaskPool::builder()
+    let lazy = Pool::builder()
         .capacity(4)
         .eager_start(false)
         .build()
@@ -1104,7 +1095,7 @@ async fn shutdown_aborts_first_polled_futures_its_lanes_have_not_filed_yet() {
     // No lane has run yet (this task has not yielded): all 50 sit in their
     // lanes' adopt queues.
     let report = pool.shutdown_timeout(Duration::from_millis(5)).await;
-    assert_eq!(report.aborted, 50);
+    assert_eq!(report.unwrap_err().aborted, 50);
     assert_eq!(pool.running(), 0);
     for h in handles {
         assert!(matches!(h.await, Err(JoinError::Aborted)));
@@ -1120,7 +1111,7 @@ fn spawns_from_outside_the_runtime_are_not_polled_there() {
         .enable_all()
         .build()
         .unwrap();
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(4)
         .runtime(rt.handle().clone())
         .build()
@@ -1153,7 +1144,7 @@ async fn a_long_first_poll_pauses_eager_starts() {
     // One eager first poll in 32 per thread is timed. These take at least
     // 2 ms, far over a 1 ms limit, so within 32 spawns one is timed and the
     // next spawns (1,024 of them) wait for a lane.
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(64)
         .eager_limit(Duration::from_millis(1))
         .build()
@@ -1181,7 +1172,7 @@ async fn nested_spawns_do_not_recurse() {
     // (Not an `async fn`: its future would contain its own type.)
     #[allow(clippy::manual_async_fn)]
     fn chain(
-        pool: TaskPool,
+        pool: Pool,
         left: u32,
         done: Arc<AtomicUsize>,
     ) -> impl std::future::Future<Output = ()> + Send {
@@ -1251,7 +1242,7 @@ impl Drop for Bomb {
 async fn a_detached_output_that_panics_on_drop_kills_nothing() {
     let seen = Arc::new(AtomicUsize::new(0));
     let s = seen.clone();
-    let pool = TaskPool::builder()
+    let pool = Pool::builder()
         .capacity(4)
         .lanes(1)
         // A slow first poll on a loaded machine must not pause eager

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cenote::workers::{
-    Balance, BuildError, FnPool, JoinError, MultiPool, Policy, Pool, SubmitError, TuneError,
+    Balance, BuildError, FnPool, JoinError, MultiPool, Policy, Pool, ResizeError, SubmitError,
 };
 
 /// Polls `cond` until it holds; fails the test after a generous limit.
@@ -218,7 +218,7 @@ fn queue_zero_is_direct_hand_off() {
     assert_eq!(pool.try_submit(|| {}), Err(SubmitError::Full));
     assert_eq!(
         pool.submit_timeout(|| {}, Duration::from_millis(20)),
-        Err(SubmitError::Timeout(Duration::from_millis(20)))
+        Err(SubmitError::TimedOut(Duration::from_millis(20)))
     );
     assert_eq!(pool.queued(), 0);
     gate.open();
@@ -286,7 +286,7 @@ fn max_blocked_submitters_sheds_the_excess() {
     let pool = Pool::builder()
         .capacity(1)
         .queue(0)
-        .max_blocked_submitters(1)
+        .max_waiting(1)
         .build()
         .unwrap();
     let gate = occupy(&pool, 1);
@@ -301,7 +301,7 @@ fn max_blocked_submitters_sheds_the_excess() {
     let none = Pool::builder()
         .capacity(1)
         .queue(0)
-        .max_blocked_submitters(0)
+        .max_waiting(0)
         .build()
         .unwrap();
     let gate = occupy(&none, 1);
@@ -315,7 +315,7 @@ fn submit_timeout_zero_never_waits() {
     let gate = occupy(&pool, 1);
     assert_eq!(
         pool.submit_timeout(|| {}, Duration::ZERO),
-        Err(SubmitError::Timeout(Duration::ZERO))
+        Err(SubmitError::TimedOut(Duration::ZERO))
     );
     gate.open();
 }
@@ -342,7 +342,7 @@ fn join_timeout_leaves_the_handle_usable() {
         .unwrap();
     assert!(matches!(
         h.join_timeout(Duration::from_millis(10)),
-        Err(JoinError::Timeout(_))
+        Err(JoinError::TimedOut(_))
     ));
     assert!(!h.is_finished());
     gate.open();
@@ -452,24 +452,24 @@ fn fn_pool_calls_its_function_with_each_argument() {
     assert_eq!(sum.load(SeqCst), 500_501);
 }
 
-// ----- tune -------------------------------------------------------------------
+// ----- resize -------------------------------------------------------------------
 
 #[test]
-fn tune_zero_is_an_error_and_changes_nothing() {
+fn resize_zero_is_an_error_and_changes_nothing() {
     let pool = Pool::new(3).unwrap();
-    assert_eq!(pool.tune(0), Err(TuneError::ZeroCapacity));
+    assert_eq!(pool.resize(0), Err(ResizeError::ZeroCapacity));
     assert_eq!(pool.capacity(), 3);
 }
 
 #[test]
-fn tune_up_wakes_blocked_submitters_and_starts_threads() {
+fn resize_up_wakes_blocked_submitters_and_starts_threads() {
     let pool = Pool::builder().capacity(1).queue(0).build().unwrap();
     let gate = occupy(&pool, 1);
     let p = pool.clone();
     let g = gate.clone();
     let submitter = thread::spawn(move || p.submit(move || g.wait()));
     eventually("the submitter blocks", || pool.waiting() == 1);
-    pool.tune(2).unwrap();
+    pool.resize(2).unwrap();
     submitter.join().unwrap().unwrap();
     assert_eq!(pool.running(), 2);
     gate.open();
@@ -477,7 +477,7 @@ fn tune_up_wakes_blocked_submitters_and_starts_threads() {
 }
 
 #[test]
-fn tune_down_retires_parked_threads_at_once() {
+fn resize_down_retires_parked_threads_at_once() {
     let pool = Pool::builder()
         .capacity(8)
         .prestart(8)
@@ -485,21 +485,21 @@ fn tune_down_retires_parked_threads_at_once() {
         .build()
         .unwrap();
     eventually("threads park", || pool.idle() == 8);
-    pool.tune(2).unwrap();
+    pool.resize(2).unwrap();
     assert_eq!(pool.running(), 2);
     assert_eq!(pool.capacity(), 2);
     eventually("retired threads exit", || pool.stats().threads_retired == 6);
 }
 
 #[test]
-fn tune_down_retires_busy_threads_as_they_finish() {
+fn resize_down_retires_busy_threads_as_they_finish() {
     let pool = Pool::builder()
         .capacity(4)
         .idle_timeout(None)
         .build()
         .unwrap();
     let gate = occupy(&pool, 4);
-    pool.tune(1).unwrap();
+    pool.resize(1).unwrap();
     assert_eq!(pool.target_capacity(), 1);
     let (running, cap) = pool.running_and_capacity();
     assert!(running <= cap, "{running} > {cap}");
@@ -874,7 +874,7 @@ fn a_scope_runs_every_task_whatever_the_waiting_cap() {
         let pool = Pool::builder()
             .capacity(1)
             .queue(1)
-            .max_blocked_submitters(cap)
+            .max_waiting(cap)
             .build()
             .unwrap();
         let ran = AtomicUsize::new(0);
@@ -891,7 +891,7 @@ fn a_scope_runs_every_task_whatever_the_waiting_cap() {
                 });
             }
         });
-        assert_eq!(ran.load(SeqCst), 160, "max_blocked_submitters({cap})");
+        assert_eq!(ran.load(SeqCst), 160, "max_waiting({cap})");
         assert_eq!(pool.stats().rejected, 0);
         // On a closed pool the scope runs its tasks itself.
         pool.close();
@@ -952,13 +952,13 @@ fn a_zero_timeout_reports_timeout_whatever_the_waiting_cap() {
     let pool = Pool::builder()
         .capacity(1)
         .queue(0)
-        .max_blocked_submitters(0)
+        .max_waiting(0)
         .build()
         .unwrap();
     let gate = occupy(&pool, 1);
     assert_eq!(
         pool.submit_timeout(|| {}, Duration::ZERO),
-        Err(SubmitError::Timeout(Duration::ZERO))
+        Err(SubmitError::TimedOut(Duration::ZERO))
     );
     gate.open();
 }

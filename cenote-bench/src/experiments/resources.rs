@@ -476,7 +476,7 @@ impl CenoteTasks {
         kind: Kind,
         always: bool,
     ) -> Result<cenote::resources::Pool<Sim>, String> {
-        let mut b = cenote::resources::Pool::builder(Sim::new(kind)).max_size(size);
+        let mut b = cenote::resources::Pool::builder(Sim::new(kind)).capacity(size);
         if always {
             b = b.check_bypass(Duration::ZERO);
         }

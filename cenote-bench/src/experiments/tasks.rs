@@ -1,4 +1,4 @@
-//! Async experiments: `cenote::tasks::TaskPool` against the ways tokio users
+//! Async experiments: `cenote::tasks::Pool` against the ways tokio users
 //! bound futures by hand, and `cenote::limit::Semaphore` against tokio's
 //! semaphore and a `Mutex` + `Condvar` one.
 
@@ -77,7 +77,7 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
 }
 
 fn peer_notes() -> String {
-    "cenote: tasks::TaskPool::new(cap), spawn(job).await per job, handle dropped, then \
+    "cenote: tasks::Pool::new(cap), spawn(job).await per job, handle dropped, then \
      wait_idle(); tokio-spawn: tokio::spawn per job, no bound (the cap does not apply), done \
      when a shared counter reaches the last; tokio-semaphore: Arc<Semaphore>(cap), \
      acquire_owned().await then tokio::spawn(job, drops the permit), done when all cap permits \
@@ -306,7 +306,7 @@ async fn produce(
     let start = Instant::now();
     match imp {
         Impl::Cenote => {
-            let pool = cenote::tasks::TaskPool::new(cap).map_err(|e| e.to_string())?;
+            let pool = cenote::tasks::Pool::new(cap).map_err(|e| e.to_string())?;
             for i in 0..n {
                 let handle = pool
                     .spawn(job(i, sleep.clone()))

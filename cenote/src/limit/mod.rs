@@ -9,7 +9,7 @@
 //! waiter behind. Permits are RAII guards (borrowed [`Permit`] or `'static`
 //! [`OwnedPermit`]); the semaphore resizes both ways at runtime
 //! ([`Semaphore::add_permits`], [`Semaphore::forget_permits`],
-//! [`Semaphore::set_permits`]) and [`Semaphore::close`] wakes every waiter
+//! [`Semaphore::resize`]) and [`Semaphore::close`] wakes every waiter
 //! with an error. The core depends on no async runtime.
 //!
 //! ```
@@ -39,6 +39,6 @@ mod semaphore;
 
 pub use monitor::{Monitor, MonitorError};
 pub use semaphore::{
-    Acquire, AcquireError, AcquireOwned, OwnedPermit, Permit, Semaphore, TooManyPermits,
-    TryAcquireError, MAX_PERMITS,
+    Acquire, AcquireError, AcquireOwned, OwnedPermit, Permit, ResizeError, Semaphore,
+    TooManyPermits, TryAcquireError, MAX_PERMITS,
 };

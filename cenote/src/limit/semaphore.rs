@@ -60,6 +60,18 @@ pub struct TooManyPermits {
     pub added: usize,
 }
 
+/// Why [`Semaphore::resize`] refused; the semaphore is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResizeError {
+    /// Above [`MAX_PERMITS`].
+    #[error("capacity {0} is above the limit of {max} permits", max = MAX_PERMITS)]
+    CapacityTooLarge(usize),
+    /// The semaphore is closed.
+    #[error("the semaphore is closed")]
+    Closed,
+}
+
 /// A counting semaphore for plain threads and async tasks alike.
 ///
 /// Threads block in [`acquire_blocking`](Self::acquire_blocking) or
@@ -92,7 +104,7 @@ pub struct Semaphore {
     waiters: AtomicUsize,
     /// Permits that exist: available, held, or reserved by the head waiter.
     total: AtomicUsize,
-    /// Permits `set_permits` still has to remove as they come back.
+    /// Permits `resize` still has to remove as they come back.
     debt: AtomicUsize,
     /// Permits handed to queued waiters that still wait for more.
     reserved: AtomicUsize,
@@ -446,7 +458,7 @@ impl Semaphore {
     }
 
     /// The number of permits the semaphore is sized to (what
-    /// [`set_permits`](Self::set_permits) last set, plus additions, minus
+    /// [`resize`](Self::resize) last set, plus additions, minus
     /// forgotten ones).
     pub fn permits(&self) -> usize {
         self.total
@@ -741,14 +753,23 @@ impl Semaphore {
     /// Resizes the semaphore to `permits` (both ways). Growing adds permits
     /// at once; shrinking removes available ones at once and the rest as
     /// holders release them, so in-use permits are never revoked.
-    pub fn set_permits(&self, permits: usize) -> Result<(), TooManyPermits> {
+    /// A closed semaphore refuses with [`ResizeError::Closed`].
+    pub fn resize(&self, permits: usize) -> Result<(), ResizeError> {
+        if permits > MAX_PERMITS {
+            return Err(ResizeError::CapacityTooLarge(permits));
+        }
         // One critical section from the read of the size to its change: a
         // resize or forget in between would be undone (two racing resizes
         // to 10 and 3 from 5 left 8).
         let mut q = self.queue.lock();
+        if self.is_closed() {
+            return Err(ResizeError::Closed);
+        }
         let current = self.total.load(SeqCst) - self.debt.load(SeqCst);
         if permits >= current {
-            return self.add_locked(q, permits - current);
+            return self
+                .add_locked(q, permits - current)
+                .map_err(|_| ResizeError::CapacityTooLarge(permits));
         }
         self.debt.fetch_add(current - permits, SeqCst);
         self.state.fetch_or(SLOW, SeqCst);
@@ -1239,6 +1260,18 @@ impl Request {
 pub struct Acquire<'a> {
     sem: &'a Semaphore,
     req: Request,
+}
+
+impl std::fmt::Debug for Acquire<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acquire").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AcquireOwned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcquireOwned").finish_non_exhaustive()
+    }
 }
 
 impl<'a> Acquire<'a> {

@@ -58,6 +58,20 @@ pub struct Builder<T: 'static> {
     trim: Option<(Duration, StartTrimmer<T>)>,
 }
 
+impl<T: 'static> std::fmt::Debug for Builder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("reset", &self.reset.is_some())
+            .field("accept", &self.accept.is_some())
+            .field("max_idle", &self.max_idle)
+            .field("thread_cache", &self.thread_cache)
+            .field("prefill", &self.prefill)
+            .field("discard_on_panic", &self.discard_on_panic)
+            .field("trim_every", &self.trim.as_ref().map(|(d, _)| d))
+            .finish()
+    }
+}
+
 impl<T: 'static> Builder<T> {
     pub(crate) fn new(create: impl Fn() -> T + Send + Sync + 'static) -> Self {
         Builder {

@@ -23,7 +23,7 @@ pub enum QueueOrder {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    pub(crate) max_size: usize,
+    pub(crate) capacity: usize,
     pub(crate) min_idle: usize,
     pub(crate) acquire_timeout: Duration,
     pub(crate) create_timeout: Duration,
@@ -43,7 +43,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            max_size: 10,
+            capacity: 10,
             min_idle: 0,
             acquire_timeout: Duration::from_secs(30),
             create_timeout: Duration::from_secs(10),
@@ -77,6 +77,14 @@ pub struct Builder<M: Manager> {
     runtime: Option<Handle>,
 }
 
+impl<M: Manager> std::fmt::Debug for Builder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<M: Manager> Builder<M> {
     pub(crate) fn new(manager: M) -> Self {
         Builder {
@@ -88,12 +96,12 @@ impl<M: Manager> Builder<M> {
     }
 
     /// At most `n` resources live at once (lent, idle or being made).
-    pub fn max_size(mut self, n: usize) -> Self {
-        self.cfg.max_size = n;
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.cfg.capacity = n;
         self
     }
 
-    /// Keeps at least `n` idle resources (as long as fewer than `max_size`
+    /// Keeps at least `n` idle resources (as long as fewer than `capacity`
     /// exist), made in the background; [`build_filled`](Self::build_filled)
     /// makes them before it returns.
     pub fn min_idle(mut self, n: usize) -> Self {
@@ -244,16 +252,16 @@ impl<M: Manager> Builder<M> {
 
     fn validate(&self) -> Result<(), BuildError<M::Error>> {
         let c = &self.cfg;
-        if c.max_size == 0 {
-            return Err(BuildError::ZeroMaxSize);
+        if c.capacity == 0 {
+            return Err(BuildError::ZeroCapacity);
         }
-        if c.max_size > crate::limit::MAX_PERMITS {
-            return Err(BuildError::MaxSizeTooLarge(c.max_size));
+        if c.capacity > crate::limit::MAX_PERMITS {
+            return Err(BuildError::CapacityTooLarge(c.capacity));
         }
-        if c.min_idle > c.max_size {
-            return Err(BuildError::MinIdleAboveMax {
+        if c.min_idle > c.capacity {
+            return Err(BuildError::MinIdleAboveCapacity {
                 min_idle: c.min_idle,
-                max_size: c.max_size,
+                capacity: c.capacity,
             });
         }
         let positive = [

@@ -323,11 +323,11 @@ impl<R> Core<R> {
     /// Sets the bound to `max` (both ways; lent resources are never taken
     /// back, they are destroyed when returned while over the bound).
     /// Returns the idle resources over the new bound, to destroy.
-    pub fn set_max(&self, max: usize) -> Result<Vec<Idle<R>>, crate::limit::TooManyPermits> {
+    pub fn set_max(&self, max: usize) -> Result<Vec<Idle<R>>, crate::limit::ResizeError> {
         // The permits and `max` change together: two racing resizes must
         // leave both at the same one's value.
         let _resizing = self.resizing.lock();
-        self.sem.set_permits(max)?;
+        self.sem.resize(max)?;
         let mut idle = self.idle.lock();
         self.max.store(max, SeqCst);
         self.disable_hot(&mut idle);

@@ -1,6 +1,5 @@
 //! Errors of the resource pool.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,18 +9,19 @@ use std::time::Duration;
 pub enum GetError<E: std::error::Error + 'static> {
     /// No resource within the acquire timeout. `last_error` is the most
     /// recent create or check error this call or the pool saw since its last
-    /// successful create, so a database that is down shows as down, not
-    /// as a bare timeout.
-    #[error("no resource within {waited:?}{}", LastError(last_error))]
+    /// successful create, and the error's [`source`](std::error::Error::source),
+    /// so a database that is down shows as down, not as a bare timeout.
+    #[error("no resource within {waited:?}{}", if last_error.is_some() { " (the last create or check failed; see the source)" } else { "" })]
     TimedOut {
         /// How long the caller waited.
         waited: Duration,
         /// The last create or check error, if any.
+        #[source]
         last_error: Option<Arc<E>>,
     },
     /// Creating a resource failed with an error the manager calls
     /// permanent (bad credentials, unknown host): reported at once.
-    #[error("creating a resource failed: {0}")]
+    #[error("creating a resource failed")]
     Create(#[source] Arc<E>),
     /// The pool is closed.
     #[error("the resource pool is closed")]
@@ -52,43 +52,33 @@ impl<E: std::error::Error + 'static> GetError<E> {
     }
 }
 
-struct LastError<'a, E>(&'a Option<Arc<E>>);
-
-impl<E: fmt::Display> fmt::Display for LastError<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(e) => write!(f, "; last error: {e}"),
-            None => Ok(()),
-        }
-    }
-}
-
 /// Why a pool could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError<E: std::error::Error + 'static> {
-    /// `max_size(0)`.
-    #[error("max_size must be at least 1")]
-    ZeroMaxSize,
-    /// `max_size` above the semaphore's limit.
-    #[error("max_size {0} is above the limit ({max})", max = crate::limit::MAX_PERMITS)]
-    MaxSizeTooLarge(usize),
-    /// `min_idle` above `max_size`.
-    #[error("min_idle {min_idle} is above max_size {max_size}")]
-    MinIdleAboveMax {
+    /// `capacity(0)`.
+    #[error("capacity must be at least 1")]
+    ZeroCapacity,
+    /// `capacity` above the semaphore's limit.
+    #[error("capacity {0} is above the limit ({max})", max = crate::limit::MAX_PERMITS)]
+    CapacityTooLarge(usize),
+    /// `min_idle` above `capacity`.
+    #[error("min_idle {min_idle} is above capacity {capacity}")]
+    MinIdleAboveCapacity {
         /// The requested minimum.
         min_idle: usize,
         /// The bound.
-        max_size: usize,
+        capacity: usize,
     },
     /// A zero duration where a positive one is needed.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
     /// The pool's own runtime could not start.
-    #[error("could not start the pool's runtime: {0}")]
+    #[error("could not start the pool's runtime")]
     Runtime(#[source] std::io::Error),
     /// `build_filled`: the first resources could not be created (the
     /// manager's own error, not a timeout).
-    #[error("creating the first resources failed: {0}")]
+    #[error("creating the first resources failed")]
     Create(#[source] Arc<E>),
     /// `build_filled`: creating the first resources took longer than the
     /// create timeout.
@@ -96,10 +86,11 @@ pub enum BuildError<E: std::error::Error + 'static> {
     CreateTimedOut(Duration),
 }
 
-/// Why `close_timeout` returned before every resource was destroyed.
+/// Why `shutdown_timeout` returned before every resource was destroyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error("{lent} resources still lent and {destroying} being destroyed after the timeout")]
-pub struct CloseTimedOut {
+pub struct ShutdownError {
     /// Resources still lent when the time ran out.
     pub lent: usize,
     /// Resources whose `destroy` had not finished.

@@ -191,7 +191,7 @@ fn wait_outside_runtime<T>(wait: impl FnOnce() -> T) -> T {
         Err(payload) if started => std::panic::resume_unwind(payload),
         Err(_) => panic!(
             "cenote::resources: a blocking call (get_blocking, get_timeout, \
-             close_timeout_blocking) on the thread that drives a current-thread \
+             shutdown_timeout_blocking) on the thread that drives a current-thread \
              tokio runtime would never return: the pool's creates and checks run on \
              that thread. Use `pool.get().await` there, or call it from \
              `tokio::task::spawn_blocking`"

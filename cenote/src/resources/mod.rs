@@ -23,7 +23,7 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let pool = Pool::builder(Db)
-//!     .max_size(4)
+//!     .capacity(4)
 //!     .min_idle(1)
 //!     .acquire_timeout(Duration::from_secs(5))
 //!     .build_filled() // fails fast with the real error if the first connect fails
@@ -31,13 +31,13 @@
 //! let conn = pool.get().await?; // from a task; `get_blocking()` from a thread
 //! assert_eq!(*conn, "conn");
 //! drop(conn); // back to the pool, reset before its next borrower
-//! assert_eq!(pool.status().idle, 1);
+//! assert_eq!(pool.idle(), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
 //!
 //! The model: a [`Manager`] creates, checks, resets and destroys resources;
-//! the pool lends at most `max_size` of them, through one
+//! the pool lends at most `capacity` of them, through one
 //! [`limit::Semaphore`](crate::limit::Semaphore) shared by tasks
 //! (`get().await`) and threads (`get_blocking()`, `get_timeout(d)`), so
 //! waiters are served strictly FIFO (or by priority, with
@@ -62,9 +62,9 @@ mod pool;
 mod stats;
 
 pub use builder::{Builder, QueueOrder};
-pub use errors::{BuildError, CloseTimedOut, GetError};
+pub use errors::{BuildError, GetError, ShutdownError};
 pub use guard::Pooled;
 pub use hooks::LeakReport;
 pub use manager::Manager;
 pub use pool::{Pool, Request, ResizeError, ResourceInfo};
-pub use stats::{DestroyReason, Stats, Status, WAIT_BUCKETS};
+pub use stats::{DestroyReason, Stats, WAIT_BUCKETS};

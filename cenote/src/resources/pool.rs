@@ -14,11 +14,11 @@ use tokio::sync::oneshot;
 
 use super::builder::{Builder, Config, QueueOrder};
 use super::core::{Core, Dirty, Idle, Meta, Slot};
-use super::errors::{BuildError, CloseTimedOut, GetError};
+use super::errors::{BuildError, GetError, ShutdownError};
 use super::exec::{block_on, bounded, jitter, Rt};
 use super::guard::{Lease, Pooled};
 use super::hooks::{guarded, Hooks, LeakReport, Lent, LentTable};
-use super::stats::{Counters, DestroyReason, Stats, Status};
+use super::stats::{Counters, DestroyReason, Stats};
 use super::Manager;
 
 /// A pool of managed resources (connections, clients), shared by async
@@ -57,7 +57,7 @@ impl<M: Manager> Drop for Pool<M> {
 impl<M: Manager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("status", &self.status())
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +81,7 @@ pub(crate) struct Inner<M: Manager> {
     destroying: AtomicUsize,
     /// `Pool` handles alive; the last one closes the pool.
     handles: AtomicUsize,
-    /// Signalled when a resource is destroyed (for `close_timeout`).
+    /// Signalled when a resource is destroyed (for `shutdown_timeout`).
     gone: tokio::sync::Notify,
     pub(crate) lent: Option<Mutex<LentTable>>,
     /// Consecutive failed background creates (backs the refill off).
@@ -108,6 +108,15 @@ pub struct Request<'a, M: Manager> {
     pool: &'a Pool<M>,
     priority: i32,
     timeout: Option<Duration>,
+}
+
+impl<M: Manager> std::fmt::Debug for Request<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("priority", &self.priority)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<M: Manager> Request<'_, M> {
@@ -174,7 +183,7 @@ impl<M: Manager> Pool<M> {
         let check_bypass_ms = Inner::<M>::ms(cfg.check_bypass);
         let inner = Arc::new(Inner {
             manager,
-            core: Core::new(cfg.max_size, cfg.order == QueueOrder::Lifo),
+            core: Core::new(cfg.capacity, cfg.order == QueueOrder::Lifo),
             cfg,
             hooks,
             counters: Counters::default(),
@@ -204,7 +213,7 @@ impl<M: Manager> Pool<M> {
 
     /// Gets a resource: an idle one (reset, and checked unless used within
     /// the bypass window) or a new one, waiting FIFO for a slot when
-    /// `max_size` are lent, at most the acquire timeout. Cancel-safe:
+    /// `capacity` are lent, at most the acquire timeout. Cancel-safe:
     /// dropping the future at any point leaves no slot and no waiter behind
     /// (a create under way finishes in the background and its resource
     /// goes idle).
@@ -278,40 +287,62 @@ impl<M: Manager> Pool<M> {
         Ok(())
     }
 
-    /// Counts now.
-    pub fn status(&self) -> Status {
+    /// Live resources: idle, lent, and being created or checked.
+    pub fn size(&self) -> usize {
+        self.inner.core.size()
+    }
+
+    /// Idle resources, ready to lend.
+    pub fn idle(&self) -> usize {
+        self.inner.core.idle()
+    }
+
+    /// Resources lent to callers (and being created or checked for them).
+    pub fn in_use(&self) -> usize {
+        let core = &self.inner.core;
+        core.permits_held()
+            .min(core.size().saturating_sub(core.idle()))
+    }
+
+    /// Callers waiting for a resource.
+    pub fn waiting(&self) -> usize {
+        self.inner.core.waiting()
+    }
+
+    /// The bound on [`size`](Self::size), as last set by the builder or
+    /// [`resize`](Self::resize).
+    pub fn capacity(&self) -> usize {
+        self.inner.core.max()
+    }
+
+    /// Counters since the pool was built, and the gauges at this moment.
+    pub fn stats(&self) -> Stats {
         let core = &self.inner.core;
         let size = core.size();
         let idle = core.idle();
-        Status {
-            size,
-            idle,
-            in_use: core.permits_held().min(size.saturating_sub(idle)),
-            waiting: core.waiting(),
-            max_size: core.max(),
-        }
+        let mut stats = self.inner.counters.snapshot();
+        stats.size = size;
+        stats.idle = idle;
+        stats.in_use = core.permits_held().min(size.saturating_sub(idle));
+        stats.waiting = core.waiting();
+        stats.capacity = core.max();
+        stats
     }
 
-    /// Counters since the pool was built.
-    pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
-    }
-
-    /// Sets `max_size` to `n`, both ways. Growing lets waiters in at once;
+    /// Sets `capacity` to `n`, both ways. Growing lets waiters in at once;
     /// shrinking destroys idle resources over the bound now and lent ones
     /// as they come back.
     pub fn resize(&self, n: usize) -> Result<(), ResizeError> {
         if n == 0 {
-            return Err(ResizeError::Zero);
+            return Err(ResizeError::ZeroCapacity);
         }
         if self.inner.core.is_closed() {
             return Err(ResizeError::Closed);
         }
-        let over = self
-            .inner
-            .core
-            .set_max(n)
-            .map_err(|_| ResizeError::TooLarge(n))?;
+        let over = self.inner.core.set_max(n).map_err(|e| match e {
+            crate::limit::ResizeError::Closed => ResizeError::Closed,
+            _ => ResizeError::CapacityTooLarge(n),
+        })?;
         for item in over {
             self.inner.dispose(item, DestroyReason::Evicted);
         }
@@ -322,10 +353,10 @@ impl<M: Manager> Pool<M> {
     /// how many.
     ///
     /// `keep` runs with no pool lock held, so it may call any method of
-    /// the pool (`status`, `close`, `resize`, even `retain`) or drop a lent
+    /// the pool (`stats`, `close`, `resize`, even `retain`) or drop a lent
     /// resource. The idle resources are out of the store while it decides:
     /// a `get` meanwhile does not see them (it may create others, within
-    /// `max_size`), and the kept ones go back afterwards, also when `keep`
+    /// `capacity`), and the kept ones go back afterwards, also when `keep`
     /// panics (the panic then goes on to the caller).
     pub fn retain(&self, mut keep: impl FnMut(&M::Resource, ResourceInfo) -> bool) -> usize {
         let inner = &self.inner;
@@ -373,7 +404,7 @@ impl<M: Manager> Pool<M> {
 
     /// Closes the pool, then waits at most `d` for lent resources to come
     /// back and every `destroy` to finish.
-    pub async fn close_timeout(&self, d: Duration) -> Result<(), CloseTimedOut> {
+    pub async fn shutdown_timeout(&self, d: Duration) -> Result<(), ShutdownError> {
         self.close();
         let inner = &self.inner;
         let done = || inner.core.size() == 0 && inner.destroying.load(SeqCst) == 0;
@@ -388,22 +419,24 @@ impl<M: Manager> Pool<M> {
         };
         match bounded(&inner.rt.handle, d, wait).await {
             Ok(()) => Ok(()),
-            Err(_) => Err(CloseTimedOut {
+            Err(_) => Err(ShutdownError {
                 lent: inner.core.size(),
                 destroying: inner.destroying.load(SeqCst),
             }),
         }
     }
 
-    /// [`close_timeout`](Self::close_timeout) from a plain thread. Called
+    /// [`shutdown_timeout`](Self::shutdown_timeout) from a plain thread. Called
     /// from a thread-local's destructor it closes and returns at once.
-    pub fn close_timeout_blocking(&self, d: Duration) -> Result<(), CloseTimedOut> {
+    pub fn shutdown_timeout_blocking(&self, d: Duration) -> Result<(), ShutdownError> {
         self.close();
         let inner = &self.inner;
-        block_on(&inner.rt.handle, self.close_timeout(d), || false).unwrap_or(Err(CloseTimedOut {
-            lent: inner.core.size(),
-            destroying: inner.destroying.load(SeqCst),
-        }))
+        block_on(&inner.rt.handle, self.shutdown_timeout(d), || false).unwrap_or(Err(
+            ShutdownError {
+                lent: inner.core.size(),
+                destroying: inner.destroying.load(SeqCst),
+            },
+        ))
     }
 }
 
@@ -449,13 +482,14 @@ impl ResourceInfo {
 
 /// Why `resize` refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResizeError {
     /// `resize(0)`.
-    #[error("max_size must be at least 1")]
-    Zero,
-    /// Above the semaphore's limit.
-    #[error("max_size {0} is above the limit")]
-    TooLarge(usize),
+    #[error("capacity must be at least 1")]
+    ZeroCapacity,
+    /// Above [`MAX_PERMITS`](crate::limit::MAX_PERMITS).
+    #[error("capacity {0} is above the limit ({max})", max = crate::limit::MAX_PERMITS)]
+    CapacityTooLarge(usize),
     /// The pool is closed.
     #[error("the pool is closed")]
     Closed,

@@ -1,23 +1,8 @@
-//! Counts of the resource pool: `status()` (now) and `stats()` (since
-//! build).
+//! Counts of the resource pool: `stats()`, counters since the pool was
+//! built and the gauges at that moment.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
-
-/// The pool right now.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Status {
-    /// Live resources (idle, lent, being created or checked).
-    pub size: usize,
-    /// Idle resources.
-    pub idle: usize,
-    /// Resources lent to callers (and being created or checked for them).
-    pub in_use: usize,
-    /// Callers waiting for a resource.
-    pub waiting: usize,
-    /// The bound on `size`.
-    pub max_size: usize,
-}
 
 /// Why a resource was destroyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,9 +26,21 @@ pub enum DestroyReason {
 /// bucket, everything longer).
 pub const WAIT_BUCKETS: usize = 24;
 
-/// Counters since the pool was built.
+/// Counters since the pool was built, and the gauges at the moment of the
+/// snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
+    /// Live resources (idle, lent, being created or checked).
+    pub size: usize,
+    /// Idle resources.
+    pub idle: usize,
+    /// Resources lent to callers (and being created or checked for them).
+    pub in_use: usize,
+    /// Callers waiting for a resource.
+    pub waiting: usize,
+    /// The bound on `size`.
+    pub capacity: usize,
     /// Gets served without waiting for a permit.
     pub served_at_once: u64,
     /// Gets served after waiting.
@@ -189,6 +186,7 @@ impl Counters {
             destroyed_panicked: d(DestroyReason::Panicked),
             destroyed_evicted: d(DestroyReason::Evicted),
             leaks_reported: self.leaks_reported.load(Relaxed),
+            ..Stats::default()
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Configuration of a [`TaskPool`].
+//! Configuration of a [`Pool`].
 
 use std::any::Any;
 use std::fmt;
@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::errors::BuildError;
-use super::pool::TaskPool;
+use super::pool::Pool;
 use crate::limit::MAX_PERMITS;
 
-/// What [`TaskPool::spawn`] does when `capacity` futures are in flight.
+/// What [`Pool::spawn`] does when `capacity` futures are in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WhenFull {
@@ -23,9 +23,9 @@ pub enum WhenFull {
     WaitFor(Duration),
 }
 
-pub(crate) type PanicHandler = Arc<dyn Fn(&(dyn Any + Send)) + Send + Sync>;
+pub(crate) use crate::unwind::PanicHandler;
 
-/// Builds a [`TaskPool`]; see [`TaskPool::builder`].
+/// Builds a [`Pool`]; see [`Pool::builder`].
 pub struct Builder {
     pub(crate) capacity: usize,
     pub(crate) when_full: WhenFull,
@@ -112,7 +112,7 @@ impl Builder {
     }
 
     /// The `cenote::workers` pool that runs
-    /// [`spawn_blocking`](TaskPool::spawn_blocking) closures. By default a
+    /// [`spawn_blocking`](Pool::spawn_blocking) closures. By default a
     /// pool of up to 512 threads (tokio's own limit for blocking work),
     /// started on first use, shared by every task pool.
     pub fn blocking_pool(mut self, pool: crate::workers::Pool) -> Self {
@@ -150,7 +150,7 @@ impl Builder {
     }
 
     /// Builds the pool and starts its lanes.
-    pub fn build(self) -> Result<TaskPool, BuildError> {
+    pub fn build(self) -> Result<Pool, BuildError> {
         if self.capacity == 0 {
             return Err(BuildError::ZeroCapacity);
         }
@@ -167,7 +167,7 @@ impl Builder {
             Some(h) => h,
             None => tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?,
         };
-        Ok(TaskPool::start(self, runtime))
+        Ok(Pool::start(self, runtime))
     }
 }
 

@@ -4,8 +4,6 @@ use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
-use crate::workers::errors::panic_message;
-
 /// Why [`Builder::build`](super::Builder::build) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -53,11 +51,11 @@ pub enum SpawnError {
     Blocking(#[from] crate::workers::SubmitError),
 }
 
-/// Why [`TaskPool::tune`](super::TaskPool::tune) failed.
+/// Why [`Pool::resize`](super::Pool::resize) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TuneError {
-    /// `tune(0)`.
+pub enum ResizeError {
+    /// `resize(0)`.
     #[error("a task pool needs a capacity of at least 1")]
     ZeroCapacity,
     /// Above [`MAX_PERMITS`](crate::limit::MAX_PERMITS).
@@ -68,13 +66,28 @@ pub enum TuneError {
     Closed,
 }
 
+/// [`Pool::shutdown_timeout`](super::Pool::shutdown_timeout) could not see
+/// every future end by itself. The pool is closed either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{aborted} futures were still running after {waited:?} and were aborted{}", if *.from_own_task { " (called from one of the pool's own futures, which goes on)" } else { "" })]
+#[non_exhaustive]
+pub struct ShutdownError {
+    /// Futures still running at the deadline, aborted.
+    pub aborted: usize,
+    /// How long `shutdown_timeout` waited before aborting.
+    pub waited: Duration,
+    /// Called from one of the pool's own futures: it waited for the others
+    /// only.
+    pub from_own_task: bool,
+}
+
 /// Why a [`JoinHandle`](super::JoinHandle) yielded no value.
 #[non_exhaustive]
 pub enum JoinError {
     /// The future panicked; the payload is the value passed to `panic!`.
     Panicked(Box<dyn Any + Send + 'static>),
     /// [`JoinHandle::abort`](super::JoinHandle::abort) or
-    /// [`TaskPool::shutdown_timeout`](super::TaskPool::shutdown_timeout)
+    /// [`Pool::shutdown_timeout`](super::Pool::shutdown_timeout)
     /// dropped the future before it finished.
     Aborted,
     /// The future was dropped unfinished because the runtime shut down.
@@ -95,7 +108,7 @@ impl JoinError {
     /// The panic message, when the payload is a string (as `panic!` makes).
     pub fn panic_message(&self) -> Option<&str> {
         match self {
-            JoinError::Panicked(p) => panic_message(p.as_ref()),
+            JoinError::Panicked(p) => crate::unwind::message(p.as_ref()),
             _ => None,
         }
     }
@@ -114,7 +127,7 @@ impl fmt::Debug for JoinError {
         match self {
             JoinError::Panicked(p) => f
                 .debug_tuple("Panicked")
-                .field(&panic_message(p.as_ref()).unwrap_or("<non-string payload>"))
+                .field(&crate::unwind::message(p.as_ref()).unwrap_or("<non-string payload>"))
                 .finish(),
             JoinError::Aborted => f.write_str("Aborted"),
             JoinError::Cancelled => f.write_str("Cancelled"),
@@ -125,7 +138,7 @@ impl fmt::Debug for JoinError {
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::Panicked(p) => match panic_message(p.as_ref()) {
+            JoinError::Panicked(p) => match crate::unwind::message(p.as_ref()) {
                 Some(m) => write!(f, "the task panicked: {m}"),
                 None => f.write_str("the task panicked"),
             },

@@ -936,7 +936,7 @@ where
 }
 
 /// An awaitable handle to a future spawned on a
-/// [`TaskPool`](super::TaskPool).
+/// [`Pool`](super::Pool).
 ///
 /// `.await` gives the future's output, or a [`JoinError`] when it panicked
 /// (the payload is carried, not lost), was aborted, or was cancelled by the
@@ -1087,7 +1087,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let pool = crate::tasks::TaskPool::builder()
+            let pool = crate::tasks::Pool::builder()
                 .capacity(4)
                 .eager_limit(std::time::Duration::MAX)
                 .build()

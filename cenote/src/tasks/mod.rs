@@ -1,24 +1,24 @@
 //! `cenote::tasks`: a pool that runs futures on a tokio runtime with at
 //! most `capacity` of them in flight (feature `tokio`, on by default).
 //!
-//! [`TaskPool::spawn`] waits for a slot (back-pressure, FIFO), or rejects,
-//! or waits with a deadline, as [`WhenFull`] says; [`TaskPool::try_spawn`]
-//! and [`TaskPool::spawn_timeout`] choose per call, and `max_waiting` sheds
+//! [`Pool::spawn`] waits for a slot (back-pressure, FIFO), or rejects,
+//! or waits with a deadline, as [`WhenFull`] says; [`Pool::try_spawn`]
+//! and [`Pool::spawn_timeout`] choose per call, and `max_waiting` sheds
 //! load. Every spawn returns a [`JoinHandle`] (`.await` it for the output
 //! or a [`JoinError`] carrying the panic; `abort()`, `is_finished()`).
-//! [`TaskPool::spawn_blocking`] runs a closure on a `cenote::workers` pool
+//! [`Pool::spawn_blocking`] runs a closure on a `cenote::workers` pool
 //! under the same bound (an aborted handle's closure, which cannot be
-//! stopped, keeps its slot until it returns). The pool resizes at runtime ([`TaskPool::tune`]),
-//! waits for idle without closing ([`TaskPool::wait_idle`]), and shuts down
-//! with a deadline ([`TaskPool::shutdown_timeout`]).
+//! stopped, keeps its slot until it returns). The pool resizes at runtime ([`Pool::resize`]),
+//! waits for idle without closing ([`Pool::wait_idle`]), and shuts down
+//! with a deadline ([`Pool::shutdown_timeout`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() {
 //! use std::time::Duration;
-//! use cenote::tasks::{TaskPool, WhenFull};
+//! use cenote::tasks::{Pool, WhenFull};
 //!
-//! let pool = TaskPool::builder().capacity(2).when_full(WhenFull::Reject).build().unwrap();
+//! let pool = Pool::builder().capacity(2).when_full(WhenFull::Reject).build().unwrap();
 //! let slow = pool.spawn(tokio::time::sleep(Duration::from_millis(50))).await.unwrap();
 //! let _other = pool.spawn(async {}).await.unwrap();
 //! // Full (unless the second one finished already): rejected, not queued.
@@ -40,7 +40,7 @@
 //! [`cenote::limit::Semaphore`](crate::limit::Semaphore): a future takes a
 //! slot before it is queued and gives it back when it ends (result, panic,
 //! abort), after its own drop, so `running() <= capacity()` holds at every
-//! instant except after a shrinking `tune`, which never stops a future that
+//! instant except after a shrinking `resize`, which never stops a future that
 //! runs: no new one starts until the count is below the new capacity. One
 //! consequence of lanes: a future that blocks its thread (CPU work without
 //! `.await`) delays the other futures of its lane; give such work to
@@ -59,6 +59,6 @@ mod recycle;
 pub(crate) mod runq;
 
 pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY, DEFAULT_EAGER_LIMIT, MAX_LANES};
-pub use errors::{BuildError, JoinError, SpawnError, TuneError};
+pub use errors::{BuildError, JoinError, ResizeError, ShutdownError, SpawnError};
 pub use join::JoinHandle;
-pub use pool::{ShutdownReport, Spawn, Stats, TaskPool};
+pub use pool::{Pool, Spawn, Stats};

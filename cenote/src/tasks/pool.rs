@@ -1,4 +1,4 @@
-//! [`TaskPool`]: at most `capacity` futures in flight on a tokio runtime.
+//! [`Pool`]: at most `capacity` futures in flight on a tokio runtime.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -16,12 +16,11 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::builder::{Builder, PanicHandler, WhenFull};
-use super::errors::{BuildError, SpawnError, TuneError};
+use super::errors::{BuildError, ResizeError, ShutdownError, SpawnError};
 use super::join::{cell, first_poll, FirstPoll, JoinHandle, Outcome, Owned};
 use super::lane::{Batch, Driver, Lane, ABORT, DETACHED};
 use super::recycle::Recycler;
 use crate::limit::{Semaphore, TryAcquireError};
-use crate::workers::errors::panic_message;
 
 /// A pool that runs futures on a tokio runtime with at most `capacity` of
 /// them in flight (spawned and not finished), whatever the load.
@@ -29,9 +28,9 @@ use crate::workers::errors::panic_message;
 /// ```
 /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 /// # async fn main() {
-/// use cenote::tasks::TaskPool;
+/// use cenote::tasks::Pool;
 ///
-/// let pool = TaskPool::new(100).unwrap();
+/// let pool = Pool::new(100).unwrap();
 /// let mut handles = Vec::new();
 /// for i in 0..1_000u64 {
 ///     // Waits for a slot when 100 futures are in flight (back-pressure).
@@ -49,7 +48,7 @@ use crate::workers::errors::panic_message;
 ///
 /// Cloning gives another handle to the same pool. Dropping the last handle
 /// does not stop what runs: spawned futures finish, then the lanes exit.
-pub struct TaskPool {
+pub struct Pool {
     inner: Arc<Inner>,
 }
 
@@ -76,7 +75,7 @@ pub(crate) struct Inner {
     /// someone listens.
     idle_waiters: AtomicUsize,
     idle: Notify,
-    /// `TaskPool` handles alive.
+    /// `Pool` handles alive.
     handles: AtomicUsize,
     panic_handler: Option<PanicHandler>,
     blocking: Option<crate::workers::Pool>,
@@ -125,18 +124,6 @@ pub struct Stats {
     pub waiting: usize,
     /// The capacity now.
     pub capacity: usize,
-}
-
-/// What [`TaskPool::shutdown_timeout`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// Futures that were still running at the deadline and were aborted.
-    pub aborted: usize,
-    /// Called from one of the pool's own futures: it waited for the
-    /// others (that future itself goes on, unless the deadline passed and
-    /// the abort took it too).
-    pub from_own_future: bool,
 }
 
 /// How a spawn waits for a slot.
@@ -198,10 +185,10 @@ const EAGER_TIME_EVERY: u32 = 64;
 /// starts for this many spawns.
 const EAGER_PAUSE_SPAWNS: u32 = 1024;
 
-impl TaskPool {
+impl Pool {
     /// A pool of `capacity` slots with the defaults of [`Builder::new`], on
     /// the current tokio runtime.
-    pub fn new(capacity: usize) -> Result<TaskPool, BuildError> {
+    pub fn new(capacity: usize) -> Result<Pool, BuildError> {
         Builder::new().capacity(capacity).build()
     }
 
@@ -210,7 +197,7 @@ impl TaskPool {
         Builder::new()
     }
 
-    pub(crate) fn start(b: Builder, runtime: tokio::runtime::Handle) -> TaskPool {
+    pub(crate) fn start(b: Builder, runtime: tokio::runtime::Handle) -> Pool {
         let lanes = b
             .lanes
             .unwrap_or_else(|| runtime.metrics().num_workers())
@@ -249,7 +236,7 @@ impl TaskPool {
             // done.
             drop(runtime.spawn(Driver::new(lane.clone(), &inner)));
         }
-        TaskPool { inner }
+        Pool { inner }
     }
 
     // ----- spawning ----------------------------------------------------------
@@ -531,22 +518,22 @@ impl TaskPool {
     /// Sets the capacity to `n`, at once, in both directions. Growing lets
     /// waiting spawners in; shrinking never stops a future that runs: no new
     /// one starts until fewer than `n` run.
-    pub fn tune(&self, n: usize) -> Result<(), TuneError> {
+    pub fn resize(&self, n: usize) -> Result<(), ResizeError> {
         if n == 0 {
-            return Err(TuneError::ZeroCapacity);
+            return Err(ResizeError::ZeroCapacity);
         }
         if self.is_closed() {
-            return Err(TuneError::Closed);
+            return Err(ResizeError::Closed);
         }
-        self.inner
-            .sem
-            .set_permits(n)
-            .map_err(|_| TuneError::CapacityTooLarge(n))
+        self.inner.sem.resize(n).map_err(|e| match e {
+            crate::limit::ResizeError::Closed => ResizeError::Closed,
+            _ => ResizeError::CapacityTooLarge(n),
+        })
     }
 
     /// Futures in flight (spawned and not finished). Read from the
     /// semaphore, so it never exceeds the capacity (except after a
-    /// shrinking `tune`, until enough futures end).
+    /// shrinking `resize`, until enough futures end).
     pub fn running(&self) -> usize {
         self.inner.sem.in_use()
     }
@@ -556,7 +543,7 @@ impl TaskPool {
         self.inner.sem.waiting()
     }
 
-    /// The capacity (after the last `tune`).
+    /// The capacity (after the last `resize`).
     pub fn capacity(&self) -> usize {
         self.inner.sem.permits()
     }
@@ -610,6 +597,14 @@ impl TaskPool {
             if own.is_idle() {
                 return;
             }
+            if eager_poll_here(inner).1 {
+                // In its eager first poll the future is in neither `active`
+                // nor `own_idle_waiters`, and no finish would wake it: it
+                // wakes itself, to be polled again in its lane, where it
+                // counts itself as waiting.
+                yield_once().await;
+                continue;
+            }
             notified.await;
         }
     }
@@ -622,19 +617,24 @@ impl TaskPool {
 
     /// Closes the pool, waits up to `timeout` for what runs to finish, then
     /// aborts what is left (each of their handles yields
-    /// [`JoinError::Aborted`](super::JoinError::Aborted)) and says how many.
+    /// [`JoinError::Aborted`](super::JoinError::Aborted)). `Ok` when every
+    /// future ended by itself; else the error says how many were aborted.
     /// Needs the runtime's timer. From one of the pool's own futures it
-    /// waits for the others and says so (`from_own_future`).
-    pub async fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
+    /// waits for the others, and returns an error with `from_own_task` set
+    /// (that future goes on, unless the deadline passed and the abort took
+    /// it too).
+    pub async fn shutdown_timeout(&self, timeout: Duration) -> Result<(), ShutdownError> {
         self.close();
-        let from_own_future = own_future_here(&self.inner);
-        if tokio::time::timeout(timeout, self.wait_idle())
-            .await
-            .is_ok()
-        {
-            return ShutdownReport {
-                aborted: 0,
-                from_own_future,
+        let from_own_task = own_future_here(&self.inner);
+        let ended = tokio::time::timeout(timeout, self.wait_idle()).await;
+        if ended.is_ok() {
+            return match from_own_task {
+                false => Ok(()),
+                true => Err(ShutdownError {
+                    aborted: 0,
+                    waited: timeout,
+                    from_own_task,
+                }),
             };
         }
         let inner = &*self.inner;
@@ -643,23 +643,24 @@ impl TaskPool {
             lane.set_mode(ABORT);
         }
         self.wait_idle().await;
-        ShutdownReport {
+        Err(ShutdownError {
             aborted: (inner.aborted.load(SeqCst) - before) as usize,
-            from_own_future,
-        }
+            waited: timeout,
+            from_own_task,
+        })
     }
 }
 
-impl Clone for TaskPool {
+impl Clone for Pool {
     fn clone(&self) -> Self {
         self.inner.handles.fetch_add(1, Relaxed);
-        TaskPool {
+        Pool {
             inner: self.inner.clone(),
         }
     }
 }
 
-impl Drop for TaskPool {
+impl Drop for Pool {
     fn drop(&mut self) {
         if self.inner.handles.fetch_sub(1, AcqRel) == 1 {
             for lane in self.inner.lanes.iter() {
@@ -669,9 +670,9 @@ impl Drop for TaskPool {
     }
 }
 
-impl fmt::Debug for TaskPool {
+impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskPool")
+        f.debug_struct("Pool")
             .field("capacity", &self.capacity())
             .field("running", &self.running())
             .field("waiting", &self.waiting())
@@ -682,7 +683,7 @@ impl fmt::Debug for TaskPool {
 }
 
 impl Inner {
-    /// The capacity (after the last `tune`).
+    /// The capacity (after the last `resize`).
     pub(crate) fn sem_permits(&self) -> usize {
         self.sem.permits()
     }
@@ -753,22 +754,12 @@ impl Inner {
 
     /// Hands a panic payload to the handler (or the log).
     pub(crate) fn report_panic(&self, payload: &(dyn Any + Send)) {
-        match &self.panic_handler {
-            Some(handler) => {
-                if crate::unwind::panicked(|| handler(payload)) {
-                    tracing::error!("cenote::tasks: the panic handler panicked");
-                }
-            }
-            None => tracing::debug!(
-                message = panic_message(payload).unwrap_or("<non-string payload>"),
-                "cenote::tasks: a spawned future panicked"
-            ),
-        }
+        crate::unwind::report(self.panic_handler.as_ref(), payload, "tasks");
     }
 }
 
 /// Counts a spawner in `waiting_spawners` while it waits.
-/// The future of [`TaskPool::spawn`] and [`TaskPool::spawn_timeout`]: it
+/// The future of [`Pool::spawn`] and [`Pool::spawn_timeout`]: it
 /// resolves to the spawned future's handle once a slot is taken.
 ///
 /// Named rather than `async fn`: the spawned future is copied once into it
@@ -779,7 +770,7 @@ impl Inner {
 /// no slot taken and no waiter queued, and drops the future.
 #[must_use = "futures do nothing unless polled; the spawn happens when this is awaited"]
 pub struct Spawn<'a, F: Future> {
-    pool: &'a TaskPool,
+    pool: &'a Pool,
     fut: Owned<F>,
     how: How,
     /// The wait for a slot, once the first poll found none.
@@ -800,7 +791,7 @@ where
     F::Output: Send + 'static,
 {
     #[inline]
-    fn new(pool: &'a TaskPool, fut: F, how: How) -> Self {
+    fn new(pool: &'a Pool, fut: F, how: How) -> Self {
         Spawn {
             pool,
             fut: Owned::new(fut),
@@ -886,6 +877,21 @@ fn eager_poll_here(inner: &Inner) -> (bool, bool) {
         let inside = e.inside.get();
         (inside, inside && std::ptr::eq(e.pool.get(), inner))
     })
+}
+
+/// Returns `Pending` once, waking its task at once: the task is polled
+/// again as soon as its executor gets to it.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Whether the calling code runs inside a poll of one of `inner`'s futures
@@ -1019,7 +1025,7 @@ mod recycle_tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn finished_cells_are_reused_bounded_by_capacity_with_results_intact() {
-        let pool = TaskPool::builder()
+        let pool = Pool::builder()
             .capacity(8)
             .eager_limit(Duration::MAX)
             .build()
@@ -1047,7 +1053,7 @@ mod recycle_tests {
         }
         assert!(pool.inner.recycler.kept() >= 1);
         // A smaller capacity bounds what is kept from then on.
-        pool.tune(2).unwrap();
+        pool.resize(2).unwrap();
         for id in 0..50 {
             drop(pool.spawn(job(id, Box::new([]))).await.unwrap());
         }
@@ -1058,7 +1064,7 @@ mod recycle_tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handle_dropped_with_an_untaken_result_frees_it() {
-        let pool = TaskPool::new(4).unwrap();
+        let pool = Pool::new(4).unwrap();
         let payload = Arc::new(());
         let p = payload.clone();
         let h = pool

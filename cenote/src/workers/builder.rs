@@ -13,7 +13,7 @@ use super::{FnPool, Pool, MAX_CAPACITY, MAX_QUEUE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
     /// Wait for room (ants' default). `submit_timeout` bounds the wait;
-    /// `max_blocked_submitters` bounds how many may wait. A task of this pool
+    /// `max_waiting` bounds how many may wait. A task of this pool
     /// that submits into its own full pool runs the new task itself instead
     /// of waiting, since waiting could deadlock (see the module docs).
     #[default]
@@ -26,7 +26,7 @@ pub enum Policy {
     CallerRuns,
 }
 
-pub(crate) type PanicHandler = Arc<dyn Fn(Box<dyn Any + Send>) + Send + Sync>;
+pub(crate) use crate::unwind::PanicHandler;
 pub(crate) type ThreadHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The validated configuration shared by a pool's threads.
@@ -37,7 +37,7 @@ pub(crate) struct Config {
     pub(crate) prestart: usize,
     pub(crate) queue: usize,
     pub(crate) policy: Policy,
-    pub(crate) max_blocked_submitters: usize,
+    pub(crate) max_waiting: usize,
     pub(crate) panic_handler: Option<PanicHandler>,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
@@ -123,7 +123,7 @@ impl fmt::Debug for Builder {
                 },
             )
             .field("policy", &c.policy)
-            .field("max_blocked_submitters", &c.max_blocked_submitters)
+            .field("max_waiting", &c.max_waiting)
             .field("thread_name", &c.thread_name)
             .field("stack_size", &c.stack_size)
             .finish_non_exhaustive()
@@ -142,7 +142,7 @@ impl Builder {
                 prestart: 0,
                 queue: DEFAULT_QUEUE,
                 policy: Policy::Block,
-                max_blocked_submitters: usize::MAX,
+                max_waiting: usize::MAX,
                 panic_handler: None,
                 thread_name: "cenote-worker".to_owned(),
                 stack_size: None,
@@ -192,18 +192,19 @@ impl Builder {
     /// At most `n` submitters may block at once (ants' `MaxBlockingTasks`);
     /// one more fails with `SubmitError::TooManyWaiting`. Unlimited by
     /// default; `0` forbids blocking altogether.
-    pub fn max_blocked_submitters(mut self, n: usize) -> Self {
-        self.config.max_blocked_submitters = n;
+    pub fn max_waiting(mut self, n: usize) -> Self {
+        self.config.max_waiting = n;
         self
     }
 
     /// Called with the payload of every task that panics (except tasks from
     /// `spawn`, whose panic goes to their `JoinHandle`). Without a handler a
     /// panic is logged with `tracing::error!` (the standard panic hook prints
-    /// it too). Either way it is counted and the thread keeps serving.
+    /// it too). Either way it is counted and the thread keeps serving. A
+    /// panicking handler is caught and logged.
     pub fn panic_handler<H>(mut self, handler: H) -> Self
     where
-        H: Fn(Box<dyn Any + Send>) + Send + Sync + 'static,
+        H: Fn(&(dyn Any + Send)) + Send + Sync + 'static,
     {
         self.config.panic_handler = Some(Arc::new(handler));
         self

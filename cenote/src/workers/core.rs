@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use super::builder::{Config, Policy};
-use super::errors::{panic_message, BuildError, ShutdownError, SubmitError, TuneError};
+use super::errors::{BuildError, ResizeError, ShutdownError, SubmitError};
 use super::task::Task;
 use super::{Stats, MAX_CAPACITY};
 use crate::sync::{
@@ -72,7 +72,7 @@ impl<A: Send + 'static> Runner for FnRunner<A> {
 /// `threads`, low half: threads alive or being started (`running()`).
 const RUNNING_MASK: u64 = 0xFFFF_FFFF;
 /// `threads`, high half: the capacity in force (`capacity()`). It equals the
-/// target set by `tune` except while a shrink waits for busy threads to
+/// target set by `resize` except while a shrink waits for busy threads to
 /// finish; it never drops below the running count.
 const LIMIT_SHIFT: u32 = 32;
 /// `idle_word`, low half: workers searching for a job (awake, not running one).
@@ -262,7 +262,7 @@ pub(crate) struct Inner<R: Runner> {
     idle_word: CachePadded<AtomicU64>,
     /// Submitters blocked waiting for room.
     waiting: CachePadded<AtomicUsize>,
-    /// The capacity last set by `build` or `tune`.
+    /// The capacity last set by `build` or `resize`.
     target: AtomicUsize,
     closed: AtomicBool,
     /// Parked workers, most recently parked last (LIFO reuse keeps hot
@@ -280,7 +280,7 @@ pub(crate) struct Inner<R: Runner> {
     /// Threads that gave back their slot and have not finished exiting
     /// (registry, stop hook): `shutdown_timeout` waits for them too.
     exiting: AtomicUsize,
-    tune_lock: Mutex<()>,
+    resize_lock: Mutex<()>,
     registry: Mutex<Registry<R::Job>>,
     rejected: AtomicU64,
     inline_completed: AtomicU64,
@@ -313,7 +313,7 @@ impl<R: Runner> Inner<R> {
             quiet_waiters: AtomicUsize::new(0),
             idle_waiting_workers: AtomicUsize::new(0),
             exiting: AtomicUsize::new(0),
-            tune_lock: Mutex::new(()),
+            resize_lock: Mutex::new(()),
             registry: Mutex::new(Registry {
                 live: Vec::new(),
                 retired_completed: 0,
@@ -530,7 +530,7 @@ impl<R: Runner> Inner<R> {
     }
 
     /// Step S3: wait for room.
-    /// `capped`: the submitter counts against `max_blocked_submitters`. A
+    /// `capped`: the submitter counts against `max_waiting`. A
     /// refusal hands the job back.
     fn block(
         self: &Arc<Self>,
@@ -548,14 +548,14 @@ impl<R: Runner> Inner<R> {
             return Ok(());
         }
         let max = if capped {
-            self.config.max_blocked_submitters
+            self.config.max_waiting
         } else {
             usize::MAX
         };
         // A deadline already passed (a zero timeout) reports `Timeout`,
         // whatever the cap on waiters.
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return self.refuse(SubmitError::Timeout(asked), job);
+            return self.refuse(SubmitError::TimedOut(asked), job);
         }
         if max == 0 {
             return self.refuse(SubmitError::TooManyWaiting(0), job);
@@ -624,7 +624,7 @@ impl<R: Runner> Inner<R> {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 drop(g);
-                return self.refuse(SubmitError::Timeout(asked), job);
+                return self.refuse(SubmitError::TimedOut(asked), job);
             }
             self.space_cv.wait_until(&mut g, deadline);
         }
@@ -674,20 +674,12 @@ impl<R: Runner> Inner<R> {
     /// the user's: its drop may panic too, so it is dropped safely.
     #[cold]
     fn report_panic(&self, payload: Payload) {
-        match &self.config.panic_handler {
-            Some(h) => {
-                if unwind::panicked(|| h(payload)) {
-                    tracing::error!("cenote: the panic handler itself panicked");
-                }
-            }
-            None => {
-                tracing::error!(
-                    message = panic_message(payload.as_ref()).unwrap_or("<non-string payload>"),
-                    "cenote: a task panicked; the worker thread keeps serving"
-                );
-                unwind::drop_payload(payload);
-            }
-        }
+        unwind::report(
+            self.config.panic_handler.as_ref(),
+            payload.as_ref(),
+            "workers",
+        );
+        unwind::drop_payload(payload);
     }
 
     // ----- threads (DESIGN.md, "Threads and capacity") --------------------
@@ -1057,14 +1049,17 @@ impl<R: Runner> Inner<R> {
 
     // ----- control (DESIGN.md, "Tune, close, reboot") ---------------------
 
-    pub(crate) fn tune(self: &Arc<Self>, n: usize) -> Result<(), TuneError> {
+    pub(crate) fn resize(self: &Arc<Self>, n: usize) -> Result<(), ResizeError> {
         if n == 0 {
-            return Err(TuneError::ZeroCapacity);
+            return Err(ResizeError::ZeroCapacity);
         }
         if n > MAX_CAPACITY {
-            return Err(TuneError::CapacityTooLarge(n));
+            return Err(ResizeError::CapacityTooLarge(n));
         }
-        let _t = self.tune_lock.lock();
+        let _t = self.resize_lock.lock();
+        if self.is_closed() {
+            return Err(ResizeError::Closed);
+        }
         let old = self.target.swap(n, SeqCst);
         let mut cur = self.threads.load(SeqCst);
         loop {
@@ -1322,6 +1317,11 @@ impl<R: Runner> Inner<R> {
             panicked += w.panicked.load(Relaxed);
         }
         Stats {
+            running: self.running(),
+            idle: self.idle(),
+            waiting: self.waiting(),
+            queued: self.queued(),
+            capacity: self.capacity(),
             completed,
             panicked,
             rejected: self.rejected.load(Relaxed),

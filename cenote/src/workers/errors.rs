@@ -57,27 +57,31 @@ pub enum SubmitError {
     Full,
     /// The pool stayed full for the whole timeout.
     #[error("the pool stayed full for {0:?}; retry later, or raise capacity or queue")]
-    Timeout(Duration),
-    /// `max_blocked_submitters` submitters were already waiting.
-    #[error("{0} submitters are already blocked on this pool (max_blocked_submitters); shed load or raise the limit")]
+    TimedOut(Duration),
+    /// `max_waiting` submitters were already waiting.
+    #[error("{0} submitters are already blocked on this pool (max_waiting); shed load or raise the limit")]
     TooManyWaiting(usize),
 }
 
-/// `tune` rejected the new capacity; the pool is unchanged.
+/// `resize` rejected the new capacity; the pool is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TuneError {
-    /// `tune(0)`.
+pub enum ResizeError {
+    /// `resize(0)`.
     #[error("capacity must be at least 1; to stop the pool use close()")]
     ZeroCapacity,
     /// Above [`MAX_CAPACITY`](crate::workers::MAX_CAPACITY).
     #[error("capacity {0} is above the maximum of {max}", max = crate::workers::MAX_CAPACITY)]
     CapacityTooLarge(usize),
+    /// The pool is closed; [`reboot`](crate::workers::Pool::reboot) reopens it.
+    #[error("the pool is closed; call reboot() to reopen it before resizing")]
+    Closed,
 }
 
 /// `shutdown_timeout` could not see the pool stop. The pool is closed
 /// either way; the remaining tasks still run to completion on their threads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error("{threads} worker threads were still running and {queued} tasks still queued after {waited:?}{}; they keep running in the background", if *.from_own_task { " (called from one of the pool's own tasks, which cannot wait for its own thread: that task and its thread are counted)" } else { "" })]
 pub struct ShutdownError {
     /// Worker threads still alive when the wait ended (the caller's own
@@ -112,7 +116,7 @@ pub enum JoinError {
     Panicked(Box<dyn Any + Send + 'static>),
     /// `join_timeout` ran out of time. The task keeps running and the handle
     /// can be joined again.
-    Timeout(Duration),
+    TimedOut(Duration),
     /// The task was dropped without running (its pool could not run it).
     Cancelled,
     /// The result was already taken by an earlier `join`/`join_timeout`/poll.
@@ -128,7 +132,7 @@ impl JoinError {
     /// The panic message, when the payload is a string (as `panic!` makes).
     pub fn panic_message(&self) -> Option<&str> {
         match self {
-            JoinError::Panicked(p) => panic_message(p.as_ref()),
+            JoinError::Panicked(p) => crate::unwind::message(p.as_ref()),
             _ => None,
         }
     }
@@ -142,22 +146,14 @@ impl JoinError {
     }
 }
 
-/// The message of a panic payload, when it is a `&str` or a `String`.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
-    payload
-        .downcast_ref::<&'static str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-}
-
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JoinError::Panicked(p) => f
                 .debug_tuple("Panicked")
-                .field(&panic_message(p.as_ref()).unwrap_or("<non-string payload>"))
+                .field(&crate::unwind::message(p.as_ref()).unwrap_or("<non-string payload>"))
                 .finish(),
-            JoinError::Timeout(d) => f.debug_tuple("Timeout").field(d).finish(),
+            JoinError::TimedOut(d) => f.debug_tuple("TimedOut").field(d).finish(),
             JoinError::Cancelled => f.write_str("Cancelled"),
             JoinError::AlreadyJoined => f.write_str("AlreadyJoined"),
         }
@@ -167,11 +163,11 @@ impl fmt::Debug for JoinError {
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::Panicked(p) => match panic_message(p.as_ref()) {
+            JoinError::Panicked(p) => match crate::unwind::message(p.as_ref()) {
                 Some(m) => write!(f, "the task panicked: {m}"),
                 None => f.write_str("the task panicked (non-string payload; see into_panic())"),
             },
-            JoinError::Timeout(d) => write!(
+            JoinError::TimedOut(d) => write!(
                 f,
                 "the task did not finish within {d:?}; it keeps running, join again to wait more"
             ),

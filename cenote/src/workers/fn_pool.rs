@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use super::builder::Builder;
 use super::core::{FnRunner, How, Inner};
-use super::errors::{BuildError, ShutdownError, SubmitError, TuneError};
+use super::errors::{BuildError, ResizeError, ShutdownError, SubmitError};
 use super::Stats;
 use crate::sync::{deadline_after, Arc, Ordering::*};
 
 /// A worker pool whose every task calls one function with an argument.
 ///
 /// `invoke(arg)` queues the argument itself: nothing is boxed or allocated
-/// per call. Everything else (capacity, queue, policy, tune, close, reboot,
+/// per call. Everything else (capacity, queue, policy, resize, close, reboot,
 /// statistics) behaves as for [`Pool`](super::Pool).
 ///
 /// ```
@@ -66,9 +66,9 @@ impl<A: Send + 'static> FnPool<A> {
             .submit(arg, How::Wait(deadline_after(timeout), timeout))
     }
 
-    /// See [`Pool::tune`](super::Pool::tune).
-    pub fn tune(&self, n: usize) -> Result<(), TuneError> {
-        self.inner.tune(n)
+    /// See [`Pool::resize`](super::Pool::resize).
+    pub fn resize(&self, n: usize) -> Result<(), ResizeError> {
+        self.inner.resize(n)
     }
     /// Threads alive.
     pub fn running(&self) -> usize {

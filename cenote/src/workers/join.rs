@@ -121,7 +121,7 @@ impl<T> JoinHandle<T> {
         self.wait(None, Duration::MAX)
     }
 
-    /// Waits at most `timeout`. On `Err(JoinError::Timeout(_))` the task keeps
+    /// Waits at most `timeout`. On `Err(JoinError::TimedOut(_))` the task keeps
     /// running and the handle can be joined again. A huge duration means no
     /// deadline.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<T, JoinError> {
@@ -154,7 +154,7 @@ impl<T> JoinHandle<T> {
                 && !matches!(&*slot, Slot::Done(_))
                 && deadline.is_some_and(|d| Instant::now() >= d)
             {
-                return Err(JoinError::Timeout(asked));
+                return Err(JoinError::TimedOut(asked));
             }
         }
     }

@@ -24,7 +24,7 @@
 //! default; `queue(0)` is ants' direct hand-off). When every thread is busy
 //! and the queue is full, the [`Policy`] decides: block (default), reject,
 //! or run on the caller. `running() <= capacity()` holds at every instant,
-//! also while [`Pool::tune`] and submitters race; no task is lost or run
+//! also while [`Pool::resize`] and submitters race; no task is lost or run
 //! twice; a panicking task is caught, counted and reported (to the
 //! `panic_handler`, or a `tracing` error), and its thread keeps serving.
 //!
@@ -53,7 +53,7 @@ mod scope;
 mod task;
 
 pub use builder::{default_queue, Builder, Policy, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE};
-pub use errors::{BuildError, GlobalError, JoinError, ShutdownError, SubmitError, TuneError};
+pub use errors::{BuildError, GlobalError, JoinError, ResizeError, ShutdownError, SubmitError};
 pub use fn_pool::FnPool;
 pub use global::{configure_global, global, spawn, submit, submit_timeout, try_submit};
 pub use join::JoinHandle;
@@ -67,10 +67,21 @@ pub const MAX_CAPACITY: usize = u32::MAX as usize - 1;
 /// The longest queue a pool accepts (its slots are allocated up front).
 pub const MAX_QUEUE: usize = 1 << 24;
 
-/// Counters of a pool since it was built.
+/// Counters of a pool since it was built, and its gauges at the moment of
+/// the snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Threads alive (see [`Pool::running`]).
+    pub running: usize,
+    /// Threads parked, waiting for a task.
+    pub idle: usize,
+    /// Submitters blocked, waiting for room.
+    pub waiting: usize,
+    /// Tasks in the queue.
+    pub queued: usize,
+    /// The capacity in force.
+    pub capacity: usize,
     /// Tasks that returned normally.
     pub completed: u64,
     /// Tasks that panicked (also those whose panic went to a `JoinHandle`).
@@ -81,7 +92,7 @@ pub struct Stats {
     pub ran_on_caller: u64,
     /// Threads started.
     pub threads_started: u64,
-    /// Threads that exited (idle timeout, tune, close).
+    /// Threads that exited (idle timeout, resize, close).
     pub threads_retired: u64,
 }
 
@@ -89,6 +100,11 @@ impl std::ops::Add for Stats {
     type Output = Stats;
     fn add(self, o: Stats) -> Stats {
         Stats {
+            running: self.running + o.running,
+            idle: self.idle + o.idle,
+            waiting: self.waiting + o.waiting,
+            queued: self.queued + o.queued,
+            capacity: self.capacity + o.capacity,
             completed: self.completed + o.completed,
             panicked: self.panicked + o.panicked,
             rejected: self.rejected + o.rejected,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::builder::Builder;
-use super::errors::{BuildError, ShutdownError, SubmitError, TuneError};
+use super::errors::{BuildError, ResizeError, ShutdownError, SubmitError};
 use super::join::JoinHandle;
 use super::pool::unit;
 use super::task::Task;
@@ -143,9 +143,13 @@ impl MultiPool {
         &self.pools
     }
 
-    /// Sets every sub-pool's capacity to `n`.
-    pub fn tune(&self, n: usize) -> Result<(), TuneError> {
-        self.pools.iter().try_for_each(|p| p.tune(n))
+    /// Sets every sub-pool's capacity to `n`. A closed sub-pool refuses
+    /// with [`ResizeError::Closed`], checked before any sub-pool changes.
+    pub fn resize(&self, n: usize) -> Result<(), ResizeError> {
+        if self.pools.iter().any(Pool::is_closed) {
+            return Err(ResizeError::Closed);
+        }
+        self.pools.iter().try_for_each(|p| p.resize(n))
     }
     /// Threads alive, summed.
     pub fn running(&self) -> usize {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::builder::Builder;
 use super::core::{How, Inner, TaskRunner};
-use super::errors::{BuildError, JoinError, ShutdownError, SubmitError, TuneError};
+use super::errors::{BuildError, JoinError, ResizeError, ShutdownError, SubmitError};
 use super::join::{CompleteOnDrop, JoinHandle, JoinState};
 use super::task::Task;
 use super::Stats;
@@ -59,7 +59,7 @@ impl Pool {
     }
 
     /// Like `submit`, but waits at most `timeout` for room, whatever the
-    /// policy; then `Err(SubmitError::Timeout(_))`. A zero timeout is a
+    /// policy; then `Err(SubmitError::TimedOut(_))`. A zero timeout is a
     /// `try_submit` that reports `Timeout`; a huge one never expires.
     pub fn submit_timeout<F: FnOnce() + Send + 'static>(
         &self,
@@ -106,8 +106,8 @@ impl Pool {
     /// [`capacity`](Pool::capacity) reports the capacity still in force
     /// (never below [`running`](Pool::running)), falling to `n` as threads
     /// retire; [`target_capacity`](Pool::target_capacity) reports `n`.
-    pub fn tune(&self, n: usize) -> Result<(), TuneError> {
-        self.inner.tune(n)
+    pub fn resize(&self, n: usize) -> Result<(), ResizeError> {
+        self.inner.resize(n)
     }
 
     /// Threads alive (running a task, searching or parked). Never above
@@ -126,12 +126,12 @@ impl Pool {
         self.inner.busy()
     }
 
-    /// The capacity in force (see [`tune`](Pool::tune)).
+    /// The capacity in force (see [`resize`](Pool::resize)).
     pub fn capacity(&self) -> usize {
         self.inner.capacity()
     }
 
-    /// The capacity last asked for by `build` or `tune`.
+    /// The capacity last asked for by `build` or `resize`.
     pub fn target_capacity(&self) -> usize {
         self.inner.target()
     }

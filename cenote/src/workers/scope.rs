@@ -63,6 +63,20 @@ pub struct ScopedJoinHandle<'scope, T> {
     _scope: PhantomData<&'scope ()>,
 }
 
+impl<T> std::fmt::Debug for ScopedJoinHandle<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedJoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope").finish_non_exhaustive()
+    }
+}
+
 impl<T> ScopedJoinHandle<'_, T> {
     /// Blocks until the task finishes.
     pub fn join(self) -> Result<T, JoinError> {
@@ -78,7 +92,7 @@ impl<'scope> Scope<'scope, '_> {
     /// Runs `f` on a pool thread. `f` may borrow anything that outlives the
     /// scope, including the scope itself (to spawn more). Every task spawned
     /// runs: `spawn` waits for room whatever the pool's policy and
-    /// `max_blocked_submitters`; on a pool thread whose pool is full, or on
+    /// `max_waiting`; on a pool thread whose pool is full, or on
     /// a closed pool, `f` runs on the calling thread instead.
     pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
@@ -98,7 +112,7 @@ impl<'scope> Scope<'scope, '_> {
         // outlives what it borrows.
         let task = unsafe { Task::new_unchecked(move || job.run()) };
         // A scope is owed every task it spawns: it waits for room whatever
-        // the policy and `max_blocked_submitters`, and runs the task itself
+        // the policy and `max_waiting`, and runs the task itself
         // on a closed pool.
         if let Err(task) = self.inner.submit_owed(task) {
             self.inner.run_on_caller(task);
