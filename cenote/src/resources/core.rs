@@ -1,6 +1,6 @@
 //! The resource pool's bookkeeping, without any async code: the permits,
 //! the idle store and the count of live resources. `pool.rs` drives it from
-//! async code and threads; `tests/loom_resources.rs` model-checks it alone
+//! async code and threads; `loom_core.rs` model-checks it alone
 //! (tokio does not build under loom).
 //!
 //! The invariant (see `DESIGN.md`): every live resource is either in the
@@ -133,8 +133,9 @@ impl<R> Core<R> {
     }
 
     /// Blocks the calling thread for a permit (kept); `false` if the pool
-    /// is closed. (The pool's own blocking `get` goes through the async
-    /// path; the loom models use this one.)
+    /// is closed. The loom models' stand-in for awaiting [`acquire`](Self::acquire)
+    /// (the pool's own blocking `get` goes through the async path).
+    #[cfg(all(test, loom))]
     pub fn wait_permit(&self) -> bool {
         match self.sem.acquire().wait() {
             Ok(p) => {

@@ -50,9 +50,7 @@
 //! the invariants.
 
 mod builder;
-/// The bookkeeping core (public only for the loom models).
-#[doc(hidden)]
-pub mod core;
+mod core;
 mod errors;
 mod exec;
 mod guard;

@@ -23,6 +23,8 @@ pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
 };
 
+#[cfg(all(test, loom))]
+mod loom_mpmc;
 pub(crate) mod mpmc;
 
 /// `thread_local!` (loom's under the model, which runs the destructors when

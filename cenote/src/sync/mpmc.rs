@@ -19,7 +19,7 @@
 //! and `tail` are `lap | index` counters, moved by CAS; the CAS gives the
 //! winner the slot until it stores the next stamp.
 //!
-//! Model-checked in `tests/loom_queue.rs`.
+//! Model-checked in `loom_mpmc.rs`.
 
 use std::mem::MaybeUninit;
 

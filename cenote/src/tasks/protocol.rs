@@ -1,6 +1,6 @@
 //! The two state words of `cenote::tasks`, kept apart from tokio so that
-//! loom can check them (`tests/loom_tasks.rs`; under `--cfg loom` this file
-//! is compiled on its own as `cenote::tasks_protocol`).
+//! loom can check them (`loom_protocol.rs`; under `--cfg loom` the `tasks`
+//! module holds only this file and the run queue).
 //!
 //! [`LaneSignal`]: how a spawner and a lane's driver agree on "there is new
 //! work" and "the lane is parked" or "gone". [`CellState`]: who may queue,
@@ -237,7 +237,7 @@ impl CellState {
     /// `begin_run` / `end_pending`, which read-modify-write the same word.
     /// With a plain load here, the driver could take the cell, poll, and
     /// miss the event while this wake saw "queued" and did nothing: loom
-    /// found that lost wake-up (`tests/loom_tasks.rs`).
+    /// found that lost wake-up (`loom_protocol.rs`).
     pub fn mark_woken(&self) -> Woken {
         let mut state = self.state.load(Acquire);
         loop {

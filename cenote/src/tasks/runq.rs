@@ -9,7 +9,7 @@
 //! no allocation, whatever the burst. The cost is 8 bytes a cell (its
 //! `next`), paid once, as `FuturesUnordered` pays for its ready queue.
 //!
-//! The protocol (loom: `tests/loom_runq.rs`):
+//! The protocol (loom: `loom_runq.rs`):
 //! - **Push** (any thread): the node's `next` is cleared, the node is
 //!   swapped in as the tail, and the old tail's `next` is pointed at it.
 //!   Between the swap and that store the chain is broken: the consumer

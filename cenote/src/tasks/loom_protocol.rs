@@ -3,19 +3,18 @@
 //! lane drained exactly once) and a spawned future's cell state (never
 //! queued twice, no wake lost while it runs, one party drops the future,
 //! abort reaches it). Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --test loom_tasks --release`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --release --lib loom_`.
 //!
-//! The models drive the real `LaneSignal` and `CellState` (compiled alone
-//! under loom as `cenote::tasks_protocol`, since tokio does not build under
-//! loom) with the same call sequences as `lane.rs` and `join.rs`, a loom
+//! The models drive the real `LaneSignal` and `CellState` (under loom the
+//! `tasks` module holds only its tokio-free files, since tokio does not
+//! build under loom) with the same call sequences as `lane.rs` and `join.rs`, a loom
 //! mutex-protected queue standing in for the lane's queue, and loom thread
 //! park/unpark standing in for the lane's tokio waker. A lost wake-up shows
 //! up as a deadlock report.
-#![cfg(loom)]
 
 use std::collections::VecDeque;
 
-use cenote::tasks_protocol::{Begin, CellState, LaneSignal, Notified, Woken};
+use super::protocol::{Begin, CellState, LaneSignal, Notified, Woken};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Mutex};
 use loom::thread;

@@ -2,14 +2,12 @@
 //! every pushed node comes out exactly once, in push order per pusher, the
 //! queue never says `Empty` while a pushed node is linked in, and `Busy`
 //! only while a push is under way. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --release --test loom_runq`.
-
-#![cfg(loom)]
+//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --release --lib loom_`.
 
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use cenote::tasks_runq::{Link, Pop, RunQueue};
+use super::runq::{Link, Pop, RunQueue};
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::thread;

@@ -1,21 +1,20 @@
 //! Loom models of the resource pool's bookkeeping (`resources/core.rs`):
 //! checkout and return racing each other, a close, a shrink, and a
 //! cancelled waiter (see `src/resources/DESIGN.md`). Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --test loom_resources --release`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --release --lib loom_`.
 //!
 //! Each model drives the real core the way `pool.rs` does: take a permit,
 //! pop an idle resource or count a new one, return it (`put_idle`, or
 //! `forget` when refused), give the permit back. At the end nothing is
 //! counted live that is not idle, no resource was lent twice at once, and
 //! every permit is back.
-#![cfg(loom)]
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use cenote::resources_core::{Core, Dirty, Meta, Slot};
+use super::core::{Core, Dirty, Meta, Slot};
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use loom::thread;
 

@@ -2,13 +2,12 @@
 //! nothing lost, nothing taken twice, FIFO per producer, and `Busy` only
 //! while a push is really under way.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p cenote --release --test loom_queue`.
-
-#![cfg(loom)]
+//! Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p cenote --release --lib loom_`.
 
 use std::sync::Arc;
 
-use cenote::mpmc_model::{ArrayQueue, TryPop};
+use super::mpmc::{ArrayQueue, TryPop};
 use loom::thread;
 
 /// Pops until `n` values came out, yielding while empty or busy.
