@@ -19,15 +19,18 @@
 //!   checks with a bypass window, reset before reuse, FIFO or priority
 //!   waiters, load shedding, leak detection, hooks, fail-fast errors.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 pub mod limit;
 pub mod objects;
 #[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod resources;
 pub(crate) mod sync;
 #[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tasks;
 pub(crate) mod unwind;
 pub mod workers;

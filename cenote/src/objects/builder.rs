@@ -47,6 +47,7 @@ pub enum BuildError {
 type StartTrimmer<T> = fn(&Pool<T>, Duration, Arc<TrimStop>) -> std::io::Result<()>;
 
 /// Builds a [`Pool`]; from [`Pool::builder`].
+#[must_use = "a builder does nothing until build() is called"]
 pub struct Builder<T: 'static> {
     create: Box<dyn Fn() -> T + Send + Sync>,
     reset: Option<ResetFn<T>>,

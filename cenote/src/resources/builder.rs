@@ -70,6 +70,7 @@ impl Default for Config {
 /// resources made together do not expire together), a 10 min idle timeout,
 /// a check on checkout unless the resource was used in the last 500 ms,
 /// LIFO idle order, no keepalive, no leak detection, no load shedding.
+#[must_use = "a builder does nothing until build() is called"]
 pub struct Builder<M: Manager> {
     manager: M,
     cfg: Config,

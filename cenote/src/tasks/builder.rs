@@ -26,6 +26,7 @@ pub enum WhenFull {
 pub(crate) use crate::unwind::PanicHandler;
 
 /// Builds a [`Pool`]; see [`Pool::builder`].
+#[must_use = "a builder does nothing until build() is called"]
 pub struct Builder {
     pub(crate) capacity: usize,
     pub(crate) when_full: WhenFull,
