@@ -35,6 +35,11 @@ pub mod tasks;
 pub(crate) mod unwind;
 pub mod workers;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// Under loom tokio does not build, so only the tokio-free files of
 /// `resources` and `tasks` are compiled, with their loom models (run with
 /// `RUSTFLAGS="--cfg loom" cargo test -p cenote --release --lib loom_`).
