@@ -607,6 +607,99 @@ pub fn write_svgs(dir: &Path, results: &Results<'_>) -> io::Result<Vec<PathBuf>>
 mod tests {
     use super::*;
 
+    fn rec(experiment: &str, rows: &[(&str, &str, f64)]) -> Record {
+        Record {
+            experiment: experiment.to_owned(),
+            title: None,
+            headline: HeadlineSpec::per_op("per op"),
+            machine: Machine::default(),
+            rows: rows
+                .iter()
+                .map(|&(scenario, imp, ns)| Row {
+                    scenario: scenario.to_owned(),
+                    imp: imp.to_owned(),
+                    params: serde_json::Value::Null,
+                    runs: 1,
+                    wall_s: Some(ns),
+                    cpu_s: Some(ns),
+                    per_op_ns: Some(ns),
+                    peak_rss_kib: Some(1),
+                    metrics: Some(BTreeMap::new()),
+                    failed: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn words(line: &str) -> String {
+        line.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn summary_lines_follow_the_headline_order_and_skip_other_scenarios() {
+        let records = [
+            rec(
+                "objects/getput",
+                &[
+                    ("vec4k-2M/threads=2", "cenote", 20.0),
+                    ("vec4k-2M/threads=2", "alloc", 50.0),
+                    ("small-4M/threads=1", "cenote", 5.0),
+                    ("small-4M/threads=1", "alloc", 9.0),
+                    ("vec4k-4M/threads=1", "cenote", 10.0),
+                    ("vec4k-4M/threads=1", "alloc", 40.0),
+                    ("vec4k-4M/threads=1", "opool", 25.0),
+                ],
+            ),
+            rec(
+                "workers/throughput",
+                &[
+                    ("trivial-1M/size=2", "cenote", 300.0),
+                    ("trivial-1M/size=2", "cenote-fnpool", 100.0),
+                    ("trivial-1M/size=2", "rayon", 200.0),
+                ],
+            ),
+        ];
+        let text = summary(&records);
+        let lines: Vec<String> = text.lines().skip(4).map(words).collect();
+        assert_eq!(
+            lines,
+            [
+                "workers: 1M trivial tasks, pool of 2 300 ns rayon 200 ns 1.50",
+                "objects: 4 KiB Vec get + put, 1 thread 10.0 ns opool 25.0 ns 0.40",
+                "objects: 4 KiB Vec get + put, 2 threads 20.0 ns alloc 50.0 ns 0.40",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_summary_of_many_scenarios_fits_one_screen() {
+        let names: Vec<String> = (0..25).map(|i| format!("s{i:02}")).collect();
+        let rows: Vec<(&str, &str, f64)> = names
+            .iter()
+            .flat_map(|s| [(s.as_str(), "cenote", 1.0), (s.as_str(), "peer", 2.0)])
+            .collect();
+        let text = summary(&[rec("x/y", &rows)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() <= 25, "{text}");
+        assert_eq!(words(lines[4]), "x/y s00 1.00 ns peer 2.00 ns 0.50");
+        assert_eq!(words(lines[23]), "x/y s19 1.00 ns peer 2.00 ns 0.50");
+        assert_eq!(lines[24], "... and 5 more scenarios in the tables above");
+    }
+
+    #[test]
+    fn ratios_print_with_three_significant_digits_at_most() {
+        assert_eq!(ratio_text(0.4449), "0.44");
+        assert_eq!(ratio_text(1.0), "1.00");
+        assert_eq!(ratio_text(14.4), "14");
+        assert_eq!(ratio_text(0.0512), "0.051");
+        assert_eq!(
+            failure_mark("slower than 5× cenote: stopped after 6.0 s"),
+            "stopped"
+        );
+        assert_eq!(failure_mark("timeout: killed after 120 s"), "timed out");
+        assert_eq!(failure_mark("exit 2: boom"), "failed");
+    }
+
     #[test]
     fn formats_scale_units() {
         assert_eq!(Fmt::Nanos.format(50.4), "50.4 ns");

@@ -194,10 +194,11 @@ pub fn chart_links(svg_dir: &Path, markdown: &Path, records: &[Record]) -> io::R
     let mut links = ChartLinks::new();
     for record in records {
         let stem = format!("{}-", record.experiment.replace('/', "_"));
-        let headline = match record.headline.value.strip_prefix("metrics.") {
-            Some(key) => key,
-            None => "per_op",
-        };
+        let headline = record
+            .headline
+            .value
+            .strip_prefix("metrics.")
+            .unwrap_or("per_op");
         let mut charts: Vec<(String, String)> = files
             .iter()
             .filter_map(|file| {
@@ -252,10 +253,13 @@ pub fn readme_table(records: &[Record]) -> Result<String, String> {
         "| scenario | cenote | best peer | cenote / best peer |\n|---|---:|---|---:|\n",
     );
     for line in lines.iter().take(README_ROWS) {
-        let best = line
+        let mut best = line
             .best
             .as_ref()
             .map_or_else(|| "-".to_owned(), |(imp, v)| format!("{imp} {v}"));
+        if !line.unfinished.is_empty() {
+            best = format!("{best} ({})", line.unfinished.join(", "));
+        }
         let ratio = line
             .ratio
             .map_or_else(|| "-".to_owned(), |r| format!("{}x", ratio_text(r)));
@@ -502,7 +506,8 @@ mod tests {
             [
                 "| scenario | cenote | best peer | cenote / best peer |",
                 "|---|---:|---|---:|",
-                "| workers: 1M trivial tasks, pool of 2 | 100 ns | threadpool 220 ns | 0.45x |",
+                "| workers: 1M trivial tasks, pool of 2 | 100 ns | threadpool 220 ns \
+                 (thread-per-task stopped) | 0.45x |",
                 "",
                 "Test CPU 9000, 2 logical CPUs, 2025-01-02T03:04:05Z; below 1x: cenote is ahead.",
             ]
