@@ -134,7 +134,7 @@ enum Command {
     /// mobc, qp (tasks) and r2d2 (threads), uncontended and contended.
     Resources,
     /// Makes the Markdown report (--markdown) and the README table (--readme)
-    /// from a JSON file of an earlier run, without measuring; prints its
+    /// from a JSON file written by --json, without measuring; prints its
     /// summary.
     Report(ReportArgs),
     /// Runs one measurement (used by the harness; not for people).

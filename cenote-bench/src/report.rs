@@ -252,7 +252,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// This machine, now, and the crate versions of this build.
+    /// This machine, the current time and the crate versions of this build.
     pub fn current() -> Self {
         Machine {
             cpu: machine::cpu_model(),
