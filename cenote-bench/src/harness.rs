@@ -98,7 +98,7 @@ struct Sample {
 }
 
 /// The medians over the runs of one (scenario, impl) pair, as reported.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub scenario: String,
     #[serde(rename = "impl")]
@@ -112,7 +112,7 @@ pub struct Row {
     pub peak_rss_kib: Option<u64>,
     pub metrics: Option<BTreeMap<String, f64>>,
     /// Why the row has no values, for a failed row.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
 }
 

@@ -1,15 +1,29 @@
 //! `cenote-bench`: measures cenote's pools against their peers.
 //!
 //! ```text
-//! cenote-bench [--smoke] [--json FILE] [--svg DIR] [--runs N] [--quiet] [SUBCOMMAND]
+//! cenote-bench [OPTIONS]             the headline suite (about 1.5 minutes on 2 cores)
+//! cenote-bench [OPTIONS] all         every experiment
+//! cenote-bench [OPTIONS] workers | seeds | objects | tasks | resources
+//! cenote-bench report --from FILE [--markdown FILE] [--readme FILE] [--svg-dir DIR]
+//!
+//! OPTIONS: [--smoke] [--json FILE] [--svg DIR] [--markdown FILE] [--readme FILE]
+//!          [--runs N] [--filter TEXT]... [--quiet] ...
 //! ```
 //!
-//! Without a subcommand every set runs (`workers` + `seeds` + `objects` +
-//! `tasks` + `resources`). Every measurement runs in a fresh child process (see [`harness`]); the results
-//! are printed as one table per experiment and optionally written as JSON and
-//! SVG charts (see [`report`]).
+//! Without a subcommand the headline suite runs: one or two scenarios per
+//! pool kind against its strongest peers, and the seeds' "no pool versus
+//! pool" tables (see [`experiments::headline`]). `all` runs every experiment
+//! (`workers` + `seeds` + `objects` + `tasks` + `resources`); `--smoke`
+//! without a subcommand runs every experiment at a tiny size, once.
+//!
+//! Every measurement runs in a fresh child process (see [`harness`]). The
+//! results are printed as one table per experiment and a closing summary
+//! (cenote against the best peer of each headline scenario), and optionally
+//! written as JSON, SVG charts, a Markdown report and the headline table of
+//! a README (see [`report`]). `report` makes the Markdown report and the
+//! README table from a saved JSON file, without measuring.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -18,12 +32,20 @@ use clap::{Args, Parser, Subcommand};
 mod alloc;
 mod experiments;
 mod harness;
+mod machine;
 mod peers;
 mod report;
 
 use experiments::seeds::SeedOpts;
-use experiments::Experiment;
+use experiments::{headline, objects, resources, tasks, workers, Experiment};
 use harness::{Runner, Settings};
+use report::{markdown, Machine, Record};
+
+/// Repetitions per measurement of the headline suite, unless --runs says.
+const HEADLINE_RUNS: u32 = 5;
+
+/// Repetitions per measurement of every other set, unless --runs says.
+const RUNS: u32 = 3;
 
 /// Every heap allocation goes through the counting allocator; it counts only
 /// while an experiment asks it to.
@@ -31,12 +53,14 @@ use harness::{Runner, Settings};
 static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 
 /// Benchmarks cenote's pools against their peers, each measurement in a
-/// fresh child process.
+/// fresh child process; without a subcommand, the headline suite (one or two
+/// scenarios per pool kind against its strongest peers, about 1.5 minutes on
+/// 2 cores).
 #[derive(Parser, Debug)]
 #[command(name = "cenote-bench", version, about, long_about = None)]
 struct Cli {
-    /// Run every experiment at a tiny size, once (a quick check that all
-    /// works).
+    /// Run at a tiny size, once (a quick check that all works); without a
+    /// subcommand, every experiment.
     #[arg(long, global = true)]
     smoke: bool,
 
@@ -48,11 +72,22 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     svg: Option<PathBuf>,
 
+    /// Write a Markdown report of the results to FILE (a table per
+    /// experiment, linking the charts of --svg).
+    #[arg(long, global = true, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+
+    /// Put a table of the headline scenarios into FILE (a README), between
+    /// its lines `<!-- headline:begin -->` and `<!-- headline:end -->`.
+    #[arg(long, global = true, value_name = "FILE")]
+    readme: Option<PathBuf>,
+
     /// Repetitions per measurement (at most; see --row-budget); rows report
-    /// medians. --smoke runs once.
-    #[arg(long, global = true, value_name = "N", default_value_t = 3,
+    /// medians [default: 5 for the headline suite, 3 otherwise, 1 with
+    /// --smoke].
+    #[arg(long, global = true, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
-    runs: u32,
+    runs: Option<u32>,
 
     /// No progress bar.
     #[arg(long, global = true)]
@@ -84,6 +119,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Every experiment: workers, seeds, objects, tasks and resources.
+    All,
     /// Worker-pool experiments: throughput, FnPool, idle CPU, wake latency.
     Workers,
     /// Seed experiments: gopool's no-pool-versus-pool test, ants' 100k sleeping jobs (threads, and futures).
@@ -96,6 +133,10 @@ enum Command {
     /// Resource-pool experiments: resources::Pool against deadpool (managed, unmanaged), bb8,
     /// mobc, qp (tasks) and r2d2 (threads), uncontended and contended.
     Resources,
+    /// Makes the Markdown report (--markdown) and the README table (--readme)
+    /// from a JSON file written by --json, without measuring; prints its
+    /// summary.
+    Report(ReportArgs),
     /// Runs one measurement (used by the harness; not for people).
     #[command(name = "__child", hide = true)]
     Child {
@@ -111,73 +152,70 @@ struct SeedArgs {
     full: bool,
 
     /// seed002: make every small task sleep N µs.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = SeedOpts::DEFAULT.small_sleep_us)]
     small_sleep_us: u64,
 
     /// seed002: size of every pool (100 is the size in the seed's own
     /// example, `SetGopool(100, ...)`).
-    #[arg(long, value_name = "N", default_value_t = 100,
+    #[arg(long, value_name = "N", default_value_t = SeedOpts::DEFAULT.pool_size as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pool_size: u64,
 
     /// seed001: every job sleeps MS milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 10)]
+    #[arg(long, value_name = "MS", default_value_t = SeedOpts::DEFAULT.sleep_ms)]
     sleep_ms: u64,
 
     /// seed001: stack size of every thread in KiB (0: platform default).
-    #[arg(long, value_name = "KIB", default_value_t = 64)]
+    #[arg(long, value_name = "KIB", default_value_t = SeedOpts::DEFAULT.stack_kib)]
     stack_kib: usize,
 }
 
 impl SeedArgs {
-    /// The defaults declared above, for runs without the `seeds` subcommand.
-    fn defaults() -> Self {
-        use clap::FromArgMatches;
-        let matches =
-            SeedArgs::augment_args(clap::Command::new("seeds")).get_matches_from(["seeds"]);
-        SeedArgs::from_arg_matches(&matches).expect("the defaults parse")
+    fn opts(&self) -> SeedOpts {
+        SeedOpts {
+            full: self.full,
+            small_sleep_us: self.small_sleep_us,
+            pool_size: usize::try_from(self.pool_size).unwrap_or(usize::MAX),
+            sleep_ms: self.sleep_ms,
+            stack_kib: self.stack_kib,
+        }
     }
+}
+
+#[derive(Args, Debug, Clone)]
+struct ReportArgs {
+    /// The JSON file of the run (written with --json).
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+
+    /// Link the Markdown report to the charts in DIR (written with --svg).
+    #[arg(long, value_name = "DIR")]
+    svg_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Child { spec }) = &cli.command {
-        harness::child_main(spec);
+    match &cli.command {
+        Some(Command::Child { spec }) => harness::child_main(spec),
+        Some(Command::Report(args)) => report_only(&cli, args),
+        _ => measure(&cli),
     }
+}
 
-    let (workers, seeds, objects, tasks, resources) = match &cli.command {
-        None => (true, Some(SeedArgs::defaults()), true, true, true),
-        Some(Command::Workers) => (true, None, false, false, false),
-        Some(Command::Seeds(args)) => (false, Some(args.clone()), false, false, false),
-        Some(Command::Objects) => (false, None, true, false, false),
-        Some(Command::Tasks) => (false, None, false, true, false),
-        Some(Command::Resources) => (false, None, false, false, true),
-        Some(Command::Child { .. }) => unreachable!("handled above"),
+/// Measures the set the command line names, then reports it.
+fn measure(cli: &Cli) -> ExitCode {
+    let is_headline = cli.command.is_none() && !cli.smoke;
+    let mut plan: Vec<Experiment> = match &cli.command {
+        None if cli.smoke => experiments::full_plan(true, &SeedOpts::DEFAULT),
+        None => headline::plan(experiments::full_plan(false, &SeedOpts::DEFAULT)),
+        Some(Command::All) => experiments::full_plan(cli.smoke, &SeedOpts::DEFAULT),
+        Some(Command::Workers) => workers::plan(cli.smoke),
+        Some(Command::Seeds(args)) => experiments::seeds_plan(cli.smoke, &args.opts()),
+        Some(Command::Objects) => objects::plan(cli.smoke),
+        Some(Command::Tasks) => tasks::plan(cli.smoke),
+        Some(Command::Resources) => resources::plan(cli.smoke),
+        Some(Command::Report(_) | Command::Child { .. }) => unreachable!("handled in main"),
     };
-    let mut plan: Vec<Experiment> = Vec::new();
-    if workers {
-        plan.extend(experiments::workers::plan(cli.smoke));
-    }
-    if let Some(args) = seeds {
-        let opts = SeedOpts {
-            full: args.full,
-            small_sleep_us: args.small_sleep_us,
-            pool_size: usize::try_from(args.pool_size).unwrap_or(usize::MAX),
-            sleep_ms: args.sleep_ms,
-            stack_kib: args.stack_kib,
-        };
-        plan.extend(experiments::seeds::plan(cli.smoke, &opts));
-        plan.push(experiments::tasks::seed001_async(cli.smoke, opts.sleep_ms));
-    }
-    if objects {
-        plan.extend(experiments::objects::plan(cli.smoke));
-    }
-    if tasks {
-        plan.extend(experiments::tasks::plan(cli.smoke));
-    }
-    if resources {
-        plan.extend(experiments::resources::plan(cli.smoke));
-    }
 
     if !cli.filter.is_empty() {
         for exp in &mut plan {
@@ -190,8 +228,14 @@ fn main() -> ExitCode {
         plan.retain(|exp| !exp.cases.is_empty());
     }
 
+    let runs = match (cli.smoke, cli.runs) {
+        (true, _) => 1,
+        (false, Some(n)) => n,
+        (false, None) if is_headline => HEADLINE_RUNS,
+        (false, None) => RUNS,
+    };
     let settings = Settings {
-        runs: if cli.smoke { 1 } else { cli.runs },
+        runs,
         timeout: secs(cli.timeout.unwrap_or(if cli.smoke { 30.0 } else { 120.0 })),
         row_budget: secs(cli.row_budget),
         slow_factor: cli.slow_limit.max(0.0),
@@ -210,7 +254,8 @@ fn main() -> ExitCode {
     };
 
     let started = Instant::now();
-    runner.say(&report::header(runner.settings(), cli.smoke));
+    let machine = Machine::current();
+    runner.say(&report::header(runner.settings(), cli.smoke, &machine));
     let mut results = report::Results {
         experiments: Vec::new(),
     };
@@ -220,28 +265,109 @@ fn main() -> ExitCode {
         results.experiments.push((exp, rows));
     }
     runner.finish();
+    let records = report::records(&results, &machine);
+    print!("{}", report::summary(&records));
+    println!();
 
-    let mut status = ExitCode::SUCCESS;
+    let mut ok = true;
     if let Some(path) = &cli.json {
-        match report::write_json(path, &results) {
-            Ok(()) => println!("results written to {}", path.display()),
-            Err(e) => {
-                eprintln!("error: cannot write {}: {e}", path.display());
-                status = ExitCode::FAILURE;
-            }
-        }
+        ok &= done(
+            report::write_json(path, &records)
+                .map_err(|e| format!("cannot write {}: {e}", path.display())),
+            || format!("results written to {}", path.display()),
+        );
     }
+    let mut svg_dir = None;
     if let Some(dir) = &cli.svg {
         match report::write_svgs(dir, &results) {
-            Ok(files) => println!("{} charts written to {}", files.len(), dir.display()),
+            Ok(files) => {
+                println!("{} charts written to {}", files.len(), dir.display());
+                svg_dir = Some(dir.as_path());
+            }
             Err(e) => {
                 eprintln!("error: cannot write charts into {}: {e}", dir.display());
-                status = ExitCode::FAILURE;
+                ok = false;
             }
         }
     }
+    ok &= write_documents(cli, &records, svg_dir);
     println!("total time {:.1} s", started.elapsed().as_secs_f64());
-    status
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `cenote-bench report`: the summary, the Markdown report and the README
+/// table of a saved run.
+fn report_only(cli: &Cli, args: &ReportArgs) -> ExitCode {
+    if cli.smoke || cli.json.is_some() || cli.svg.is_some() || !cli.filter.is_empty() {
+        eprintln!(
+            "error: report measures nothing: --smoke, --json, --svg and --filter do not apply \
+             (link charts with --svg-dir)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let records = match report::read_json(&args.from) {
+        Ok(records) => records,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report::summary(&records));
+    println!();
+    if write_documents(cli, &records, args.svg_dir.as_deref()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes the Markdown report (--markdown, linking the charts in `svg_dir`)
+/// and the README table (--readme) of `records`; false if either failed.
+fn write_documents(cli: &Cli, records: &[Record], svg_dir: Option<&Path>) -> bool {
+    let mut ok = true;
+    if let Some(path) = &cli.markdown {
+        ok &= done(write_markdown(path, records, svg_dir), || {
+            format!("report written to {}", path.display())
+        });
+    }
+    if let Some(path) = &cli.readme {
+        ok &= done(markdown::update_readme(path, records), || {
+            format!("headline table written into {}", path.display())
+        });
+    }
+    ok
+}
+
+/// Writes the Markdown report of `records` to `path`.
+fn write_markdown(path: &Path, records: &[Record], svg_dir: Option<&Path>) -> Result<(), String> {
+    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(cannot)?;
+    }
+    let charts = match svg_dir {
+        Some(dir) => markdown::chart_links(dir, path, records)
+            .map_err(|e| format!("cannot list the charts in {}: {e}", dir.display()))?,
+        None => markdown::ChartLinks::new(),
+    };
+    report::write_file(path, &markdown::report(records, &charts)).map_err(cannot)
+}
+
+/// Prints `what()` on success or the error; true on success.
+fn done(result: Result<(), String>, what: impl FnOnce() -> String) -> bool {
+    match result {
+        Ok(()) => {
+            println!("{}", what());
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            false
+        }
+    }
 }
 
 /// A duration of `s` seconds; nonsense (negative, NaN) becomes zero.

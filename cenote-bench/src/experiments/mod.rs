@@ -19,11 +19,30 @@ use crate::harness::{ChildSpec, Outcome};
 use crate::peers::{Impl, PoolCfg, WorkerPeer};
 use crate::{alloc, with_peer};
 
+pub mod headline;
 pub mod objects;
 pub mod resources;
 pub mod seeds;
 pub mod tasks;
 pub mod workers;
+
+/// Every experiment (what `cenote-bench all` runs), at smoke or default
+/// size.
+pub fn full_plan(smoke: bool, seed_opts: &seeds::SeedOpts) -> Vec<Experiment> {
+    let mut plan = workers::plan(smoke);
+    plan.extend(seeds_plan(smoke, seed_opts));
+    plan.extend(objects::plan(smoke));
+    plan.extend(tasks::plan(smoke));
+    plan.extend(resources::plan(smoke));
+    plan
+}
+
+/// The seed experiments: seed 002, seed 001 with threads and with futures.
+pub fn seeds_plan(smoke: bool, opts: &seeds::SeedOpts) -> Vec<Experiment> {
+    let mut plan = seeds::plan(smoke, opts);
+    plan.push(tasks::seed001_async(smoke, opts.sleep_ms));
+    plan
+}
 
 /// One experiment: a table of (scenario, impl) rows, and its charts.
 pub struct Experiment {

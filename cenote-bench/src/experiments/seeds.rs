@@ -31,6 +31,19 @@ pub struct SeedOpts {
     pub stack_kib: usize,
 }
 
+impl SeedOpts {
+    /// The options of a run that sets none: gopool's pool of 100 (the size
+    /// in the seed's own example, `SetGopool(100, ...)`), trivial small
+    /// tasks, jobs sleeping 10 ms on 64 KiB stacks.
+    pub const DEFAULT: SeedOpts = SeedOpts {
+        full: false,
+        small_sleep_us: 0,
+        pool_size: 100,
+        sleep_ms: 10,
+        stack_kib: 64,
+    };
+}
+
 /// All seed experiments, at smoke or default size.
 pub fn plan(smoke: bool, opts: &SeedOpts) -> Vec<Experiment> {
     vec![seed002(smoke, opts), seed001(smoke, opts)]
