@@ -297,7 +297,10 @@ async fn build_filled_makes_min_idle_and_fails_fast_with_the_real_error() {
     assert!(matches!(&err, BuildError::Create(e) if matches!(**e, TestError::Refused)));
     assert!(err.to_string().contains("first resources"), "{err}");
     let source = std::error::Error::source(&err).expect("the create error is the source");
-    assert!(source.to_string().contains("connection refused"), "{source}");
+    assert!(
+        source.to_string().contains("connection refused"),
+        "{source}"
+    );
 
     let (m, k) = manager();
     k.hang_create.store(true, SeqCst);
@@ -426,7 +429,10 @@ async fn the_acquire_timeout_is_honoured_and_carries_the_last_create_error() {
         other => panic!("expected a timeout with the cause, got {other}"),
     }
     let source = std::error::Error::source(&err).expect("the last error is the source");
-    assert!(source.to_string().contains("connection refused"), "{source}");
+    assert!(
+        source.to_string().contains("connection refused"),
+        "{source}"
+    );
     assert!(
         pool.stats().create_failures >= 2,
         "transient errors are retried"

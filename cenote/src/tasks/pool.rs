@@ -16,10 +16,13 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::builder::{Builder, PanicHandler, WhenFull};
+use super::cell::{cell, Owned};
+use super::eager::{first_poll, FirstPoll};
 use super::errors::{BuildError, ResizeError, ShutdownError, SpawnError};
-use super::join::{cell, first_poll, FirstPoll, JoinHandle, Outcome, Owned};
+use super::join::JoinHandle;
 use super::lane::{Batch, Driver, Lane, ABORT, DETACHED};
 use super::recycle::Recycler;
+use super::runnable::Outcome;
 use crate::limit::{Semaphore, TryAcquireError};
 
 /// A pool that runs futures on a tokio runtime with at most `capacity` of
