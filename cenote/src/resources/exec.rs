@@ -1,6 +1,5 @@
-//! Running the manager's futures: the pool's runtime, a `block_on` for
-//! plain threads, and a timeout that costs nothing when the future is
-//! ready at its first poll.
+//! Running the manager's futures: the pool's runtime, and a `block_on` for
+//! plain threads (with the lifetime jitter's pseudo-random numbers).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -196,57 +195,6 @@ fn wait_outside_runtime<T>(wait: impl FnOnce() -> T) -> T {
              that thread. Use `pool.get().await` there, or call it from \
              `tokio::task::spawn_blocking`"
         ),
-    }
-}
-
-/// The time ran out.
-#[derive(Debug)]
-pub(crate) struct Elapsed;
-
-pin_project_lite::pin_project! {
-    /// `fut`, bounded by `limit`. The timer is made (and registered) only if
-    /// the first poll is pending: a check or reset that completes at once
-    /// costs no timer.
-    pub(crate) struct Bounded<'h, F> {
-        #[pin]
-        fut: F,
-        limit: Duration,
-        handle: &'h Handle,
-        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    }
-}
-
-/// Bounds `fut` by `limit` (a huge limit: unbounded).
-pub(crate) fn bounded<F: Future>(handle: &Handle, limit: Duration, fut: F) -> Bounded<'_, F> {
-    Bounded {
-        fut,
-        limit,
-        handle,
-        sleep: None,
-    }
-}
-
-impl<F: Future> Future for Bounded<'_, F> {
-    type Output = Result<F::Output, Elapsed>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(v) = this.fut.poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        if this.sleep.is_none() {
-            let Some(deadline) = tokio::time::Instant::now().checked_add(*this.limit) else {
-                // Beyond any representable instant: no deadline.
-                return Poll::Pending;
-            };
-            // Made inside the runtime's context, so any executor can poll it.
-            let _entered = this.handle.enter();
-            *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
-        }
-        match this.sleep.as_mut().expect("made above").as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
-            Poll::Pending => Poll::Pending,
-        }
     }
 }
 
