@@ -23,6 +23,7 @@ use super::request::Request;
 use super::stats::{Counters, DestroyReason, Stats};
 use super::timeout::bounded;
 use super::Manager;
+use crate::sync::HandleCount;
 
 /// A pool of managed resources (connections, clients), shared by async
 /// tasks and plain threads. Cloning gives another handle to the same pool.
@@ -37,7 +38,7 @@ pub struct Pool<M: Manager> {
 
 impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
-        self.inner.handles.fetch_add(1, Relaxed);
+        self.inner.handles.cloned();
         Pool {
             inner: self.inner.clone(),
         }
@@ -51,7 +52,7 @@ impl<M: Manager> Drop for Pool<M> {
     /// this they were only dropped, with the pool's memory, and a
     /// connection never got to say goodbye.
     fn drop(&mut self) {
-        if self.inner.handles.fetch_sub(1, AcqRel) == 1 {
+        if self.inner.handles.dropped() {
             self.close();
         }
     }
@@ -83,7 +84,7 @@ pub(crate) struct Inner<M: Manager> {
     /// `destroy` calls under way.
     pub(super) destroying: AtomicUsize,
     /// `Pool` handles alive; the last one closes the pool.
-    pub(super) handles: AtomicUsize,
+    pub(super) handles: HandleCount,
     /// Signalled when a resource is destroyed (for `shutdown_timeout`).
     pub(super) gone: tokio::sync::Notify,
     pub(crate) lent: Option<Mutex<LentTable>>,
@@ -133,7 +134,7 @@ impl<M: Manager> Pool<M> {
             last_error: Mutex::new(None),
             has_last_error: AtomicBool::new(false),
             destroying: AtomicUsize::new(0),
-            handles: AtomicUsize::new(1),
+            handles: HandleCount::new(),
             gone: tokio::sync::Notify::new(),
             lent,
             refill_failures: AtomicU64::new(0),

@@ -11,7 +11,8 @@
 //!
 //! The parts: `lock.rs` (Mutex, Condvar), `queue.rs` (the job queue over
 //! `mpmc.rs`), `thread.rs` (park, stripes), `spawn.rs` (threads never
-//! detached), `backoff.rs` and `handshake.rs` (the hand-shake load).
+//! detached), `backoff.rs`, `handshake.rs` (the hand-shake load),
+//! and `handles.rs` (the count of a pool's user handles).
 
 #![allow(dead_code)] // not every item is used under every cfg
 
@@ -28,6 +29,7 @@ pub(crate) use loom::sync::atomic::{
 };
 
 mod backoff;
+mod handles;
 mod handshake;
 mod lock;
 #[cfg(all(test, loom))]
@@ -38,6 +40,7 @@ mod spawn;
 pub(crate) mod thread;
 
 pub(crate) use backoff::Backoff;
+pub(crate) use handles::HandleCount;
 pub(crate) use handshake::HandshakeLoad;
 #[allow(unused_imports)]
 pub(crate) use lock::{Condvar, Mutex, MutexGuard};

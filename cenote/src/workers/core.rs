@@ -16,8 +16,8 @@ use super::errors::{BuildError, ResizeError, ShutdownError, SubmitError};
 use super::task::Task;
 use super::{Stats, MAX_CAPACITY};
 use crate::sync::{
-    deadline_after, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar, HandshakeLoad,
-    Mutex, Ordering::*, Queue,
+    deadline_after, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar, HandleCount,
+    HandshakeLoad, Mutex, Ordering::*, Queue,
 };
 use crate::unwind::{self, Payload};
 
@@ -290,7 +290,7 @@ pub(crate) struct Inner<R: Runner> {
     threads_retired: AtomicU64,
     thread_seq: AtomicUsize,
     /// Live user handles (`Pool`/`FnPool` clones); the last one closes.
-    pub(crate) handles: AtomicUsize,
+    pub(crate) handles: HandleCount,
 }
 
 impl<R: Runner> Inner<R> {
@@ -326,7 +326,7 @@ impl<R: Runner> Inner<R> {
             threads_started: AtomicU64::new(0),
             threads_retired: AtomicU64::new(0),
             thread_seq: AtomicUsize::new(0),
-            handles: AtomicUsize::new(1),
+            handles: HandleCount::new(),
             config,
         });
         for _ in 0..inner.config.prestart {
