@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
 
 use futures_util::task::{waker_ref, ArcWake};
 use tokio::runtime::Handle;
@@ -78,11 +77,6 @@ thread_local! {
     });
 }
 
-/// How long a thread that [`block_on`]'s `watch` allows keeps checking for
-/// its wake-up (yielding its core between checks) before it parks: about
-/// what a wake-up of a parked thread costs on a VM.
-const WATCH: Duration = Duration::from_micros(50);
-
 /// A blocking call was made where the thread cannot wait: its
 /// thread-locals (tokio's runtime context among them) are being destroyed.
 #[derive(Debug)]
@@ -92,8 +86,8 @@ pub(crate) struct ThreadExiting;
 /// context (so its timers and I/O work), parking between polls.
 ///
 /// When a poll is pending and `watch()` says so (the caller is the next to
-/// be served), the thread first checks for its wake-up for up to [`WATCH`],
-/// yielding between checks: a grant to a parked thread leaves the resource
+/// be served), the thread first checks for its wake-up for a short while
+/// (`crate::sync::watch`), yielding between checks: a grant to a parked thread leaves the resource
 /// unused until the thread is back on a core, which between two threads
 /// taking turns on one resource was nearly all of the time.
 ///
@@ -135,23 +129,14 @@ fn drive<F: Future>(
     if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
         return v;
     }
-    wait_outside_runtime(|| 'poll: loop {
-        if watch() {
-            let start = Instant::now();
-            while start.elapsed() < WATCH {
-                if w.woken.load(Acquire) {
-                    // The park token is set too: the next park, if any,
-                    // returns at once (a spurious poll, harmless).
-                    w.woken.store(false, Relaxed);
-                    if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-                        return v;
-                    }
-                    continue 'poll;
-                }
-                thread::yield_now();
-            }
+    wait_outside_runtime(|| loop {
+        // A wake seen while watching set the park token too: the next
+        // park, if any, returns at once (a spurious poll, harmless).
+        let seen =
+            watch() && crate::sync::watch(None, || w.woken.load(Acquire).then_some(())).is_some();
+        if !seen {
+            thread::park();
         }
-        thread::park();
         // Cleared before the poll: a wake during or after it is seen.
         w.woken.store(false, Relaxed);
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {

@@ -12,7 +12,8 @@
 //! The parts: `lock.rs` (Mutex, Condvar), `queue.rs` (the job queue over
 //! `mpmc.rs`), `thread.rs` (park, stripes), `spawn.rs` (threads never
 //! detached), `backoff.rs`, `handshake.rs` (the hand-shake load),
-//! and `handles.rs` (the count of a pool's user handles).
+//! `watch.rs` (watching before parking) and `handles.rs` (the count of a
+//! pool's user handles).
 
 #![allow(dead_code)] // not every item is used under every cfg
 
@@ -38,6 +39,8 @@ pub(crate) mod mpmc;
 mod queue;
 mod spawn;
 pub(crate) mod thread;
+#[cfg(not(loom))]
+mod watch;
 
 pub(crate) use backoff::Backoff;
 pub(crate) use handles::HandleCount;
@@ -46,6 +49,8 @@ pub(crate) use handshake::HandshakeLoad;
 pub(crate) use lock::{Condvar, Mutex, MutexGuard};
 pub(crate) use queue::Queue;
 pub(crate) use spawn::spawn_thread;
+#[cfg(not(loom))]
+pub(crate) use watch::watch;
 
 /// `thread_local!` (loom's under the model, which runs the destructors when
 /// a model thread ends).
