@@ -28,7 +28,8 @@ pub(crate) enum FirstPoll<T> {
     /// held, for the caller to give back.
     Finished(Result<T, JoinError>, Outcome),
     /// The future waits. Its cell is still RUNNING: the caller counts it
-    /// live, then calls [`Runnable::settle_eager`].
+    /// live, then calls
+    /// [`Runnable::settle_eager`](super::runnable::Runnable::settle_eager).
     Pending(Job, JoinHandle<T>),
 }
 
