@@ -10,6 +10,9 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::eventually;
+
 use cenote::limit::{AcquireError, Monitor, Semaphore, TryAcquireError, MAX_PERMITS};
 
 /// Polls a future once with a waker that does nothing.
@@ -21,15 +24,6 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     let waker = Waker::from(Arc::new(Noop));
     let mut cx = Context::from_waker(&waker);
     std::pin::Pin::new(f).poll(&mut cx)
-}
-
-/// Waits until `cond` holds (at most 10 s; a test fails rather than hangs).
-fn eventually(mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "condition not reached in 10 s");
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]
@@ -63,7 +57,7 @@ fn a_blocked_thread_wakes_when_a_permit_comes_back() {
     let held = sem.try_acquire().unwrap();
     let s = sem.clone();
     let t = thread::spawn(move || s.acquire_blocking().map(|p| p.count()));
-    eventually(|| sem.waiting() == 1);
+    eventually("sem.waiting() == 1", || sem.waiting() == 1);
     drop(held);
     assert_eq!(t.join().unwrap(), Ok(1));
     assert_eq!((sem.available(), sem.waiting()), (1, 0));
@@ -114,7 +108,7 @@ fn threads_and_tasks_wait_in_one_fifo_queue() {
             }));
         }
         // Queue them one after another.
-        eventually(|| sem.waiting() == i + 1);
+        eventually("sem.waiting() == i + 1", || sem.waiting() == i + 1);
     }
     drop(held);
     joins.into_iter().for_each(|j| j.join().unwrap());
@@ -132,7 +126,7 @@ fn a_large_request_keeps_its_place_against_later_small_ones() {
     let a = sem.try_acquire_many(3).unwrap();
     let s = sem.clone();
     let big = thread::spawn(move || s.acquire_many_blocking(3).map(|p| p.count()));
-    eventually(|| sem.waiting() == 1);
+    eventually("sem.waiting() == 1", || sem.waiting() == 1);
     // Permits come back one by one; a later single request must not take
     // them while the big one waits.
     let mut a = a;
@@ -146,7 +140,7 @@ fn a_large_request_keeps_its_place_against_later_small_ones() {
     );
     let s = sem.clone();
     let small = thread::spawn(move || s.acquire_blocking().map(|p| p.count()));
-    eventually(|| sem.waiting() == 2);
+    eventually("sem.waiting() == 2", || sem.waiting() == 2);
     drop(a);
     assert_eq!(big.join().unwrap(), Ok(3));
     assert_eq!(small.join().unwrap(), Ok(1));
@@ -235,7 +229,7 @@ fn close_wakes_every_waiter_with_an_error() {
         .collect();
     let mut fut = Box::pin(sem.acquire());
     assert!(poll_once(&mut fut).is_pending());
-    eventually(|| sem.waiting() == 4);
+    eventually("sem.waiting() == 4", || sem.waiting() == 4);
     sem.close();
     assert!(sem.is_closed());
     for w in waiters {
@@ -282,7 +276,7 @@ fn growing_serves_waiters() {
     let sem = Arc::new(Semaphore::new(0));
     let s = sem.clone();
     let t = thread::spawn(move || s.acquire_many_blocking(2).map(|p| p.count()));
-    eventually(|| sem.waiting() == 1);
+    eventually("sem.waiting() == 1", || sem.waiting() == 1);
     sem.resize(2).unwrap();
     assert_eq!(t.join().unwrap(), Ok(2));
 }
@@ -429,7 +423,9 @@ fn monitor_samples_on_its_period_and_stops() {
         move |v| out.lock().unwrap().push(v),
     )
     .unwrap();
-    eventually(|| samples.lock().unwrap().len() >= 3);
+    eventually("samples.lock().unwrap().len() >= 3", || {
+        samples.lock().unwrap().len() >= 3
+    });
     monitor.stop();
     let n = samples.lock().unwrap().len();
     thread::sleep(Duration::from_millis(10));
@@ -454,7 +450,7 @@ fn an_acquire_polled_then_waited_on_queues_once_and_gets_the_permit() {
         acq.wait().map(|p| p.count())
     });
     queued_rx.recv().unwrap();
-    eventually(|| sem.waiting() == 1);
+    eventually("sem.waiting() == 1", || sem.waiting() == 1);
     thread::sleep(Duration::from_millis(20));
     assert_eq!(sem.waiting(), 1, "one acquire counts as one waiter");
     drop(held);

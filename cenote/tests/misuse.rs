@@ -8,62 +8,21 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Barrier, Mutex, Once};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{eventually, eventually_async, within, within_async};
 
 // ----- helpers ----------------------------------------------------------------------
 
 /// How long a test waits for something that should happen at once before it calls it a hang.
 const HANG: Duration = Duration::from_secs(10);
-
-/// Runs `f` on a thread of its own and waits at most [`HANG`] for it, so that a deadlock fails
-/// the test instead of hanging it (the stuck thread is left behind). A panic in `f` is raised
-/// again here.
-fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(HANG) {
-        Ok(Ok(v)) => v,
-        Ok(Err(p)) => resume_unwind(p),
-        Err(_) => panic!("hung: no result within {HANG:?}"),
-    }
-}
-
-/// Polls `cond` until it holds, failing after [`HANG`].
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + HANG;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached within {HANG:?}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// [`eventually`] for async code.
-async fn eventually_async(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + HANG;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached within {HANG:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Bounds an await by [`HANG`].
-async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(HANG, f).await.expect("hung")
-}
 
 /// A message every panic injected on purpose carries (the quiet hook hides them).
 const ON_PURPOSE: &str = "on purpose";
@@ -1385,14 +1344,14 @@ mod tasks {
                     handles.push(h);
                 }
                 for h in handles {
-                    assert!(bounded(h).await.unwrap_err().is_panic());
+                    assert!(within_async(h).await.unwrap_err().is_panic());
                 }
-                bounded(pool.wait_idle()).await;
+                within_async(pool.wait_idle()).await;
                 eventually_async("follow-ups ran", || {
                     followups.load(SeqCst) + refused.load(SeqCst) == 20
                 })
                 .await;
-                bounded(pool.wait_idle()).await;
+                within_async(pool.wait_idle()).await;
                 assert_eq!(pool.stats().panicked, 20);
                 assert_settled(&pool);
                 me.lock().unwrap().take();
@@ -1417,10 +1376,10 @@ mod tasks {
                 })
                 .await
                 .unwrap();
-            let (inner, refused) = bounded(h).await.unwrap();
+            let (inner, refused) = within_async(h).await.unwrap();
             assert_eq!(inner, 1);
             assert!(matches!(refused, Err(SpawnError::Closed)), "{refused:?}");
-            bounded(pool.wait_idle()).await;
+            within_async(pool.wait_idle()).await;
             assert!(pool.is_closed());
             assert_eq!(pool.capacity(), 3);
             assert_settled(&pool);
@@ -1437,9 +1396,9 @@ mod tasks {
                 .spawn(async move { tokio::time::timeout(HANG / 2, p.wait_idle()).await.is_ok() })
                 .await
                 .unwrap();
-            bounded(other).await.unwrap();
+            within_async(other).await.unwrap();
             assert!(
-                bounded(h).await.unwrap(),
+                within_async(h).await.unwrap(),
                 "wait_idle from inside never returned"
             );
         });
@@ -1465,9 +1424,9 @@ mod tasks {
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
             tx.send(()).unwrap();
-            bounded(other).await.unwrap();
+            within_async(other).await.unwrap();
             assert!(
-                bounded(h).await.unwrap(),
+                within_async(h).await.unwrap(),
                 "wait_idle from inside never returned"
             );
         });
@@ -1487,11 +1446,11 @@ mod tasks {
                 })
                 .await
                 .unwrap();
-            let report = bounded(h).await.unwrap();
+            let report = within_async(h).await.unwrap();
             let report = report.unwrap_err();
             assert!(report.from_own_task, "{report:?}");
             assert_eq!(report.aborted, 0);
-            bounded(pool.wait_idle()).await;
+            within_async(pool.wait_idle()).await;
             assert_eq!(pool.stats().aborted, 0);
             assert_settled(&pool);
             // In its eager first poll: whatever it reports, it neither hangs nor leaks.
@@ -1501,8 +1460,8 @@ mod tasks {
                 .spawn(async move { p.shutdown_timeout(Duration::from_millis(20)).await })
                 .await
                 .unwrap();
-            let _ = bounded(h).await;
-            bounded(pool.wait_idle()).await;
+            let _ = within_async(h).await;
+            within_async(pool.wait_idle()).await;
             assert_settled(&pool);
         });
     }
@@ -1564,10 +1523,10 @@ mod tasks {
                     }
                 }
                 for h in awaited {
-                    drop(bounded(h).await.unwrap());
+                    drop(within_async(h).await.unwrap());
                 }
                 eventually_async("every drop's spawn ran", || ran.load(SeqCst) == 20).await;
-                bounded(pool.wait_idle()).await;
+                within_async(pool.wait_idle()).await;
                 assert_eq!(pool.stats().completed, 30);
                 assert_settled(&pool);
             }
@@ -1605,7 +1564,7 @@ mod tasks {
                 tx.send(h).ok().unwrap();
             }
             eventually_async("both futures ended", || drops.load(SeqCst) == 2).await;
-            bounded(pool.wait_idle()).await;
+            within_async(pool.wait_idle()).await;
             assert!(!polled_after_abort.load(SeqCst));
             let s = pool.stats();
             assert_eq!((s.aborted, s.completed), (1, 1), "{s:?}");
@@ -1628,8 +1587,8 @@ mod tasks {
                 })
                 .await
                 .unwrap();
-            assert!(bounded(h).await.unwrap());
-            bounded(pool.wait_idle()).await;
+            assert!(within_async(h).await.unwrap());
+            within_async(pool.wait_idle()).await;
             assert_settled(&pool);
         });
     }
@@ -1671,14 +1630,14 @@ mod tasks {
                 .await
                 .unwrap();
             drop(pool);
-            assert!(bounded(h).await.unwrap_err().is_panic());
+            assert!(within_async(h).await.unwrap_err().is_panic());
             assert!(
                 me.lock().unwrap().is_none(),
                 "the handler dropped the last handle"
             );
             go.send(true).unwrap();
             for (i, h) in others.into_iter().enumerate() {
-                assert_eq!(bounded(h).await.unwrap(), i);
+                assert_eq!(within_async(h).await.unwrap(), i);
             }
         });
     }
@@ -1715,11 +1674,11 @@ mod tasks {
                         })
                         .await
                         .unwrap();
-                    assert!(bounded(h).await.unwrap_err().is_panic());
+                    assert!(within_async(h).await.unwrap_err().is_panic());
                 }
                 go.send(()).unwrap();
-                assert_eq!(bounded(bystander).await.unwrap(), 7);
-                bounded(pool.wait_idle()).await;
+                assert_eq!(within_async(bystander).await.unwrap(), 7);
+                within_async(pool.wait_idle()).await;
                 assert_eq!(pool.stats().panicked, 2);
                 assert_settled(&pool);
             }
@@ -1824,7 +1783,7 @@ mod tasks {
                     }
                 }
                 for (site, h) in awaited {
-                    match bounded(h).await {
+                    match within_async(h).await {
                         Ok(out) => {
                             assert_ne!(site, Site::Poll);
                             // The output is ours now: its drop panics here, not in the pool.
@@ -1844,9 +1803,9 @@ mod tasks {
                 // The others were not cancelled.
                 go.send(true).unwrap();
                 for h in bystanders {
-                    assert_eq!(bounded(h).await.unwrap(), 7, "eager: {eager}");
+                    assert_eq!(within_async(h).await.unwrap(), 7, "eager: {eager}");
                 }
-                bounded(pool.wait_idle()).await;
+                within_async(pool.wait_idle()).await;
                 let s = pool.stats();
                 assert_eq!(
                     (s.panicked, s.completed),
@@ -1868,7 +1827,7 @@ mod tasks {
                 .spawn_blocking(|| boom("a blocking closure"))
                 .await
                 .unwrap();
-            assert!(bounded(h).await.unwrap_err().is_panic());
+            assert!(within_async(h).await.unwrap_err().is_panic());
             let drops = Arc::new(AtomicUsize::new(0));
             let probe = DropProbe {
                 drops: drops.clone(),
@@ -1881,12 +1840,12 @@ mod tasks {
                 })
                 .await
                 .unwrap();
-            let r = bounded(h).await;
+            let r = within_async(h).await;
             assert!(matches!(r, Ok(5)) || r.is_err_and(|e| e.is_panic()));
             assert_eq!(drops.load(SeqCst), 1);
-            bounded(pool.wait_idle()).await;
+            within_async(pool.wait_idle()).await;
             assert!(pool.try_spawn(async {}).is_ok(), "the slot came back");
-            bounded(pool.wait_idle()).await;
+            within_async(pool.wait_idle()).await;
             assert_settled(&pool);
         });
     }
@@ -1917,16 +1876,18 @@ mod tasks {
                 })
                 .await
                 .unwrap();
-            let r = bounded(h).await;
+            let r = within_async(h).await;
             let _ = go.send(()); // refused if the bystander is gone already
-            let other = bounded(bystander).await;
+            let other = within_async(bystander).await;
             assert!(
                 matches!(other, Ok(7)),
                 "another user's future was lost: {other:?}"
             );
             assert!(r.as_ref().is_err_and(|e| e.is_panic()), "{r:?}");
             assert_eq!(
-                bounded(pool.spawn(async { 1 }).await.unwrap()).await.ok(),
+                within_async(pool.spawn(async { 1 }).await.unwrap())
+                    .await
+                    .ok(),
                 Some(1)
             );
         });
@@ -2040,7 +2001,7 @@ mod tasks {
         }
         go.send(true).unwrap();
         let p = pool.clone();
-        rt.block_on(async move { bounded(p.wait_idle()).await });
+        rt.block_on(async move { within_async(p.wait_idle()).await });
         eventually("every future and output dropped once", || {
             drops.load(SeqCst) == 8 && out_drops.load(SeqCst) == 10
         });
@@ -2750,7 +2711,7 @@ mod resources {
             });
             runtime().block_on(async {
                 for _ in 0..10 {
-                    drop(bounded(p.get()).await.unwrap());
+                    drop(within_async(p.get()).await.unwrap());
                 }
             });
         });

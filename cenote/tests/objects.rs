@@ -5,7 +5,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::eventually;
 
 use cenote::objects::{BuildError, Pool, Reset, MAX_IDLE, MAX_THREAD_CACHE};
 
@@ -39,18 +42,6 @@ fn tracked_pool(
     .build()
     .unwrap();
     (pool, live, created)
-}
-
-/// Polls `cond` for up to 10 s (a hang guard, not a timing assertion).
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if cond() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    cond()
 }
 
 #[test]
@@ -394,16 +385,12 @@ fn trim_every_trims_in_the_background_and_stops_with_the_pool() {
     .unwrap();
     let out: Vec<_> = (0..100).map(|_| pool.get()).collect();
     drop(out);
-    assert!(
-        eventually(|| pool.stats().idle == 0),
-        "trimmer never trimmed"
-    );
+    eventually("the trimmer trims", || pool.stats().idle == 0);
     assert_eq!(live.load(SeqCst), 0);
     drop(pool);
-    assert!(
-        eventually(|| !thread_named("cenote-objects-trim")),
-        "trimmer outlived its pool"
-    );
+    eventually("the trimmer ends with its pool", || {
+        !thread_named("cenote-objects-trim")
+    });
 }
 
 fn thread_named(name: &str) -> bool {

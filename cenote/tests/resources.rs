@@ -7,31 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{eventually, eventually_async, within_async};
+
 use cenote::resources::{BuildError, GetError, Manager, Pool, QueueOrder, ResizeError};
-
-/// Waits until `cond` holds (at most 10 s: a test fails rather than hangs).
-async fn eventually(mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "condition not reached in 10 s");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn eventually_blocking(mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "condition not reached in 10 s");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Bounds a test's await: a hang fails the test instead of stalling CI.
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("hung")
-}
 
 #[derive(Debug, Clone, thiserror::Error)]
 enum TestError {
@@ -304,7 +283,7 @@ async fn build_filled_makes_min_idle_and_fails_fast_with_the_real_error() {
 
     let (m, k) = manager();
     k.hang_create.store(true, SeqCst);
-    let err = within(
+    let err = within_async(
         Pool::builder(m)
             .create_timeout(Duration::from_millis(20))
             .build_filled(),
@@ -323,7 +302,7 @@ async fn a_lazy_build_makes_nothing_until_asked_and_min_idle_comes_in_the_backgr
         .maintenance_interval(Duration::from_millis(5))
         .build()
         .unwrap();
-    eventually(|| pool.stats().idle == 2).await;
+    eventually_async("pool.stats().idle == 2", || pool.stats().idle == 2).await;
     assert_eq!(k.created.load(SeqCst), 2);
 }
 
@@ -337,10 +316,13 @@ async fn the_pool_recovers_to_min_idle_after_creates_stop_failing() {
         .maintenance_interval(Duration::from_millis(5))
         .build()
         .unwrap();
-    eventually(|| pool.stats().create_failures >= 2).await;
+    eventually_async("pool.stats().create_failures >= 2", || {
+        pool.stats().create_failures >= 2
+    })
+    .await;
     assert_eq!(pool.stats().size, 0);
     k.fail_create.store(false, SeqCst);
-    eventually(|| pool.stats().idle == 2).await;
+    eventually_async("pool.stats().idle == 2", || pool.stats().idle == 2).await;
 }
 
 #[tokio::test]
@@ -356,7 +338,7 @@ async fn a_long_acquire_timeout_runs_on_the_coarse_clock_and_is_never_early() {
         .unwrap();
     let held = pool.get().await.unwrap();
     let t0 = Instant::now();
-    let err = within(pool.get()).await.unwrap_err();
+    let err = within_async(pool.get()).await.unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
     assert!(t0.elapsed() >= Duration::from_millis(150), "early");
     // From a plain thread too, and with a request timeout of its own.
@@ -374,7 +356,7 @@ async fn a_long_acquire_timeout_runs_on_the_coarse_clock_and_is_never_early() {
         let _ = tx.send(r);
     });
     let mut got = None;
-    eventually(|| {
+    eventually_async("the waiter's result", || {
         got = rx.try_recv().ok();
         got.is_some()
     })
@@ -387,11 +369,11 @@ async fn a_long_acquire_timeout_runs_on_the_coarse_clock_and_is_never_early() {
     // nudges (spurious wake-ups).
     let p3 = pool.clone();
     let waiter = tokio::spawn(async move { p3.get().await.map(|r| r.id()) });
-    eventually(|| pool.stats().waiting == 1).await;
+    eventually_async("pool.stats().waiting == 1", || pool.stats().waiting == 1).await;
     tokio::time::sleep(Duration::from_millis(40)).await; // a few nudges
     let id = held.id();
     drop(held);
-    assert_eq!(within(waiter).await.unwrap().unwrap(), id);
+    assert_eq!(within_async(waiter).await.unwrap().unwrap(), id);
     assert_eq!(pool.stats().timed_out, 2);
 }
 
@@ -405,7 +387,7 @@ async fn the_acquire_timeout_is_honoured_and_carries_the_last_create_error() {
         .unwrap();
     // Pool exhausted: a plain timeout, no error to report.
     let held = pool.get().await.unwrap();
-    let err = within(pool.get()).await.unwrap_err();
+    let err = within_async(pool.get()).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -420,7 +402,7 @@ async fn the_acquire_timeout_is_honoured_and_carries_the_last_create_error() {
     pool.evict_idle();
     // Creates failing (transiently): retried until the timeout, which says why.
     k.fail_create.store(true, SeqCst);
-    let err = within(pool.get()).await.unwrap_err();
+    let err = within_async(pool.get()).await.unwrap_err();
     match &err {
         GetError::TimedOut {
             last_error: Some(e),
@@ -451,7 +433,7 @@ async fn a_permanent_create_error_reaches_the_caller_at_once() {
         .build()
         .unwrap();
     // An hour-long acquire timeout: only failing fast ends this.
-    let err = within(pool.get()).await.unwrap_err();
+    let err = within_async(pool.get()).await.unwrap_err();
     assert!(matches!(&err, GetError::Create(e) if matches!(**e, TestError::BadPassword)));
     assert!(matches!(err.cause(), Some(TestError::BadPassword)));
     assert_eq!(pool.stats().create_failures, 1);
@@ -468,10 +450,13 @@ async fn a_hanging_create_is_cut_by_the_create_timeout() {
         .acquire_timeout(Duration::from_millis(100))
         .build()
         .unwrap();
-    let err = within(pool.get()).await.unwrap_err();
+    let err = within_async(pool.get()).await.unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }));
     assert!(pool.stats().create_failures >= 1);
-    eventually(|| pool.stats().size == 0 && pool.stats().in_use == 0).await;
+    eventually_async("pool.stats().size == 0 && pool.stats().in_use == 0", || {
+        pool.stats().size == 0 && pool.stats().in_use == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -483,14 +468,14 @@ async fn a_panicking_create_is_a_failure_not_a_lost_slot() {
         .acquire_timeout(Duration::from_millis(50))
         .build()
         .unwrap();
-    let err = within(pool.get()).await.unwrap_err();
+    let err = within_async(pool.get()).await.unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
     assert!(pool.stats().create_failures >= 1);
     k.panic_create.store(false, SeqCst);
     // The slot came back and nothing is counted live: the next get succeeds.
-    eventually(|| pool.stats().in_use == 0).await;
+    eventually_async("pool.stats().in_use == 0", || pool.stats().in_use == 0).await;
     assert_eq!(pool.stats().size, 0);
-    let c = within(pool.get()).await.unwrap();
+    let c = within_async(pool.get()).await.unwrap();
     assert_eq!(c.n, 0);
 }
 
@@ -518,7 +503,7 @@ async fn a_failing_check_destroys_the_resource_and_get_goes_on() {
         .build()
         .unwrap();
     drop(pool2.get().await.unwrap());
-    let c = within(pool2.get()).await.unwrap();
+    let c = within_async(pool2.get()).await.unwrap();
     assert!(c.n > 1, "the hung resource was replaced");
     assert_eq!(pool2.stats().destroyed_failed_check, 1);
 }
@@ -540,12 +525,18 @@ async fn a_panicking_check_destroys_the_resource_and_spares_the_caller() {
     let c = pool.get().await.unwrap();
     assert_eq!(c.n, 1);
     drop(c);
-    eventually(|| pool.stats().destroyed_failed_check >= 2).await;
+    eventually_async("pool.stats().destroyed_failed_check >= 2", || {
+        pool.stats().destroyed_failed_check >= 2
+    })
+    .await;
     k.panic_check.store(false, SeqCst);
     // The background task survived: it still runs keepalive checks.
     drop(pool.get().await.unwrap());
     let before = k.checks.load(SeqCst);
-    eventually(|| k.checks.load(SeqCst) > before).await;
+    eventually_async("k.checks.load(SeqCst) > before", || {
+        k.checks.load(SeqCst) > before
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -602,7 +593,10 @@ async fn a_broken_resource_is_destroyed_on_return_and_never_lent_again() {
     assert_eq!(pool.stats().destroyed_broken, 1);
     assert_eq!(pool.stats().size, 0);
     assert_eq!(pool.get().await.unwrap().n, 1);
-    eventually(|| k.destroyed.load(SeqCst) == 1).await;
+    eventually_async("k.destroyed.load(SeqCst) == 1", || {
+        k.destroyed.load(SeqCst) == 1
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -645,7 +639,10 @@ async fn lifetimes_and_idle_timeouts_retire_resources_down_to_min_idle() {
         .build()
         .unwrap();
     drop(pool.get().await.unwrap());
-    eventually(|| pool.stats().destroyed_expired == 1).await;
+    eventually_async("pool.stats().destroyed_expired == 1", || {
+        pool.stats().destroyed_expired == 1
+    })
+    .await;
     assert_eq!(pool.stats().size, 0);
 
     let (m, _k2) = manager();
@@ -671,7 +668,11 @@ async fn lifetimes_and_idle_timeouts_retire_resources_down_to_min_idle() {
         idle == 3 || idle == 4,
         "the three returned (and maybe a min_idle refill) are idle: {idle}"
     );
-    eventually(|| pool.stats().destroyed_idle >= 2 && pool.stats().idle == 1).await;
+    eventually_async(
+        "pool.stats().destroyed_idle >= 2 && pool.stats().idle == 1",
+        || pool.stats().destroyed_idle >= 2 && pool.stats().idle == 1,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert_eq!(pool.stats().idle, 1, "min_idle stays");
     drop(k);
@@ -688,11 +689,15 @@ async fn keepalive_checks_idle_resources_and_drops_dead_ones() {
         .build_filled()
         .await
         .unwrap();
-    eventually(|| k.checks.load(SeqCst) >= 4).await;
+    eventually_async("k.checks.load(SeqCst) >= 4", || k.checks.load(SeqCst) >= 4).await;
     k.fail_check.store(true, SeqCst);
-    eventually(|| pool.stats().destroyed_failed_check >= 2).await;
+    eventually_async("pool.stats().destroyed_failed_check >= 2", || {
+        pool.stats().destroyed_failed_check >= 2
+    })
+    .await;
     k.fail_check.store(false, SeqCst);
-    eventually(|| pool.stats().idle == 2).await; // min_idle refilled
+    eventually_async("pool.stats().idle == 2", || pool.stats().idle == 2).await;
+    // min_idle refilled
 }
 
 #[tokio::test]
@@ -710,11 +715,14 @@ async fn waiters_are_served_in_fifo_order() {
             drop(c);
         }));
         // Each one queued before the next starts.
-        eventually(|| pool.stats().waiting == i + 1).await;
+        eventually_async("pool.stats().waiting == i + 1", || {
+            pool.stats().waiting == i + 1
+        })
+        .await;
     }
     drop(held);
     for t in tasks {
-        within(t).await.unwrap();
+        within_async(t).await.unwrap();
     }
     assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
 }
@@ -733,11 +741,14 @@ async fn an_urgent_get_is_served_before_earlier_normal_ones() {
             order.lock().unwrap().push(i);
             drop(c);
         }));
-        eventually(|| pool.stats().waiting == i + 1).await;
+        eventually_async("pool.stats().waiting == i + 1", || {
+            pool.stats().waiting == i + 1
+        })
+        .await;
     }
     drop(held);
     for t in tasks {
-        within(t).await.unwrap();
+        within_async(t).await.unwrap();
     }
     assert_eq!(*order.lock().unwrap(), [2, 3, 0, 1]);
 }
@@ -765,7 +776,7 @@ async fn ten_thousand_tasks_against_a_pool_of_four_all_finish() {
         }));
     }
     for t in tasks {
-        within(t).await.unwrap();
+        within_async(t).await.unwrap();
     }
     assert!(peak.load(SeqCst) <= 4);
     assert!(k.created.load(SeqCst) <= 4);
@@ -785,14 +796,17 @@ async fn max_waiting_sheds_load() {
     for i in 0..2 {
         let p = pool.clone();
         waiters.push(tokio::spawn(async move { p.get().await.map(|c| c.n) }));
-        eventually(|| pool.stats().waiting == i + 1).await;
+        eventually_async("pool.stats().waiting == i + 1", || {
+            pool.stats().waiting == i + 1
+        })
+        .await;
     }
     let err = pool.get().await.unwrap_err();
     assert!(matches!(err, GetError::TooManyWaiting(2)), "{err}");
     assert_eq!(pool.stats().shed, 1);
     drop(held);
     for w in waiters {
-        within(w).await.unwrap().unwrap();
+        within_async(w).await.unwrap().unwrap();
     }
 }
 
@@ -815,10 +829,13 @@ async fn cancelled_gets_leave_no_slot_and_no_waiter_behind() {
             }
         }));
     }
-    eventually(|| pool.stats().waiting >= 400).await;
+    eventually_async("pool.stats().waiting >= 400", || {
+        pool.stats().waiting >= 400
+    })
+    .await;
     drop((a, b));
     for t in tasks {
-        within(t).await.unwrap();
+        within_async(t).await.unwrap();
     }
     let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0));
@@ -844,7 +861,7 @@ async fn a_get_cancelled_mid_create_leaves_the_new_resource_idle() {
     let pool = Pool::builder(Slow).capacity(1).build().unwrap();
     let r = tokio::time::timeout(Duration::from_millis(1), pool.get()).await;
     assert!(r.is_err(), "cancelled while creating");
-    eventually(|| pool.stats().idle == 1).await;
+    eventually_async("pool.stats().idle == 1", || pool.stats().idle == 1).await;
     let s = pool.stats();
     assert_eq!((s.size, s.in_use), (1, 0));
     assert_eq!(*pool.get().await.unwrap(), 7);
@@ -864,7 +881,10 @@ async fn a_leak_is_reported_once_with_the_place_that_acquired_it() {
         .unwrap();
     let line = line!() + 1;
     let held = pool.get().await.unwrap();
-    eventually(|| !reports.lock().unwrap().is_empty()).await;
+    eventually_async("!reports.lock().unwrap().is_empty()", || {
+        !reports.lock().unwrap().is_empty()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(50)).await; // more passes: no second report
     let reports = reports.lock().unwrap().clone();
     assert_eq!(reports.len(), 1);
@@ -954,11 +974,11 @@ async fn close_wakes_waiters_refuses_gets_and_close_timeout_waits_for_lent_ones(
     let held = pool.get().await.unwrap();
     let p = pool.clone();
     let waiter = tokio::spawn(async move { p.get().await.map(|c| c.n) });
-    eventually(|| pool.stats().waiting == 1).await;
+    eventually_async("pool.stats().waiting == 1", || pool.stats().waiting == 1).await;
     let r = pool.shutdown_timeout(Duration::from_millis(20)).await;
     assert_eq!(r.unwrap_err().lent, 1);
     assert!(matches!(
-        within(waiter).await.unwrap(),
+        within_async(waiter).await.unwrap(),
         Err(GetError::Closed)
     ));
     assert!(matches!(pool.get().await, Err(GetError::Closed)));
@@ -1017,7 +1037,7 @@ fn get_timeout_from_a_thread_times_out_when_all_are_lent() {
     assert!(matches!(err, GetError::TimedOut { .. }));
     let p = pool.clone();
     let t = std::thread::spawn(move || p.get_timeout(Duration::from_secs(10)).map(|c| c.n));
-    eventually_blocking(|| pool.stats().waiting == 1);
+    eventually("pool.stats().waiting == 1", || pool.stats().waiting == 1);
     drop(held);
     assert_eq!(t.join().unwrap().unwrap(), 0);
 }
@@ -1095,7 +1115,7 @@ async fn stress_faults_never_lend_a_resource_twice_and_lose_no_slot() {
         }));
     }
     for t in tasks {
-        within(t).await.unwrap();
+        within_async(t).await.unwrap();
     }
     stop.store(true, SeqCst);
     chaos.await.unwrap();
@@ -1113,7 +1133,7 @@ async fn stress_faults_never_lend_a_resource_twice_and_lose_no_slot() {
     let all: Vec<_> = {
         let mut v = Vec::new();
         for _ in 0..3 {
-            v.push(within(pool.get()).await.unwrap());
+            v.push(within_async(pool.get()).await.unwrap());
         }
         v
     };
@@ -1138,9 +1158,15 @@ async fn the_last_handle_hands_idle_and_later_returned_resources_to_destroy() {
     assert_eq!(k.destroyed.load(SeqCst), 0);
     drop(other);
     // The two idle ones now, the lent one when its guard drops.
-    eventually(|| k.destroyed.load(SeqCst) == 2).await;
+    eventually_async("k.destroyed.load(SeqCst) == 2", || {
+        k.destroyed.load(SeqCst) == 2
+    })
+    .await;
     drop(c);
-    eventually(|| k.destroyed.load(SeqCst) == 3).await;
+    eventually_async("k.destroyed.load(SeqCst) == 3", || {
+        k.destroyed.load(SeqCst) == 3
+    })
+    .await;
 }
 
 // ----- deadlines that do not depend on the background task -------------------
@@ -1169,15 +1195,15 @@ async fn a_coarse_timeout_fires_while_the_refill_create_hangs() {
     k.hang_create.store(true, SeqCst);
     // The refill takes the second permit and hangs in its create (one it
     // made before the hang is evicted, so it makes another).
-    eventually(|| {
+    eventually_async("one create hangs and nothing is idle", || {
         pool.evict_idle();
         k.hanging.load(SeqCst) == 1 && pool.stats().idle == 0
     })
     .await;
-    let err = within(pool.get()).await.unwrap_err();
+    let err = within_async(pool.get()).await.unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
     // Leak reports keep coming too.
-    eventually(|| leaks.load(SeqCst) >= 1).await;
+    eventually_async("leaks.load(SeqCst) >= 1", || leaks.load(SeqCst) >= 1).await;
     drop(lent);
 }
 
@@ -1198,16 +1224,19 @@ async fn a_coarse_timeout_fires_while_a_keepalive_check_hangs() {
     drop(b);
     k.hang_check.store(true, SeqCst);
     // The idle one is taken for its keepalive check, which hangs.
-    eventually(|| k.hanging.load(SeqCst) == 1).await;
-    let err = within(pool.get()).await.unwrap_err();
+    eventually_async("k.hanging.load(SeqCst) == 1", || {
+        k.hanging.load(SeqCst) == 1
+    })
+    .await;
+    let err = within_async(pool.get()).await.unwrap_err();
     assert!(matches!(err, GetError::TimedOut { .. }), "{err}");
     // A waiter is still served at once by a return.
     let p = pool.clone();
     let waiter = tokio::spawn(async move { p.get().await.map(|c| c.n) });
-    eventually(|| pool.stats().waiting == 1).await;
+    eventually_async("pool.stats().waiting == 1", || pool.stats().waiting == 1).await;
     let n = a.n;
     drop(a);
-    assert_eq!(within(waiter).await.unwrap().unwrap(), n);
+    assert_eq!(within_async(waiter).await.unwrap().unwrap(), n);
 }
 
 // ----- user code never runs under a pool lock ---------------------------------
@@ -1241,13 +1270,13 @@ async fn a_retain_closure_may_use_the_pool() {
         });
         (n, calls)
     });
-    let (n, calls) = within(removed).await.unwrap();
+    let (n, calls) = within_async(removed).await.unwrap();
     assert!(calls >= 1 && n <= calls);
     let s = pool.stats();
     assert!(s.size <= 3, "{s:?}");
     // close and evict_idle from inside, too.
     let p = pool.clone();
-    within(tokio::task::spawn_blocking(move || {
+    within_async(tokio::task::spawn_blocking(move || {
         p.retain(|_, _| {
             assert_eq!(p.evict_idle(), 0, "the idle ones are out being asked about");
             p.close();
@@ -1257,8 +1286,11 @@ async fn a_retain_closure_may_use_the_pool() {
     .await
     .unwrap();
     assert!(pool.is_closed());
-    eventually(|| pool.stats().size == 0).await;
-    eventually(|| k.destroyed.load(SeqCst) == k.created.load(SeqCst)).await;
+    eventually_async("pool.stats().size == 0", || pool.stats().size == 0).await;
+    eventually_async("k.destroyed.load(SeqCst) == k.created.load(SeqCst)", || {
+        k.destroyed.load(SeqCst) == k.created.load(SeqCst)
+    })
+    .await;
 }
 
 /// Gets `n` resources at once, then returns all but the first to the pool.
@@ -1296,12 +1328,16 @@ async fn close_fails_a_get_waiting_for_its_create_and_destroys_what_it_makes() {
     k.slow_create_ms.store(300, SeqCst);
     let p = pool.clone();
     let waiting = tokio::spawn(async move { p.get().await.map(|c| c.n) });
-    eventually(|| pool.stats().size == 1).await;
+    eventually_async("pool.stats().size == 1", || pool.stats().size == 1).await;
     pool.close();
-    let r = within(waiting).await.unwrap();
+    let r = within_async(waiting).await.unwrap();
     assert!(matches!(r, Err(GetError::Closed)), "{r:?}");
     // The create finishes later: its resource goes to destroy.
-    eventually(|| k.created.load(SeqCst) == 1 && k.destroyed.load(SeqCst) == 1).await;
+    eventually_async(
+        "k.created.load(SeqCst) == 1 && k.destroyed.load(SeqCst) == 1",
+        || k.created.load(SeqCst) == 1 && k.destroyed.load(SeqCst) == 1,
+    )
+    .await;
     assert_eq!(pool.stats().size, 0);
     assert!(matches!(pool.get().await, Err(GetError::Closed)));
 }

@@ -11,6 +11,9 @@ use cenote::tasks::{BuildError, JoinError, Pool, ResizeError, SpawnError, WhenFu
 use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};
 
+mod common;
+use common::eventually_async;
+
 /// Counts futures inside their body and remembers the most at once.
 #[derive(Default)]
 struct InFlight {
@@ -36,17 +39,6 @@ impl Drop for Leaving<'_> {
     fn drop(&mut self) {
         self.0.leave();
     }
-}
-
-/// Waits (at most 10 s) until `cond` holds.
-async fn eventually(mut cond: impl FnMut() -> bool) {
-    timeout(Duration::from_secs(10), async {
-        while !cond() {
-            sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("condition not reached in 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +151,7 @@ async fn wait_policy_is_fifo_and_max_waiting_sheds_load() {
         }));
         // Queue them in a known order.
         let p = pool.clone();
-        eventually(move || p.waiting() == i + 1).await;
+        eventually_async("p.waiting() == i + 1", move || p.waiting() == i + 1).await;
     }
     // The fourth waiter is one too many.
     assert!(matches!(
@@ -235,11 +227,11 @@ async fn abort_drops_the_future_and_frees_the_slot() {
         })
         .await
         .unwrap();
-    eventually(|| pool.running() == 1).await;
+    eventually_async("pool.running() == 1", || pool.running() == 1).await;
     assert!(!h.is_finished());
     h.abort();
     let p = pool.clone();
-    eventually(move || p.running() == 0).await;
+    eventually_async("p.running() == 0", move || p.running() == 0).await;
     assert!(dropped.load(SeqCst), "the future was dropped");
     assert!(h.is_finished());
     assert!(h.await.unwrap_err().is_aborted());
@@ -273,12 +265,12 @@ async fn resize_grows_at_once_and_shrinks_without_stopping_anything() {
     // Full: a third spawner waits, and gets in as soon as the pool grows.
     let third = tokio::spawn(spawn_blocked(pool.clone(), flight.clone(), release.clone()));
     let p = pool.clone();
-    eventually(move || p.waiting() == 1).await;
+    eventually_async("p.waiting() == 1", move || p.waiting() == 1).await;
     pool.resize(4).unwrap();
     handles.push(third.await.unwrap());
     assert_eq!(pool.capacity(), 4);
     let f = flight.clone();
-    eventually(move || f.now.load(SeqCst) == 3).await;
+    eventually_async("f.now.load(SeqCst) == 3", move || f.now.load(SeqCst) == 3).await;
     // Shrink to 1 with 3 running: they go on; a new one waits until only
     // 0 run (capacity 1).
     pool.resize(1).unwrap();
@@ -405,7 +397,7 @@ async fn wait_idle_keeps_the_pool_open_and_close_refuses_new_work() {
         tokio::spawn(async move { pool.spawn(async {}).await.map(|_| ()) })
     };
     let p = pool.clone();
-    eventually(move || p.waiting() == 1).await;
+    eventually_async("p.waiting() == 1", move || p.waiting() == 1).await;
     pool.close();
     assert!(pool.is_closed());
     assert!(matches!(waiter.await.unwrap(), Err(SpawnError::Closed)));
@@ -519,12 +511,12 @@ async fn dropped_spawn_futures_leave_no_slot_or_waiter_behind() {
         }));
     }
     let p = pool.clone();
-    eventually(move || p.waiting() == 1_000).await;
+    eventually_async("p.waiting() == 1_000", move || p.waiting() == 1_000).await;
     for w in waiters.iter().step_by(2) {
         w.abort();
     }
     let p = pool.clone();
-    eventually(move || p.waiting() == 500).await;
+    eventually_async("p.waiting() == 500", move || p.waiting() == 500).await;
     tx.send(true).unwrap();
     for b in blockers {
         assert!(b.await.unwrap());
@@ -605,7 +597,9 @@ fn runtime_shutdown_cancels_what_runs_and_frees_the_slots() {
         .try_spawn(async { tokio::time::sleep(Duration::from_secs(60)).await })
         .unwrap();
     let p = pool.clone();
-    rt.block_on(eventually(move || p.running() == 2));
+    rt.block_on(eventually_async("p.running() == 2", move || {
+        p.running() == 2
+    }));
     drop(rt);
     let after = futures_lite::future::block_on(pending);
     assert!(matches!(after, Err(JoinError::Cancelled)));
@@ -670,7 +664,9 @@ fn runtime_shutdown_with_futures_awaiting_each_other_ends_every_one_once() {
                 }
             }
             let p = pool.clone();
-            rt.block_on(eventually(move || p.running() == N));
+            rt.block_on(eventually_async("p.running() == N", move || {
+                p.running() == N
+            }));
             drop(rt);
             let last = futures_lite::future::block_on(prev);
             assert!(matches!(last, Err(JoinError::Cancelled)), "{last:?}");
@@ -918,7 +914,7 @@ async fn spawn_blocking_reports_a_full_blocking_pool_and_aborts_stop_the_wait() 
         .await
         .unwrap();
     let p = pool.clone();
-    eventually(move || p.running() == 1).await;
+    eventually_async("p.running() == 1", move || p.running() == 1).await;
     let refused = pool.spawn_blocking(|| ()).await.unwrap_err();
     assert!(matches!(refused, SpawnError::Blocking(_)), "{refused:?}");
     assert!(!refused.to_string().is_empty());
@@ -936,7 +932,7 @@ async fn spawn_blocking_reports_a_full_blocking_pool_and_aborts_stop_the_wait() 
     assert!(!idle.is_finished(), "wait_idle waits for the closure");
     tx.send(()).unwrap();
     let p = pool.clone();
-    eventually(move || p.running() == 0).await;
+    eventually_async("p.running() == 0", move || p.running() == 0).await;
     timeout(Duration::from_secs(10), idle)
         .await
         .unwrap()
@@ -1281,7 +1277,7 @@ async fn a_detached_output_that_panics_on_drop_kills_nothing() {
         .unwrap();
     h.abort();
     // Every bomb's slot comes back: only the neighbour runs.
-    eventually(|| pool.running() == 1).await;
+    eventually_async("pool.running() == 1", || pool.running() == 1).await;
     tx.send(7).unwrap();
     assert_eq!(
         neighbour.await.unwrap(),

@@ -10,18 +10,12 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::eventually;
+
 use cenote::workers::{
     Balance, BuildError, FnPool, JoinError, MultiPool, Policy, Pool, ResizeError, SubmitError,
 };
-
-/// Polls `cond` until it holds; fails the test after a generous limit.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < give_up, "timed out waiting for: {what}");
-        thread::sleep(Duration::from_millis(2));
-    }
-}
 
 /// A gate tasks block on until the test opens it.
 #[derive(Clone)]

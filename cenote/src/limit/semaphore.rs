@@ -115,12 +115,6 @@ pub struct Semaphore {
 /// `state` bit: releases must go through the queue lock.
 const SLOW: usize = 1;
 
-/// How long a blocking acquirer that is the only waiter watches its state
-/// (yielding) before it parks: about what a wake-up of a parked thread
-/// costs on a VM.
-#[cfg(not(loom))]
-const HEAD_WATCH: Duration = Duration::from_micros(50);
-
 /// A waiter's progress, seen by the waiter and by whoever serves the queue.
 const WAITING: usize = 0;
 const GRANTED: usize = 1;
@@ -1101,62 +1095,87 @@ impl Request {
         }
     }
 
+    /// A blocking wait, step by step: an outcome at once, else a place in
+    /// the queue; a short spin; a watch, for the head of the queue; a park.
     fn wait(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
         assert!(!self.done, "an Acquire waited on after it completed");
+        if let Some(r) = self.enter_wait(sem, deadline) {
+            return self.finish(r);
+        }
+        if let Some(r) = self.spin_for_grant() {
+            return self.finish(r);
+        }
+        #[cfg(not(loom))]
+        if let Some(r) = self.watch_as_head(sem, deadline) {
+            return self.finish(r);
+        }
+        let r = self.park_until_settled(sem, deadline);
+        self.finish(r)
+    }
+
+    /// A blocking wait's start: the outcome, if it has one already;
+    /// otherwise the request is queued and waiting.
+    fn enter_wait(
+        &mut self,
+        sem: &Semaphore,
+        deadline: Option<Instant>,
+    ) -> Option<Result<(), AcquireError>> {
         match &self.queued {
             // Polled before, so already queued: the same waiter goes on
             // waiting, woken as this thread from now on.
-            Some(queued) => {
-                if let Some(r) = Self::rewake(sem, queued, None) {
-                    return self.finish(r);
-                }
-            }
-            None => {
-                if let Some(r) = self.begin_wait(sem, deadline) {
-                    return self.finish(r);
-                }
-            }
+            Some(queued) => Self::rewake(sem, queued, None),
+            None => self.begin_wait(sem, deadline),
         }
-        // A grant often comes within a few hundred nanoseconds (a holder
-        // releasing right away); spinning that long saves the park and the
-        // futex wake-up that would follow, the bulk of a hand-over between
-        // two threads. Then park.
+    }
+
+    /// A grant often comes within a few hundred nanoseconds (a holder
+    /// releasing right away); spinning that long saves the park and the
+    /// futex wake-up that would follow, the bulk of a hand-over between
+    /// two threads. After it the waiter watches (as the queue's head) or
+    /// parks.
+    fn spin_for_grant(&self) -> Option<Result<(), AcquireError>> {
         let backoff = crate::sync::Backoff::new();
         while !backoff.is_completed() {
             let queued = self.queued.as_ref().expect("queued after start");
             if let Some(r) = Self::outcome(queued.state()) {
-                return self.finish(r);
+                return Some(r);
             }
             backoff.snooze();
         }
-        // The only waiter is the next one served: it keeps watching (giving
-        // its core to any thread that wants it) for up to HEAD_WATCH before
-        // it parks. A grant to a parked thread leaves the permit unused until
-        // the thread is back on a core (tens of microseconds on a VM), and
-        // between two threads taking turns that was most of the time (see
-        // limit/DESIGN.md, "Two threads, one permit"). Waiters further back
-        // park at once: they are not served next.
-        #[cfg(not(loom))]
-        if sem.waiters.load(Relaxed) == 1 {
-            let start = Instant::now();
-            let watch = deadline.map_or(HEAD_WATCH, |d| {
-                HEAD_WATCH.min(d.saturating_duration_since(start))
-            });
-            loop {
-                let queued = self.queued.as_ref().expect("queued after start");
-                if let Some(r) = Self::outcome(queued.state()) {
-                    return self.finish(r);
-                }
-                if start.elapsed() >= watch {
-                    break;
-                }
-                std::thread::yield_now();
-            }
+        None
+    }
+
+    /// The only waiter is the next one served: it keeps watching (giving
+    /// its core to any thread that wants it) for up to `sync::watch`'s
+    /// `WATCH` before it parks. A grant to a parked thread leaves the permit
+    /// unused until the thread is back on a core (tens of microseconds on a
+    /// VM), and between two threads taking turns that was most of the time
+    /// (see limit/DESIGN.md, "Two threads, one permit"). Waiters further
+    /// back park at once: they are not served next.
+    #[cfg(not(loom))]
+    fn watch_as_head(
+        &self,
+        sem: &Semaphore,
+        deadline: Option<Instant>,
+    ) -> Option<Result<(), AcquireError>> {
+        if sem.waiters.load(Relaxed) != 1 {
+            return None;
         }
+        let queued = self.queued.as_ref().expect("queued after start");
+        crate::sync::watch(deadline, || Self::outcome(queued.state()))
+    }
+
+    /// Parks until the waiter is granted or the semaphore closed; at the
+    /// deadline it leaves the queue (a grant that came first still counts).
+    fn park_until_settled(
+        &self,
+        sem: &Semaphore,
+        deadline: Option<Instant>,
+    ) -> Result<(), AcquireError> {
         loop {
             let queued = self.queued.as_ref().expect("queued after start");
             if let Some(r) = Self::outcome(queued.state()) {
-                return self.finish(r);
+                return r;
             }
             match deadline {
                 None => thread::park(),
@@ -1164,8 +1183,7 @@ impl Request {
                     let now = Instant::now();
                     if now >= deadline {
                         let state = sem.cancel(queued, self.n);
-                        let r = Self::outcome(state).unwrap_or(Err(AcquireError::TimedOut));
-                        return self.finish(r);
+                        return Self::outcome(state).unwrap_or(Err(AcquireError::TimedOut));
                     }
                     thread::park_timeout(deadline - now);
                 }

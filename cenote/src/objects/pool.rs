@@ -49,6 +49,9 @@ pub struct Pool<T: 'static> {
     inner: Arc<Inner<T>>,
 }
 
+// No handle count here: an object pool has nothing to close, and the last
+// reference (a handle or an `OwnedPooled`) drops `Inner`, which stops the
+// trimmer.
 impl<T: 'static> Clone for Pool<T> {
     fn clone(&self) -> Self {
         Pool {

@@ -1,6 +1,7 @@
 //! The resource pool's bookkeeping, without any async code: the permits,
-//! the idle store and the count of live resources. `pool.rs` drives it from
-//! async code and threads; `loom_core.rs` model-checks it alone
+//! the idle store and the count of live resources. The pool (`get.rs`,
+//! `create.rs`, `release.rs`, `maintenance.rs`) drives it from async code
+//! and threads; `loom_core.rs` model-checks it alone
 //! (tokio does not build under loom).
 //!
 //! The invariant (see `DESIGN.md`): every live resource is either in the

@@ -96,3 +96,18 @@ pub struct ShutdownError {
     /// Resources whose `destroy` had not finished.
     pub destroying: usize,
 }
+
+/// Why `resize` refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResizeError {
+    /// `resize(0)`.
+    #[error("capacity must be at least 1")]
+    ZeroCapacity,
+    /// Above [`MAX_PERMITS`](crate::limit::MAX_PERMITS).
+    #[error("capacity {0} is above the limit ({max})", max = crate::limit::MAX_PERMITS)]
+    CapacityTooLarge(usize),
+    /// The pool is closed.
+    #[error("the pool is closed")]
+    Closed,
+}

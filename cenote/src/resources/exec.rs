@@ -1,6 +1,5 @@
-//! Running the manager's futures: the pool's runtime, a `block_on` for
-//! plain threads, and a timeout that costs nothing when the future is
-//! ready at its first poll.
+//! Running the manager's futures: the pool's runtime, and a `block_on` for
+//! plain threads (with the lifetime jitter's pseudo-random numbers).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
 
 use futures_util::task::{waker_ref, ArcWake};
 use tokio::runtime::Handle;
@@ -79,11 +77,6 @@ thread_local! {
     });
 }
 
-/// How long a thread that [`block_on`]'s `watch` allows keeps checking for
-/// its wake-up (yielding its core between checks) before it parks: about
-/// what a wake-up of a parked thread costs on a VM.
-const WATCH: Duration = Duration::from_micros(50);
-
 /// A blocking call was made where the thread cannot wait: its
 /// thread-locals (tokio's runtime context among them) are being destroyed.
 #[derive(Debug)]
@@ -93,8 +86,8 @@ pub(crate) struct ThreadExiting;
 /// context (so its timers and I/O work), parking between polls.
 ///
 /// When a poll is pending and `watch()` says so (the caller is the next to
-/// be served), the thread first checks for its wake-up for up to [`WATCH`],
-/// yielding between checks: a grant to a parked thread leaves the resource
+/// be served), the thread first checks for its wake-up for a short while
+/// (`crate::sync::watch`), yielding between checks: a grant to a parked thread leaves the resource
 /// unused until the thread is back on a core, which between two threads
 /// taking turns on one resource was nearly all of the time.
 ///
@@ -136,23 +129,14 @@ fn drive<F: Future>(
     if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
         return v;
     }
-    wait_outside_runtime(|| 'poll: loop {
-        if watch() {
-            let start = Instant::now();
-            while start.elapsed() < WATCH {
-                if w.woken.load(Acquire) {
-                    // The park token is set too: the next park, if any,
-                    // returns at once (a spurious poll, harmless).
-                    w.woken.store(false, Relaxed);
-                    if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-                        return v;
-                    }
-                    continue 'poll;
-                }
-                thread::yield_now();
-            }
+    wait_outside_runtime(|| loop {
+        // A wake seen while watching set the park token too: the next
+        // park, if any, returns at once (a spurious poll, harmless).
+        let seen =
+            watch() && crate::sync::watch(None, || w.woken.load(Acquire).then_some(())).is_some();
+        if !seen {
+            thread::park();
         }
-        thread::park();
         // Cleared before the poll: a wake during or after it is seen.
         w.woken.store(false, Relaxed);
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
@@ -196,57 +180,6 @@ fn wait_outside_runtime<T>(wait: impl FnOnce() -> T) -> T {
              that thread. Use `pool.get().await` there, or call it from \
              `tokio::task::spawn_blocking`"
         ),
-    }
-}
-
-/// The time ran out.
-#[derive(Debug)]
-pub(crate) struct Elapsed;
-
-pin_project_lite::pin_project! {
-    /// `fut`, bounded by `limit`. The timer is made (and registered) only if
-    /// the first poll is pending: a check or reset that completes at once
-    /// costs no timer.
-    pub(crate) struct Bounded<'h, F> {
-        #[pin]
-        fut: F,
-        limit: Duration,
-        handle: &'h Handle,
-        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    }
-}
-
-/// Bounds `fut` by `limit` (a huge limit: unbounded).
-pub(crate) fn bounded<F: Future>(handle: &Handle, limit: Duration, fut: F) -> Bounded<'_, F> {
-    Bounded {
-        fut,
-        limit,
-        handle,
-        sleep: None,
-    }
-}
-
-impl<F: Future> Future for Bounded<'_, F> {
-    type Output = Result<F::Output, Elapsed>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(v) = this.fut.poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        if this.sleep.is_none() {
-            let Some(deadline) = tokio::time::Instant::now().checked_add(*this.limit) else {
-                // Beyond any representable instant: no deadline.
-                return Poll::Pending;
-            };
-            // Made inside the runtime's context, so any executor can poll it.
-            let _entered = this.handle.enter();
-            *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
-        }
-        match this.sleep.as_mut().expect("made above").as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
-            Poll::Pending => Poll::Pending,
-        }
     }
 }
 

@@ -3,11 +3,11 @@
 //! cancelled waiter (see `src/resources/DESIGN.md`). Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p cenote --release --lib loom_`.
 //!
-//! Each model drives the real core the way `pool.rs` does: take a permit,
-//! pop an idle resource or count a new one, return it (`put_idle`, or
-//! `forget` when refused), give the permit back. At the end nothing is
-//! counted live that is not idle, no resource was lent twice at once, and
-//! every permit is back.
+//! Each model drives the real core the way the pool does (`get.rs`,
+//! `release.rs`): take a permit, pop an idle resource or count a new one,
+//! return it (`put_idle`, or `forget` when refused), give the permit back.
+//! At the end nothing is counted live that is not idle, no resource was
+//! lent twice at once, and every permit is back.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -50,19 +50,28 @@
 //! the invariants.
 
 mod builder;
+mod call;
+mod check;
 mod core;
+mod create;
 mod errors;
 mod exec;
+mod get;
 mod guard;
 mod hooks;
+mod maintenance;
 mod manager;
 mod pool;
+mod release;
+mod request;
 mod stats;
+mod timeout;
 
 pub use builder::{Builder, QueueOrder};
-pub use errors::{BuildError, GetError, ShutdownError};
+pub use errors::{BuildError, GetError, ResizeError, ShutdownError};
 pub use guard::Pooled;
 pub use hooks::LeakReport;
 pub use manager::Manager;
-pub use pool::{Pool, Request, ResizeError, ResourceInfo};
+pub use pool::{Pool, ResourceInfo};
+pub use request::Request;
 pub use stats::{DestroyReason, Stats, WAIT_BUCKETS};

@@ -29,9 +29,9 @@ use std::task::{Context, Poll};
 use crossbeam_utils::CachePadded;
 use futures_util::task::AtomicWaker;
 
-use super::join::{from_link, into_link, Outcome, Runnable, UNREGISTERED};
 use super::pool::Inner;
 use super::protocol::{LaneSignal, Notified};
+use super::runnable::{from_link, into_link, Outcome, Runnable, UNREGISTERED};
 use super::runq::{Link, Pop, RunQueue};
 
 /// A spawned future's cell, type-erased.

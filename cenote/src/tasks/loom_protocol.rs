@@ -7,9 +7,10 @@
 //!
 //! The models drive the real `LaneSignal` and `CellState` (under loom the
 //! `tasks` module holds only its tokio-free files, since tokio does not
-//! build under loom) with the same call sequences as `lane.rs` and `join.rs`, a loom
-//! mutex-protected queue standing in for the lane's queue, and loom thread
-//! park/unpark standing in for the lane's tokio waker. A lost wake-up shows
+//! build under loom) with the same call sequences as `lane.rs`, `run.rs`,
+//! `waker.rs` and `eager.rs`, a loom mutex-protected queue standing in for
+//! the lane's queue, and loom thread park/unpark standing in for the lane's
+//! tokio waker. A lost wake-up shows
 //! up as a deadlock report.
 
 use std::collections::VecDeque;
@@ -219,7 +220,7 @@ impl Cell {
         }
     }
 
-    /// The waker (`ArcWake::wake_by_ref` in `join.rs`).
+    /// The waker (`ArcWake::wake_by_ref` in `waker.rs`).
     fn wake(&self) {
         match self.state.mark_woken() {
             Woken::Push => self.push(),
@@ -384,7 +385,8 @@ fn an_eager_first_poll_racing_a_wake_hands_the_cell_over_once() {
             let cell = cell.clone();
             thread::spawn(move || cell.drive())
         };
-        // The first poll (`first_poll` then `settle_eager` in join.rs):
+        // The first poll (`first_poll` in eager.rs, then `settle_eager` in
+        // run.rs):
         // a waiting cell is always queued, to be polled if the wake came
         // during that poll, otherwise to be filed (SCHEDULED | FILE; a wake
         // while it is queued so turns it into a poll).

@@ -50,13 +50,20 @@
 //! nothing is lost or run twice.
 
 mod builder;
+mod cell;
+mod eager;
 mod errors;
 mod join;
 mod lane;
 mod pool;
+mod pool_ref;
 pub(crate) mod protocol;
 mod recycle;
+mod run;
+mod runnable;
 pub(crate) mod runq;
+mod spare;
+mod waker;
 
 pub use builder::{Builder, WhenFull, DEFAULT_CAPACITY, DEFAULT_EAGER_LIMIT, MAX_LANES};
 pub use errors::{BuildError, JoinError, ResizeError, ShutdownError, SpawnError};

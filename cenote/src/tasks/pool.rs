@@ -16,11 +16,15 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::builder::{Builder, PanicHandler, WhenFull};
+use super::cell::{cell, Owned};
+use super::eager::{first_poll, FirstPoll};
 use super::errors::{BuildError, ResizeError, ShutdownError, SpawnError};
-use super::join::{cell, first_poll, FirstPoll, JoinHandle, Outcome, Owned};
+use super::join::JoinHandle;
 use super::lane::{Batch, Driver, Lane, ABORT, DETACHED};
 use super::recycle::Recycler;
+use super::runnable::Outcome;
 use crate::limit::{Semaphore, TryAcquireError};
+use crate::sync::HandleCount;
 
 /// A pool that runs futures on a tokio runtime with at most `capacity` of
 /// them in flight (spawned and not finished), whatever the load.
@@ -76,7 +80,7 @@ pub(crate) struct Inner {
     idle_waiters: AtomicUsize,
     idle: Notify,
     /// `Pool` handles alive.
-    handles: AtomicUsize,
+    handles: HandleCount,
     panic_handler: Option<PanicHandler>,
     blocking: Option<crate::workers::Pool>,
     /// The runtime the lanes run on: spawners on it start futures eagerly.
@@ -214,7 +218,7 @@ impl Pool {
             own_idle_waiters: AtomicUsize::new(0),
             idle_waiters: AtomicUsize::new(0),
             idle: Notify::new(),
-            handles: AtomicUsize::new(1),
+            handles: HandleCount::new(),
             panic_handler: b.panic_handler,
             blocking: b.blocking,
             runtime: runtime.id(),
@@ -653,7 +657,7 @@ impl Pool {
 
 impl Clone for Pool {
     fn clone(&self) -> Self {
-        self.inner.handles.fetch_add(1, Relaxed);
+        self.inner.handles.cloned();
         Pool {
             inner: self.inner.clone(),
         }
@@ -662,7 +666,9 @@ impl Clone for Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if self.inner.handles.fetch_sub(1, AcqRel) == 1 {
+        // The last handle detaches the lanes instead of closing: the
+        // futures in flight run to their end, and each lane then exits.
+        if self.inner.handles.dropped() {
             for lane in self.inner.lanes.iter() {
                 lane.set_mode(DETACHED);
             }

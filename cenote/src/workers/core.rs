@@ -16,8 +16,8 @@ use super::errors::{BuildError, ResizeError, ShutdownError, SubmitError};
 use super::task::Task;
 use super::{Stats, MAX_CAPACITY};
 use crate::sync::{
-    deadline_after, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar, HandshakeLoad,
-    Mutex, Ordering::*, Queue,
+    deadline_after, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar, HandleCount,
+    HandshakeLoad, Mutex, Ordering::*, Queue,
 };
 use crate::unwind::{self, Payload};
 
@@ -245,6 +245,25 @@ pub(crate) enum How {
     Wait(Option<Instant>, Duration),
 }
 
+/// How a blocked submitter's spin for room (S3a) ended.
+enum Spun<J> {
+    /// The job is placed.
+    Placed,
+    /// The pool closed: the job comes back.
+    Closed(J),
+    /// Still no room: the job comes back, to wait with.
+    Full(J),
+}
+
+/// A blocked submitter's count in `waiting`, taken back when dropped.
+struct Unwait<'a>(&'a AtomicUsize);
+
+impl Drop for Unwait<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
 pub(crate) struct Inner<R: Runner> {
     runner: R,
     pub(crate) config: Config,
@@ -290,7 +309,7 @@ pub(crate) struct Inner<R: Runner> {
     threads_retired: AtomicU64,
     thread_seq: AtomicUsize,
     /// Live user handles (`Pool`/`FnPool` clones); the last one closes.
-    pub(crate) handles: AtomicUsize,
+    pub(crate) handles: HandleCount,
 }
 
 impl<R: Runner> Inner<R> {
@@ -326,7 +345,7 @@ impl<R: Runner> Inner<R> {
             threads_started: AtomicU64::new(0),
             threads_retired: AtomicU64::new(0),
             thread_seq: AtomicUsize::new(0),
-            handles: AtomicUsize::new(1),
+            handles: HandleCount::new(),
             config,
         });
         for _ in 0..inner.config.prestart {
@@ -560,15 +579,26 @@ impl<R: Runner> Inner<R> {
         if max == 0 {
             return self.refuse(SubmitError::TooManyWaiting(0), job);
         }
-        // S3a: spin and yield briefly before sleeping. With short tasks a
-        // slot frees within nanoseconds, sooner than a sleep and wake-up.
-        let mut job = job;
+        let job = match self.spin_for_room(job, deadline) {
+            Spun::Placed => return Ok(()),
+            Spun::Closed(job) => return Err((SubmitError::Closed, job)),
+            Spun::Full(job) => job,
+        };
+        let Some(_unwait) = self.enter_waiting(max) else {
+            return self.refuse(SubmitError::TooManyWaiting(max), job);
+        };
+        self.wait_for_room(job, deadline, asked)
+    }
+
+    /// S3a: spin and yield briefly before sleeping. With short tasks a
+    /// slot frees within nanoseconds, sooner than a sleep and wake-up.
+    fn spin_for_room(self: &Arc<Self>, mut job: R::Job, deadline: Option<Instant>) -> Spun<R::Job> {
         if deadline.map_or(true, |d| Instant::now() < d) {
             let backoff = Backoff::new();
             while !backoff.is_completed() {
                 backoff.snooze();
                 if self.closed.load(SeqCst) {
-                    return Err((SubmitError::Closed, job));
+                    return Spun::Closed(job);
                 }
                 if self
                     .queue
@@ -582,28 +612,37 @@ impl<R: Runner> Inner<R> {
                     continue;
                 }
                 job = match self.try_place(job) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return Spun::Placed,
                     Err(job) => job,
                 };
             }
         }
+        Spun::Full(job)
+    }
+
+    /// Counts the submitter in `waiting`, unless `max` already wait; it is
+    /// counted until the returned guard drops.
+    fn enter_waiting(&self, max: usize) -> Option<Unwait<'_>> {
         let mut n = self.waiting.load(SeqCst);
         loop {
             if n >= max {
-                return self.refuse(SubmitError::TooManyWaiting(max), job);
+                return None;
             }
             match self.waiting.compare_exchange_weak(n, n + 1, SeqCst, SeqCst) {
-                Ok(_) => break,
+                Ok(_) => return Some(Unwait(&self.waiting)),
                 Err(cur) => n = cur,
             }
         }
-        struct Unwait<'a>(&'a AtomicUsize);
-        impl Drop for Unwait<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, SeqCst);
-            }
-        }
-        let _unwait = Unwait(&self.waiting);
+    }
+
+    /// Waits for a room event (or the deadline) and tries again, until the
+    /// job is placed or refused. The caller is counted in `waiting`.
+    fn wait_for_room(
+        self: &Arc<Self>,
+        mut job: R::Job,
+        deadline: Option<Instant>,
+        asked: Duration,
+    ) -> Result<(), (SubmitError, R::Job)> {
         loop {
             if self.closed.load(SeqCst) {
                 return Err((SubmitError::Closed, job));

@@ -7,7 +7,7 @@ use super::builder::Builder;
 use super::core::{FnRunner, How, Inner};
 use super::errors::{BuildError, ResizeError, ShutdownError, SubmitError};
 use super::Stats;
-use crate::sync::{deadline_after, Arc, Ordering::*};
+use crate::sync::{deadline_after, Arc};
 
 /// A worker pool whose every task calls one function with an argument.
 ///
@@ -122,7 +122,7 @@ impl<A: Send + 'static> FnPool<A> {
 
 impl<A: Send + 'static> Clone for FnPool<A> {
     fn clone(&self) -> Self {
-        self.inner.handles.fetch_add(1, Relaxed);
+        self.inner.handles.cloned();
         FnPool {
             inner: self.inner.clone(),
         }
@@ -131,7 +131,7 @@ impl<A: Send + 'static> Clone for FnPool<A> {
 
 impl<A: Send + 'static> Drop for FnPool<A> {
     fn drop(&mut self) {
-        if self.inner.handles.fetch_sub(1, AcqRel) == 1 {
+        if self.inner.handles.dropped() {
             self.inner.close();
         }
     }

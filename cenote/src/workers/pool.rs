@@ -10,7 +10,7 @@ use super::errors::{BuildError, JoinError, ResizeError, ShutdownError, SubmitErr
 use super::join::{CompleteOnDrop, JoinHandle, JoinState};
 use super::task::Task;
 use super::Stats;
-use crate::sync::{deadline_after, Arc, Ordering::*};
+use crate::sync::{deadline_after, Arc};
 
 /// A pool of at most `capacity` OS threads for blocking or CPU-bound work.
 ///
@@ -226,7 +226,7 @@ where
 
 impl Clone for Pool {
     fn clone(&self) -> Self {
-        self.inner.handles.fetch_add(1, Relaxed);
+        self.inner.handles.cloned();
         Pool {
             inner: self.inner.clone(),
         }
@@ -235,7 +235,7 @@ impl Clone for Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if self.inner.handles.fetch_sub(1, AcqRel) == 1 {
+        if self.inner.handles.dropped() {
             self.inner.close();
         }
     }

@@ -1,0 +1,116 @@
+//! Making an idle resource ready to lend: not expired or idle too long,
+//! reset, checked (unless used within the bypass window), accepted by the
+//! checkout hook. A resource being reset or checked is destroyed if the
+//! caller goes away midway ([`Held`]).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::call::{call, Call};
+use super::core::{Dirty, Idle};
+use super::hooks::guarded;
+use super::pool::Inner;
+use super::stats::DestroyReason;
+use super::Manager;
+
+/// A failed check or reset.
+pub(super) enum CheckFailure<E> {
+    Failed(E),
+    /// Timed out, or the manager panicked.
+    TimedOut,
+}
+
+impl<M: Manager> Inner<M> {
+    /// An idle resource made ready to lend: not expired, reset, checked
+    /// (unless used within the bypass window), accepted by the checkout
+    /// hook; `None` if it was destroyed instead.
+    pub(super) async fn ready(
+        self: &Arc<Self>,
+        item: Idle<M::Resource>,
+        mine: &mut Option<Arc<M::Error>>,
+    ) -> Option<Idle<M::Resource>> {
+        let now = self.now_ms();
+        if item.meta.expires_ms <= now {
+            self.dispose(item, DestroyReason::Expired);
+            return None;
+        }
+        if now.saturating_sub(item.meta.last_used_ms) >= self.idle_timeout_ms {
+            self.dispose(item, DestroyReason::Idle);
+            return None;
+        }
+        // From here a cancelled `get` drops `held`, which destroys the
+        // resource: a reset or check cut off midway leaves it unknown.
+        let mut held = Held {
+            inner: self,
+            item: Some(item),
+        };
+        let item = held.item.as_mut().expect("set above");
+        if item.meta.dirty == Dirty::Yes {
+            let reset = self.manager.reset(&mut item.res);
+            match call(&self.rt.handle, self.cfg.check_timeout, "reset", reset).await {
+                Call::Done(()) => item.meta.dirty = Dirty::No,
+                Call::Failed(e) => return held.fail(CheckFailure::Failed(e), mine),
+                Call::TimedOut | Call::Panicked => return held.fail(CheckFailure::TimedOut, mine),
+            }
+        }
+        if self.cfg.check_on_checkout
+            && now.saturating_sub(item.meta.last_used_ms) >= self.check_bypass_ms
+        {
+            let check = self.manager.check(&mut item.res);
+            match call(&self.rt.handle, self.cfg.check_timeout, "check", check).await {
+                Call::Done(()) => item.meta.last_used_ms = self.now_ms(),
+                Call::Failed(e) => return held.fail(CheckFailure::Failed(e), mine),
+                Call::TimedOut | Call::Panicked => return held.fail(CheckFailure::TimedOut, mine),
+            }
+        }
+        let item = held.item.take().expect("still held");
+        self.on_checkout_hook(item)
+    }
+
+    pub(super) fn on_checkout_hook(
+        self: &Arc<Self>,
+        mut item: Idle<M::Resource>,
+    ) -> Option<Idle<M::Resource>> {
+        if let Some(hook) = &self.hooks.on_checkout {
+            if !guarded("on_checkout", false, || hook(&mut item.res)) {
+                self.dispose(item, DestroyReason::FailedCheck);
+                return None;
+            }
+        }
+        Some(item)
+    }
+}
+
+/// A resource being reset or checked for a caller: destroyed if dropped.
+pub(super) struct Held<'a, M: Manager> {
+    pub(super) inner: &'a Arc<Inner<M>>,
+    pub(super) item: Option<Idle<M::Resource>>,
+}
+
+impl<M: Manager> Held<'_, M> {
+    pub(super) fn fail(
+        mut self,
+        why: CheckFailure<M::Error>,
+        mine: &mut Option<Arc<M::Error>>,
+    ) -> Option<Idle<M::Resource>> {
+        self.inner.counters.check_failures.fetch_add(1, Relaxed);
+        if let CheckFailure::Failed(e) = why {
+            let e = Arc::new(e);
+            tracing::debug!("cenote: a pooled resource failed its check: {e}");
+            self.inner.record_error(e.clone());
+            *mine = Some(e);
+        }
+        if let Some(item) = self.item.take() {
+            self.inner.dispose(item, DestroyReason::FailedCheck);
+        }
+        None
+    }
+}
+
+impl<M: Manager> Drop for Held<'_, M> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            self.inner.dispose(item, DestroyReason::FailedCheck);
+        }
+    }
+}

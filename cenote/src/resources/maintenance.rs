@@ -1,0 +1,225 @@
+//! The background task: every maintenance tick, the passes that never
+//! wait on the manager (nudge the waiters, retire idle and expired
+//! resources, report leaks), and an upkeep task of its own for those that
+//! do (keepalive checks, the `min_idle` refill).
+
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::call::{call, Call};
+use super::check::{CheckFailure, Held};
+use super::guard::Lease;
+use super::hooks::{guarded, LeakReport};
+use super::pool::Inner;
+use super::stats::DestroyReason;
+use super::Manager;
+
+/// The background task: every `tick`, one [`Inner::tick`], and an
+/// [`Inner::upkeep`] task started unless the last one still runs; for as
+/// long as the pool lives and is open. Dropped unfinished, it was cancelled
+/// by its runtime shutting down: the pool says so ([`Inner::runtime_gone`]).
+pub(super) async fn maintain<M: Manager>(weak: Weak<Inner<M>>, tick: Duration) {
+    let mut watch = RuntimeWatch(Some(weak.clone()));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = weak.upgrade() else { break };
+        if inner.core.is_closed() {
+            break;
+        }
+        inner.tick();
+        inner.start_upkeep();
+    }
+    watch.0 = None;
+}
+
+/// Clears the upkeep flag however the upkeep task ends.
+struct UpkeepDone<'a>(&'a AtomicBool);
+
+impl Drop for UpkeepDone<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Release);
+    }
+}
+
+/// Held by the background task; dropped with the pool still set, the task
+/// was cancelled by its runtime's shutdown.
+struct RuntimeWatch<M: Manager>(Option<Weak<Inner<M>>>);
+
+impl<M: Manager> Drop for RuntimeWatch<M> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take().and_then(|w| w.upgrade()) {
+            inner.runtime_gone.store(true, SeqCst);
+            // Waiters look at the flag when woken.
+            inner.core.nudge_waiters();
+        }
+    }
+}
+
+impl<M: Manager> Inner<M> {
+    /// One tick of the background task: what never waits on the manager.
+    /// Nothing here awaits, so nudges, retirements and leak reports keep
+    /// their period however long a create or check hangs.
+    fn tick(self: &Arc<Self>) {
+        let now = self.refresh_clock();
+        // Waiters with a coarse deadline look at the clock when woken.
+        if self.core.waiting() > 0 {
+            self.core.nudge_waiters();
+        }
+        self.retire_idle(now);
+        self.report_leaks(now);
+    }
+
+    /// Destroys expired idle resources, and idle-too-long ones down to
+    /// `min_idle`.
+    fn retire_idle(self: &Arc<Self>, now: u64) {
+        let cfg = &self.cfg;
+        if cfg.max_lifetime.is_none() && cfg.idle_timeout.is_none() {
+            return;
+        }
+        let idle_ms = cfg.idle_timeout.map(Self::ms);
+        let mut removable = self.core.size().saturating_sub(cfg.min_idle);
+        let mut reasons = Vec::new();
+        let gone = self.core.take_idle_where(|item| {
+            if item.meta.expires_ms <= now {
+                reasons.push(DestroyReason::Expired);
+                removable = removable.saturating_sub(1);
+                return true;
+            }
+            match idle_ms {
+                Some(ms) if removable > 0 && now.saturating_sub(item.meta.last_used_ms) >= ms => {
+                    reasons.push(DestroyReason::Idle);
+                    removable -= 1;
+                    true
+                }
+                _ => false,
+            }
+        });
+        for (item, why) in gone.into_iter().zip(reasons) {
+            self.dispose(item, why);
+        }
+    }
+
+    /// Reports resources lent longer than `leak_threshold`, once each.
+    fn report_leaks(&self, now: u64) {
+        let (Some(table), Some(threshold)) = (&self.lent, self.cfg.leak_threshold) else {
+            return;
+        };
+        if now < Self::ms(threshold) {
+            return;
+        }
+        let overdue = table.lock().overdue(now - Self::ms(threshold));
+        for (id, since, at) in overdue {
+            let report = LeakReport {
+                resource_id: id,
+                lent_for: Duration::from_millis(now.saturating_sub(since)),
+                acquired_at: at,
+            };
+            self.counters.leaks_reported.fetch_add(1, Relaxed);
+            tracing::warn!("cenote: possible resource leak: {report}");
+            if let Some(hook) = &self.hooks.on_leak {
+                guarded("on_leak", (), || hook(&report));
+            }
+        }
+    }
+
+    /// Starts an [`upkeep`](Self::upkeep) task unless the last one still
+    /// runs.
+    fn start_upkeep(self: &Arc<Self>) {
+        if !self.upkeep_running.swap(true, AcqRel) {
+            let upkeep = self.clone();
+            self.rt.handle.spawn(async move {
+                let _done = UpkeepDone(&upkeep.upkeep_running);
+                upkeep.upkeep().await;
+            });
+        }
+    }
+
+    /// The background work that waits on the manager: keepalive checks,
+    /// then the `min_idle` refill. Run as a task of its own, one at a time
+    /// (`upkeep_running`), so a create or check that hangs up to its
+    /// timeout delays only the next upkeep, never a tick.
+    async fn upkeep(self: &Arc<Self>) {
+        let now = self.now_ms();
+        self.keepalive(now).await;
+        self.refill(now).await;
+    }
+
+    /// Checks idle resources unused for the keepalive period, one permit
+    /// at a time (never more than the bound), a few per pass.
+    async fn keepalive(self: &Arc<Self>, now: u64) {
+        let Some(every) = self.cfg.keepalive else {
+            return;
+        };
+        let every = Self::ms(every);
+        for _ in 0..4 {
+            if !self.core.try_permit() {
+                break;
+            }
+            let lease = Lease::new(self.clone());
+            let Some(item) = self
+                .core
+                .take_one_idle(|item| now.saturating_sub(item.meta.last_used_ms) >= every)
+            else {
+                break;
+            };
+            let mut held = Held {
+                inner: self,
+                item: Some(item),
+            };
+            let item = held.item.as_mut().expect("set above");
+            let check = self.manager.check(&mut item.res);
+            let mut mine = None;
+            match call(&self.rt.handle, self.cfg.check_timeout, "check", check).await {
+                Call::Done(()) => {
+                    let mut item = held.item.take().expect("held");
+                    item.meta.last_used_ms = self.now_ms();
+                    for item in self.core.put_idle(item) {
+                        self.dispose(item, DestroyReason::Evicted);
+                    }
+                }
+                Call::Failed(e) => drop(held.fail(CheckFailure::Failed(e), &mut mine)),
+                Call::TimedOut | Call::Panicked => {
+                    drop(held.fail(CheckFailure::TimedOut, &mut mine))
+                }
+            }
+            drop(lease);
+        }
+    }
+
+    /// Creates resources up to `min_idle`, each under a permit, backing off
+    /// while creates fail.
+    async fn refill(self: &Arc<Self>, now: u64) {
+        let min_idle = self.cfg.min_idle;
+        if min_idle == 0 || now < self.refill_after_ms.load(Relaxed) {
+            return;
+        }
+        while !self.core.is_closed()
+            && self.core.idle() < min_idle
+            && self.core.size() < self.core.max()
+        {
+            if !self.core.try_permit() {
+                break;
+            }
+            let lease = Lease::new(self.clone());
+            self.core.start_create();
+            match self.create_one().await {
+                Ok(item) => {
+                    self.refill_failures.store(0, Relaxed);
+                    for item in self.core.put_idle(item) {
+                        self.dispose(item, DestroyReason::Evicted);
+                    }
+                }
+                Err(_) => {
+                    let n = self.refill_failures.fetch_add(1, Relaxed).min(10);
+                    let pause = (50u64 << n).min(5_000);
+                    self.refill_after_ms.store(now + pause, Relaxed);
+                    break;
+                }
+            }
+            drop(lease);
+        }
+    }
+}
