@@ -1150,7 +1150,7 @@ impl Request {
     /// `WATCH` before it parks. A grant to a parked thread leaves the permit
     /// unused until the thread is back on a core (tens of microseconds on a
     /// VM), and between two threads taking turns that was most of the time
-    /// (see limit/DESIGN.md, "Two threads, one permit"). Waiters further
+    /// (see limit/DESIGN.md, "Waiting threads"). Waiters further
     /// back park at once: they are not served next.
     #[cfg(not(loom))]
     fn watch_as_head(

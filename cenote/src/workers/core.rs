@@ -376,7 +376,7 @@ impl<R: Runner> Inner<R> {
         CURRENT_POOL.with(|c| c.get()) == self.id() | EXITING_TAG
     }
 
-    // ----- submission (DESIGN.md, "Submit") -------------------------------
+    // ----- submission (DESIGN.md, "Submit (queue mode)") -------------------
 
     /// Submits one job; `how` decides what happens when the pool is full.
     #[inline]
@@ -1086,7 +1086,7 @@ impl<R: Runner> Inner<R> {
         }
     }
 
-    // ----- control (DESIGN.md, "Tune, close, reboot") ---------------------
+    // ----- control: resize, close, reboot (DESIGN.md, "Close and shutdown") -
 
     pub(crate) fn resize(self: &Arc<Self>, n: usize) -> Result<(), ResizeError> {
         if n == 0 {
