@@ -218,3 +218,42 @@ fn a_polled_acquire_then_waited_on_is_woken_by_the_release() {
         settled(&sem, 1);
     });
 }
+
+/// A waiter counted in `waiting()` is queued for good: a permit released
+/// after that count was seen goes to it, never to a later `try_acquire`
+/// (the count is published after SLOW is set, so the release takes the
+/// queue's path).
+#[test]
+fn a_waiter_seen_in_waiting_gets_the_next_release() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = sem.try_acquire().unwrap();
+        let checked = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let (s, c) = (sem.clone(), checked.clone());
+        let waiter = thread::spawn(move || {
+            let mut acquire = s.acquire();
+            // Queued by its first poll (a task's path: no spin first).
+            let permit = match poll_once(&mut acquire) {
+                Poll::Ready(p) => p.unwrap(),
+                Poll::Pending => acquire.wait().unwrap(),
+            };
+            // Held until the main thread has looked.
+            while !c.load(SeqCst) {
+                thread::yield_now();
+            }
+            drop(permit);
+        });
+        while sem.waiting() == 0 {
+            thread::yield_now();
+        }
+        drop(held);
+        let stolen = sem.try_acquire().is_ok();
+        checked.store(true, SeqCst);
+        waiter.join().unwrap();
+        assert!(
+            !stolen,
+            "a permit released after the waiter was counted went to a later try_acquire"
+        );
+        settled(&sem, 1);
+    });
+}

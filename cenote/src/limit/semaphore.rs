@@ -870,7 +870,7 @@ impl Semaphore {
     fn count_waiter(&self, joined: bool) {
         let n = self.waiters.load(Relaxed);
         self.waiters
-            .store(if joined { n + 1 } else { n - 1 }, Relaxed);
+            .store(if joined { n + 1 } else { n - 1 }, Release);
     }
 
     fn reserve(&self, n: usize) {
@@ -897,7 +897,6 @@ impl Semaphore {
         // SAFETY: unlinked and ours; it stays alive while linked (see
         // `Waiter`); the lock is held.
         unsafe { q.link(queued.waiter) };
-        self.count_waiter(true);
         // SLOW is cleared only under this lock: seen set, it stays set until
         // we unlock, and every release meanwhile comes to serve the queue.
         // (Skipping the RMW matters when many wait: it is the one write to
@@ -906,6 +905,10 @@ impl Semaphore {
         if state & SLOW == 0 {
             state = self.state.fetch_or(SLOW, SeqCst) | SLOW;
         }
+        // Counted once SLOW is set (the store releases it): whoever sees
+        // this waiter in `waiting()` and then releases a permit releases it
+        // through the queue, to this waiter, not to a later `try_acquire`.
+        self.count_waiter(true);
         if state >> 1 == 0 {
             // Nothing free as of the moment SLOW was (seen) set: serving
             // would hand out nothing, and every permit released from now
