@@ -3,9 +3,10 @@
 //! Every thread that touches an object pool gets a small *thread index*,
 //! unique among live threads and reused after a thread exits (lowest free
 //! first, so indices stay dense). A pool keeps one [`Slot`] per index in a
-//! table of lazily allocated buckets (bucket `b` holds `2^b` slots), so
-//! finding the calling thread's cache is one thread-local read, one
-//! acquire load and an index: no lock, no hashing.
+//! table of lazily allocated buckets: one of [`NEAR`] slots for the first
+//! indices, then buckets of `2^b` slots. Finding the calling thread's cache
+//! is one thread-local read, a comparison, one acquire load and an index
+//! (past `NEAR`, a `log2` too): no lock, no hashing.
 //!
 //! Ownership rule (the one invariant the `unsafe` relies on): a slot's cache
 //! is touched only by the live thread that holds the slot's index. An index
@@ -154,15 +155,25 @@ thread_local! {
 /// destroyed (the caller then uses the shared store only).
 #[inline(always)]
 pub(crate) fn current_index() -> Option<usize> {
-    #[cfg(not(loom))]
-    let i = INDEX.with(|c| c.get());
-    #[cfg(loom)]
-    let i = INDEX.try_with(|c| c.get()).unwrap_or(DEAD);
+    let i = raw_index();
     if i < DEAD {
         Some(i)
     } else {
         first_index(i)
     }
+}
+
+/// The calling thread's index as cached (one load), or a value no thread
+/// holds (`usize::MAX` or `usize::MAX - 1`) before its first use of a pool
+/// or once its thread-locals are being destroyed: the hot path's check,
+/// which leaves those cases to [`current_index`] on a slow path.
+#[inline(always)]
+pub(crate) fn raw_index() -> usize {
+    #[cfg(not(loom))]
+    let i = INDEX.with(|c| c.get());
+    #[cfg(loom)]
+    let i = INDEX.try_with(|c| c.get()).unwrap_or(DEAD);
+    i
 }
 
 #[cold]
@@ -187,6 +198,8 @@ pub(crate) fn register(pool: Weak<dyn Flush>) -> bool {
 /// Aligned to its own cache lines, so neighbours' slots never share one.
 #[repr(align(128))]
 pub(crate) struct Slot<T> {
+    /// The thread index this slot belongs to (never changes).
+    index: usize,
     /// Owner only (see the module's ownership rule).
     cache: UnsafeCell<Cache<T>>,
     /// Counters written only by the owner (a plain load and store, never a
@@ -212,10 +225,44 @@ pub(crate) struct Cache<T> {
     /// LIFO stack (so the epochs never decrease from bottom to top);
     /// capacity reserved on first use.
     pub(crate) items: Vec<(super::pool::Obj<T>, u64)>,
+    /// How many `items` may hold: the pool's `thread_cache` once reserved,
+    /// 0 before (and after the exit hook took the vector).
+    pub(crate) cap: usize,
     /// The pool's trim epoch at the owner's last access, or
     /// [`UNREGISTERED`]: one comparison tells the hot path both that the
     /// exit hook is in place and that no trim happened since.
     pub(crate) epoch: u64,
+}
+
+impl<T> Cache<T> {
+    /// Reserves room for `cap` objects (once).
+    pub(crate) fn reserve(&mut self, cap: usize) {
+        self.items
+            .reserve_exact(cap.saturating_sub(self.items.len()));
+        self.cap = cap;
+    }
+
+    /// Pushes if there is room; never allocates.
+    #[inline(always)]
+    pub(crate) fn push(
+        &mut self,
+        value: super::pool::Obj<T>,
+        stamp: u64,
+    ) -> Result<(), super::pool::Obj<T>> {
+        let len = self.items.len();
+        if len >= self.cap {
+            return Err(value);
+        }
+        // SAFETY: `len < cap <= capacity` (`reserve` made the capacity at
+        // least `cap`, and `cap` is reset to 0 whenever the vector is
+        // replaced), so the write is in bounds, and it initialises element
+        // `len` before the length covers it.
+        unsafe {
+            self.items.as_mut_ptr().add(len).write((value, stamp));
+            self.items.set_len(len + 1);
+        }
+        Ok(())
+    }
 }
 
 /// Event counters of one slot (or of the pool's shared path).
@@ -264,14 +311,22 @@ impl Counts {
 }
 
 impl<T> Slot<T> {
-    fn new() -> Self {
+    fn new(index: usize) -> Self {
         Slot {
+            index,
             cache: UnsafeCell::new(Cache {
                 items: Vec::new(),
+                cap: 0,
                 epoch: UNREGISTERED,
             }),
             counts: Counts::default(),
         }
+    }
+
+    /// The thread index this slot belongs to.
+    #[inline(always)]
+    pub(crate) fn index(&self) -> usize {
+        self.index
     }
 
     /// Runs `f` on the cache.
@@ -289,11 +344,27 @@ impl<T> Slot<T> {
     }
 }
 
+/// Thread indices below this have their slots in one bucket, found on the
+/// hot path with a comparison and an index (no `log2`).
+#[cfg(not(loom))]
+pub(crate) const NEAR: usize = 32;
+
+/// Under loom, one: the models' main thread (index 0) takes the near path
+/// and the threads it spawns the far one, and `stats()` (which reads every
+/// allocated slot's counters, each read a branch of the model) stays within
+/// loom's bound on branches.
+#[cfg(loom)]
+pub(crate) const NEAR: usize = 1;
+
+/// Buckets of the slots of indices from [`NEAR`] on.
 const BUCKETS: usize = usize::BITS as usize;
 
 /// Slots indexed by thread index, allocated bucket by bucket on demand.
 pub(crate) struct Slots<T> {
-    buckets: [AtomicPtr<Slot<T>>; BUCKETS],
+    /// The slots of indices `0..NEAR`.
+    near: AtomicPtr<Slot<T>>,
+    /// Bucket `b` holds the `2^b` slots of indices `NEAR + 2^b - 1 ..= NEAR + 2^(b+1) - 2`.
+    far: [AtomicPtr<Slot<T>>; BUCKETS],
     _owns: PhantomData<Box<Slot<T>>>,
 }
 
@@ -308,8 +379,8 @@ unsafe impl<T: Send> Send for Slots<T> {}
 // by the table.
 unsafe impl<T: Send> Sync for Slots<T> {}
 
-/// Bucket and offset of thread index `i`: bucket `b` holds indices
-/// `2^b - 1 ..= 2^(b+1) - 2`.
+/// Bucket and offset of far index `i` (thread index `NEAR + i`): bucket `b`
+/// holds far indices `2^b - 1 ..= 2^(b+1) - 2`.
 #[inline(always)]
 fn locate(i: usize) -> (usize, usize) {
     let n = i + 1;
@@ -320,18 +391,49 @@ fn locate(i: usize) -> (usize, usize) {
 impl<T> Slots<T> {
     pub(crate) fn new() -> Self {
         Slots {
-            buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            near: AtomicPtr::new(ptr::null_mut()),
+            far: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             _owns: PhantomData,
         }
+    }
+
+    /// The slot of thread index `i` if `i < NEAR` and its bucket exists:
+    /// the hot path's lookup.
+    #[inline(always)]
+    pub(crate) fn near(&self, i: usize) -> Option<&Slot<T>> {
+        if i >= NEAR {
+            return None;
+        }
+        let p = self.near.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` points to a live bucket of `NEAR` slots (published with
+        // Release by `allocate`, read with Acquire), freed only when the
+        // table is dropped, which needs `&mut self`; `i < NEAR`.
+        Some(unsafe { &*p.add(i) })
     }
 
     /// The slot of thread index `i`, allocating its bucket if needed.
     #[inline]
     pub(crate) fn get(&self, i: usize) -> &Slot<T> {
+        if i < NEAR {
+            let mut p = self.near.load(Ordering::Acquire);
+            if p.is_null() {
+                p = Self::allocate(&self.near, 0, NEAR);
+            }
+            // SAFETY: as in `near`.
+            return unsafe { &*p.add(i) };
+        }
+        self.get_far(i - NEAR)
+    }
+
+    #[inline(never)]
+    fn get_far(&self, i: usize) -> &Slot<T> {
         let (b, off) = locate(i);
-        let mut p = self.buckets[b].load(Ordering::Acquire);
+        let mut p = self.far[b].load(Ordering::Acquire);
         if p.is_null() {
-            p = self.allocate(b);
+            p = Self::allocate(&self.far[b], NEAR + (1 << b) - 1, 1 << b);
         }
         // SAFETY: `p` points to a live bucket of `2^b` slots (published with
         // Release by `allocate`, read with Acquire), freed only when the
@@ -339,35 +441,39 @@ impl<T> Slots<T> {
         unsafe { &*p.add(off) }
     }
 
+    /// Allocates a bucket of the `n` slots of indices `first..first + n`
+    /// into `bucket`, or returns the one another thread put there first.
     #[cold]
-    fn allocate(&self, b: usize) -> *mut Slot<T> {
-        let bucket: Box<[Slot<T>]> = (0..1usize << b).map(|_| Slot::new()).collect();
-        let fresh = Box::into_raw(bucket) as *mut Slot<T>;
-        match self.buckets[b].compare_exchange(
-            ptr::null_mut(),
-            fresh,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+    fn allocate(bucket: &AtomicPtr<Slot<T>>, first: usize, n: usize) -> *mut Slot<T> {
+        let slots: Box<[Slot<T>]> = (first..first + n).map(Slot::new).collect();
+        let fresh = Box::into_raw(slots) as *mut Slot<T>;
+        match bucket.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => fresh,
             Err(winner) => {
                 // SAFETY: `fresh` came from `Box::into_raw` of a boxed slice
-                // of `2^b` slots just above and was never published.
-                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, 1 << b)) });
+                // of `n` slots just above and was never published.
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, n)) });
                 winner
             }
         }
     }
 
+    /// The buckets with their sizes.
+    fn buckets(&self) -> impl Iterator<Item = (&AtomicPtr<Slot<T>>, usize)> {
+        std::iter::once((&self.near, NEAR))
+            .chain(self.far.iter().enumerate().map(|(b, p)| (p, 1 << b)))
+    }
+
     /// Every allocated slot (for statistics).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Slot<T>)) {
-        for (b, bucket) in self.buckets.iter().enumerate() {
+        for (bucket, n) in self.buckets() {
             let p = bucket.load(Ordering::Acquire);
             if p.is_null() {
                 continue;
             }
-            for off in 0..1usize << b {
-                // SAFETY: as in `get`.
+            for off in 0..n {
+                // SAFETY: `p` points to a live bucket of `n` slots, as in
+                // `near` and `get_far`.
                 f(unsafe { &*p.add(off) });
             }
         }
@@ -376,13 +482,13 @@ impl<T> Slots<T> {
 
 impl<T> Drop for Slots<T> {
     fn drop(&mut self) {
-        for (b, bucket) in self.buckets.iter().enumerate() {
+        for (bucket, n) in self.buckets() {
             let p = bucket.swap(ptr::null_mut(), Ordering::Acquire);
             if !p.is_null() {
                 // SAFETY: `p` came from `Box::into_raw` of a boxed slice of
-                // `2^b` slots in `allocate`; `&mut self` means no other
+                // `n` slots in `allocate`; `&mut self` means no other
                 // reference to any slot exists.
-                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, 1 << b)) });
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, n)) });
             }
         }
     }

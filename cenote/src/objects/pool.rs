@@ -3,11 +3,11 @@
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Weak;
 
 use super::builder::Builder;
-use super::local::{current_index, register, Counts, Flush, Slot, Slots, UNREGISTERED};
+use super::hooks::{Hooks, Verdict};
+use super::local::{current_index, raw_index, register, Counts, Flush, Slot, Slots, UNREGISTERED};
 use super::Stats;
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering::*, Queue};
 use crossbeam_utils::CachePadded;
@@ -21,10 +21,8 @@ use crossbeam_utils::CachePadded;
 /// cost 5x one thread in `cenote-bench objects`.
 pub(crate) type Obj<T> = Box<CachePadded<T>>;
 
-/// The callbacks a pool runs on its objects.
+/// How a pool makes its objects.
 pub(crate) type CreateFn<T> = Box<dyn Fn() -> T + Send + Sync>;
-pub(crate) type ResetFn<T> = Box<dyn Fn(&mut T) + Send + Sync>;
-pub(crate) type AcceptFn<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
 
 /// A pool of reusable objects of type `T`.
 ///
@@ -95,9 +93,11 @@ struct SharedCounts {
 }
 
 pub(crate) struct Inner<T: 'static> {
+    /// This pool, for the exit hooks that threads register.
+    me: Weak<Inner<T>>,
     create: CreateFn<T>,
-    reset: Option<ResetFn<T>>,
-    accept: Option<AcceptFn<T>>,
+    /// Reset and accept, `None` if neither was set (see `hooks.rs`).
+    hooks: Option<Box<dyn Hooks<T>>>,
     /// Idle objects with the trim epoch at which they came back.
     shared: Queue<(Obj<T>, u64)>,
     slots: Slots<T>,
@@ -113,8 +113,7 @@ pub(crate) struct Inner<T: 'static> {
 
 pub(crate) struct Parts<T: 'static> {
     pub(crate) create: CreateFn<T>,
-    pub(crate) reset: Option<ResetFn<T>>,
-    pub(crate) accept: Option<AcceptFn<T>>,
+    pub(crate) hooks: Option<Box<dyn Hooks<T>>>,
     pub(crate) max_idle: usize,
     pub(crate) thread_cache: usize,
     pub(crate) discard_on_panic: bool,
@@ -138,10 +137,10 @@ impl<T: 'static> Pool<T> {
 
     pub(crate) fn from_parts(p: Parts<T>) -> Pool<T> {
         Pool {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
                 create: p.create,
-                reset: p.reset,
-                accept: p.accept,
+                hooks: p.hooks,
                 shared: Queue::new(p.max_idle),
                 slots: Slots::new(),
                 cache_cap: p.thread_cache,
@@ -177,13 +176,13 @@ impl<T: 'static> Pool<T> {
     /// the pool when the guard is dropped.
     #[inline(always)]
     pub fn get(&self) -> Pooled<'_, T> {
-        let (value, home) = self.take(true);
-        let value = match value {
-            Some(v) => v,
-            None => Obj::new(CachePadded::new((self.inner.create)())),
+        let inner = &*self.inner;
+        let (value, home) = match inner.take_cached() {
+            Some(taken) => taken,
+            None => inner.get_slow(),
         };
         Pooled {
-            pool: self,
+            inner,
             home,
             value: ManuallyDrop::new(value),
         }
@@ -194,10 +193,9 @@ impl<T: 'static> Pool<T> {
     /// object to the pool from there.
     #[inline]
     pub fn get_owned(&self) -> OwnedPooled<T> {
-        let (value, home) = self.take(true);
-        let value = match value {
-            Some(v) => v,
-            None => Obj::new(CachePadded::new((self.inner.create)())),
+        let (value, home) = match self.inner.take_cached() {
+            Some(taken) => taken,
+            None => self.inner.get_slow(),
         };
         OwnedPooled {
             pool: self.clone(),
@@ -209,9 +207,13 @@ impl<T: 'static> Pool<T> {
     /// An idle object from the pool, never a new one.
     #[inline]
     pub fn try_get(&self) -> Option<Pooled<'_, T>> {
-        let (value, home) = self.take(false);
+        let inner = &*self.inner;
+        let (value, home) = match inner.take_cached() {
+            Some((value, home)) => (Some(value), home),
+            None => inner.take_slow(false),
+        };
         value.map(|value| Pooled {
-            pool: self,
+            inner,
             home,
             value: ManuallyDrop::new(value),
         })
@@ -220,7 +222,8 @@ impl<T: 'static> Pool<T> {
     /// Adds `value` to the pool, as if a guard holding it were dropped: it
     /// is reset and checked by `accept`, and dropped if the pool is full.
     pub fn put(&self, value: T) {
-        self.give_back(Obj::new(CachePadded::new(value)), Home::NONE);
+        self.inner
+            .give_back(Obj::new(CachePadded::new(value)), Home::NONE);
     }
 
     /// Drops the idle objects that have not been used for one whole trim
@@ -272,7 +275,7 @@ impl<T: 'static> Pool<T> {
                 }
             });
             if let Some(Some(stale)) = stale {
-                self.drop_stale(stale);
+                inner.drop_stale(stale);
             }
         }
     }
@@ -324,23 +327,59 @@ impl<T: 'static> Pool<T> {
     pub fn thread_cache(&self) -> usize {
         self.inner.cache_cap
     }
+}
+
+impl<T: 'static> Inner<T> {
+    /// A new object (a miss).
+    fn create(&self) -> Obj<T> {
+        Obj::new(CachePadded::new((self.create)()))
+    }
+
+    /// A get that [`take_cached`](Self::take_cached) could not serve.
+    #[cold]
+    #[inline(never)]
+    fn get_slow(&self) -> (Obj<T>, Home<T>) {
+        let (value, home) = self.take_slow(true);
+        (value.unwrap_or_else(|| self.create()), home)
+    }
 
     // ----- the paths --------------------------------------------------------
     //
     // The hot path (a get served by this thread's cache, a return kept by
-    // it) is kept small enough to inline: one thread-local load, the slot,
-    // one comparison of epochs (which also says the exit hook is in place),
-    // a push or pop and one owner-only counter. A guard remembers the slot
-    // its object came from, so a return on the same thread skips finding it
-    // again. Everything else (first use, a trim since the last use, a full
-    // or empty cache, the shared store) is out of line.
+    // it) is inlined into the caller: one thread-local load each way, the
+    // slot (an index into the first bucket on a get; remembered by the
+    // guard on a return), one comparison of epochs (which also says the
+    // exit hook is in place), a pop or push and one owner-only counter; a
+    // return also checks for a panic and makes one call, to the reset and
+    // accept (see `hooks.rs`). Everything else (first use, a thread index
+    // past the first bucket, a trim since the last use, a full or empty
+    // cache, the shared store, a miss) is out of line.
 
-    /// Takes an idle object: this thread's cache, then the shared store.
-    /// Counts a hit, or a miss when `counting_miss` (the caller creates).
-    /// Also says which slot is this thread's, for the guard.
+    /// Takes an object from this thread's cache if that needs nothing but a
+    /// pop: the hot path of a get. Also says which slot is this thread's,
+    /// for the guard.
     #[inline(always)]
-    fn take(&self, counting_miss: bool) -> (Option<Obj<T>>, Home<T>) {
-        let inner = &*self.inner;
+    fn take_cached(&self) -> Option<(Obj<T>, Home<T>)> {
+        let inner = self;
+        let index = raw_index();
+        let slot = inner.slots.near(index)?;
+        let now = inner.epoch.load(Relaxed);
+        // SAFETY: `index` is the calling thread's own (`raw_index` returns
+        // it or a value that `near` refuses), so this is that thread's slot,
+        // on that thread; the closure runs no user code.
+        let hit = unsafe { slot.with_cache(|c| if c.epoch == now { c.items.pop() } else { None }) };
+        let (value, _) = hit?;
+        Counts::bump(&slot.counts.cache_out, 1);
+        Some((value, Home { slot }))
+    }
+
+    /// Takes an idle object when [`take_cached`](Self::take_cached) could
+    /// not: this thread's cache, then the shared store. Counts a hit, or a
+    /// miss when `counting_miss` (the caller creates).
+    #[cold]
+    #[inline(never)]
+    fn take_slow(&self, counting_miss: bool) -> (Option<Obj<T>>, Home<T>) {
+        let inner = self;
         if inner.cache_cap > 0 {
             if let Some(index) = current_index() {
                 let slot = inner.slots.get(index);
@@ -350,30 +389,28 @@ impl<T: 'static> Pool<T> {
                 let hit = unsafe {
                     slot.with_cache(|c| if c.epoch == now { c.items.pop() } else { None })
                 };
-                let home = Home { index, slot };
+                let home = Home { slot };
                 if let Some((v, _)) = hit {
                     Counts::bump(&slot.counts.cache_out, 1);
                     return (Some(v), home);
                 }
-                return (self.take_slow(slot, now, counting_miss), home);
+                return (self.take_local_slow(slot, now, counting_miss), home);
             }
         }
         (self.take_shared(&inner.counts, counting_miss), Home::NONE)
     }
 
     /// This thread's cache is empty, or needs registering or trimming.
-    #[cold]
-    #[inline(never)]
-    fn take_slow(&self, slot: &Slot<T>, now: u64, counting_miss: bool) -> Option<Obj<T>> {
+    fn take_local_slow(&self, slot: &Slot<T>, now: u64, counting_miss: bool) -> Option<Obj<T>> {
         if self.slow_local(slot, now).is_some() {
-            // SAFETY: as in `take`.
+            // SAFETY: as in `take_slow`.
             let hit = unsafe { slot.with_cache(|c| c.items.pop()) };
             if let Some((v, _)) = hit {
                 Counts::bump(&slot.counts.cache_out, 1);
                 return Some(v);
             }
         }
-        let got = self.inner.shared.pop().map(|(v, _)| v);
+        let got = self.shared.pop().map(|(v, _)| v);
         if got.is_some() {
             Counts::bump(&slot.counts.shared_hits, 1);
         } else if counting_miss {
@@ -385,7 +422,7 @@ impl<T: 'static> Pool<T> {
     /// The shared store, counted in `counts` (read-modify-writes: several
     /// threads may count here at once).
     fn take_shared(&self, counts: &SharedCounts, counting_miss: bool) -> Option<Obj<T>> {
-        let got = self.inner.shared.pop().map(|(v, _)| v);
+        let got = self.shared.pop().map(|(v, _)| v);
         match got {
             Some(_) => counts.hits.fetch_add(1, Relaxed),
             None if counting_miss => counts.misses.fetch_add(1, Relaxed),
@@ -399,21 +436,21 @@ impl<T: 'static> Pool<T> {
     /// slot cannot be used.
     #[cold]
     fn slow_local(&self, slot: &Slot<T>, now: u64) -> Option<()> {
-        let inner = &*self.inner;
+        let inner = self;
         // SAFETY: the slot of the calling thread's index, on that thread;
         // the closure runs no user code (reserving memory is not user code).
         let (first, stale) = unsafe {
             slot.with_cache(|c| {
                 let first = c.epoch == UNREGISTERED;
                 if first {
-                    c.items.reserve_exact(inner.cache_cap);
+                    c.reserve(inner.cache_cap);
                 }
                 let stale = take_stale(c, slot, now);
                 (first, stale)
             })
         };
         if first {
-            let weak: Weak<dyn Flush> = self.downgrade();
+            let weak: Weak<dyn Flush> = self.me.clone();
             if !register(weak) {
                 // Unreachable in practice (an index implies a live entry);
                 // keep the slot usable by nobody rather than unflushed.
@@ -431,11 +468,11 @@ impl<T: 'static> Pool<T> {
     fn drop_stale(&self, stale: Vec<Obj<T>>) {
         let n = stale.len() as u64;
         let counted = current_index().map(|index| {
-            let slot = self.inner.slots.get(index);
+            let slot = self.slots.get(index);
             Counts::bump(&slot.counts.dropped_trimmed, n);
         });
         if counted.is_none() {
-            self.inner.counts.dropped_trimmed.fetch_add(n, Relaxed);
+            self.counts.dropped_trimmed.fetch_add(n, Relaxed);
         }
         for v in stale {
             drop_quietly(v);
@@ -443,57 +480,113 @@ impl<T: 'static> Pool<T> {
     }
 
     /// The return path of guards (with the slot the object came from) and
-    /// of `put`.
+    /// of `put`. Inlined into the guard's drop, so every case but the hot
+    /// one leaves through the one call to [`give_back_slow`](Self::give_back_slow)
+    /// (each call site would count against inlining).
     #[inline(always)]
     fn give_back(&self, mut value: Obj<T>, home: Home<T>) {
-        let inner = &*self.inner;
-        if inner.discard_on_panic && std::thread::panicking() {
-            return self.discard_panicked(value);
-        }
-        if let Some(reset) = &inner.reset {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| reset(&mut *value))) {
-                crate::unwind::drop_payload(payload);
-                return self.reset_panicked(value);
+        let why = if std::thread::panicking() {
+            Slow::Panicking
+        } else {
+            match self.prepare(&mut value) {
+                Verdict::Keep => match self.push_home(value, home) {
+                    Ok(()) => return,
+                    Err(v) => {
+                        value = v;
+                        Slow::Store
+                    }
+                },
+                verdict => Slow::NotKept(verdict),
             }
+        };
+        self.give_back_slow(value, home, why);
+    }
+
+    /// Runs the reset and accept, if any.
+    #[inline(always)]
+    fn prepare(&self, value: &mut T) -> Verdict {
+        match &self.hooks {
+            Some(hooks) => hooks.prepare(value),
+            None => Verdict::Keep,
         }
-        if let Some(accept) = &inner.accept {
-            match catch_unwind(AssertUnwindSafe(|| accept(&value))) {
-                Ok(true) => {}
-                Ok(false) => return self.refused(value),
-                Err(payload) => {
-                    crate::unwind::drop_payload(payload);
-                    return self.accept_panicked(value);
+    }
+
+    /// Pushes a reset and accepted object onto this thread's cache if the
+    /// object came from it and that needs nothing but the push.
+    #[inline(always)]
+    fn push_home(&self, value: Obj<T>, home: Home<T>) -> Result<(), Obj<T>> {
+        let Some(slot) = home.held() else {
+            return Err(value);
+        };
+        let now = self.epoch.load(Relaxed);
+        // SAFETY: the slot of the calling thread's index, on that thread;
+        // the closure runs no user code (`push` never allocates).
+        let kept = unsafe {
+            slot.with_cache(|c| {
+                if c.epoch == now {
+                    c.push(value, now)
+                } else {
+                    Err(value)
                 }
-            }
+            })
+        };
+        if kept.is_ok() {
+            Counts::bump(&slot.counts.cache_in, 1);
         }
+        kept
+    }
+
+    /// Every return that [`give_back`](Self::give_back) does not finish.
+    #[cold]
+    #[inline(never)]
+    fn give_back_slow(&self, mut value: Obj<T>, home: Home<T>, why: Slow) {
+        match why {
+            Slow::Panicking if self.discard_on_panic => self.discard_panicked(value),
+            Slow::Panicking => match self.prepare(&mut value) {
+                Verdict::Keep => {
+                    if let Err(v) = self.push_home(value, home) {
+                        self.store_slow(v, home);
+                    }
+                }
+                verdict => self.not_kept(value, verdict),
+            },
+            Slow::NotKept(verdict) => self.not_kept(value, verdict),
+            Slow::Store => self.store_slow(value, home),
+        }
+    }
+
+    /// Stores a reset, accepted object that this thread's cache could not
+    /// take with a push: its home is another thread's slot (or it has none,
+    /// or this thread has not used a pool yet), or the cache is full, or it
+    /// needs registering or trimming.
+    fn store_slow(&self, value: Obj<T>, home: Home<T>) {
+        if let Some(slot) = home.held() {
+            return self.put_slow(value, slot, self.epoch.load(Relaxed));
+        }
+        self.store_elsewhere(value);
+    }
+
+    /// A return on a thread other than the object's home (or with no
+    /// home, or on a thread that has not used a pool yet).
+    fn store_elsewhere(&self, value: Obj<T>) {
+        let inner = self;
         if inner.cache_cap > 0 {
             if let Some(index) = current_index() {
-                let slot = if index == home.index {
-                    // SAFETY: `home.slot` is the slot of `home.index` in this
-                    // pool (set by `take` from this pool's table), and the
-                    // pool outlives the guard that carried it.
-                    unsafe { &*home.slot }
-                } else {
-                    inner.slots.get(index)
-                };
+                let slot = inner.slots.get(index);
                 let now = inner.epoch.load(Relaxed);
-                let cap = inner.cache_cap;
-                // SAFETY: the slot of the calling thread's index, on that
-                // thread; the closure runs no user code (the push stays
-                // within the reserved capacity, so it does not allocate).
+                // SAFETY: as in `push_home`.
                 let kept = unsafe {
                     slot.with_cache(|c| {
-                        if c.epoch == now && c.items.len() < cap {
-                            c.items.push((value, now));
-                            None
+                        if c.epoch == now {
+                            c.push(value, now)
                         } else {
-                            Some(value)
+                            Err(value)
                         }
                     })
                 };
                 match kept {
-                    None => Counts::bump(&slot.counts.cache_in, 1),
-                    Some(v) => self.put_slow(v, slot, now),
+                    Ok(()) => Counts::bump(&slot.counts.cache_in, 1),
+                    Err(v) => self.put_slow(v, slot, now),
                 }
                 return;
             }
@@ -502,25 +595,13 @@ impl<T: 'static> Pool<T> {
     }
 
     /// This thread's cache is full, or needs registering or trimming.
-    #[cold]
-    #[inline(never)]
     fn put_slow(&self, value: Obj<T>, slot: &Slot<T>, now: u64) {
-        let inner = &*self.inner;
+        let inner = self;
         let value = if self.slow_local(slot, now).is_some() {
-            // SAFETY: as in `give_back`.
-            let kept = unsafe {
-                slot.with_cache(|c| {
-                    if c.items.len() < inner.cache_cap {
-                        c.items.push((value, now));
-                        None
-                    } else {
-                        Some(value)
-                    }
-                })
-            };
-            match kept {
-                None => return Counts::bump(&slot.counts.cache_in, 1),
-                Some(v) => v,
+            // SAFETY: as in `push_home`.
+            match unsafe { slot.with_cache(|c| c.push(value, now)) } {
+                Ok(()) => return Counts::bump(&slot.counts.cache_in, 1),
+                Err(v) => v,
             }
         } else {
             value
@@ -537,8 +618,8 @@ impl<T: 'static> Pool<T> {
     /// A return with no usable thread cache.
     #[cold]
     fn put_shared(&self, value: Obj<T>, counts: &SharedCounts) {
-        let stamp = self.inner.epoch.load(Relaxed);
-        match self.inner.shared.push((value, stamp)) {
+        let stamp = self.epoch.load(Relaxed);
+        match self.shared.push((value, stamp)) {
             Ok(()) => counts.returned.fetch_add(1, Relaxed),
             Err((v, _)) => {
                 counts.dropped_full.fetch_add(1, Relaxed);
@@ -552,7 +633,7 @@ impl<T: 'static> Pool<T> {
     #[inline(never)]
     fn discard_panicked(&self, value: Obj<T>) {
         // The object may be half-updated by the code that panicked.
-        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        self.counts.dropped_panicked.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
 
@@ -560,7 +641,7 @@ impl<T: 'static> Pool<T> {
     #[inline(never)]
     fn reset_panicked(&self, value: Obj<T>) {
         tracing::error!("cenote: an object pool's reset panicked; the object is dropped");
-        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        self.counts.dropped_panicked.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
 
@@ -568,22 +649,41 @@ impl<T: 'static> Pool<T> {
     #[inline(never)]
     fn accept_panicked(&self, value: Obj<T>) {
         tracing::error!("cenote: an object pool's accept panicked; the object is dropped");
-        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        self.counts.dropped_panicked.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
 
-    #[inline(never)]
+    /// An object that reset or accept turned down.
+    fn not_kept(&self, value: Obj<T>, verdict: Verdict) {
+        match verdict {
+            Verdict::Refused => self.refused(value),
+            Verdict::ResetPanicked => self.reset_panicked(value),
+            Verdict::AcceptPanicked => self.accept_panicked(value),
+            Verdict::Keep => unreachable!("a kept object is stored"),
+        }
+    }
+
     fn refused(&self, value: Obj<T>) {
-        self.inner.counts.dropped_refused.fetch_add(1, Relaxed);
+        self.counts.dropped_refused.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
 }
 
-/// The slot a guard's object came from: its thread index and address, or
-/// [`Home::NONE`]. A return on a thread with that index uses the slot
-/// directly.
+/// Why a return left the hot path.
+#[derive(Clone, Copy)]
+enum Slow {
+    /// The thread is panicking.
+    Panicking,
+    /// Reset or accept turned the object down.
+    NotKept(Verdict),
+    /// Reset and accepted, but this thread's cache could not take it with a
+    /// push.
+    Store,
+}
+
+/// The slot a guard's object came from (null for none): a return on the
+/// thread that holds that slot's index pushes onto it directly.
 pub(crate) struct Home<T> {
-    index: usize,
     slot: *const Slot<T>,
 }
 
@@ -598,9 +698,25 @@ impl<T> Copy for Home<T> {}
 impl<T> Home<T> {
     /// No slot: the return finds the calling thread's own.
     const NONE: Home<T> = Home {
-        index: usize::MAX,
         slot: std::ptr::null(),
     };
+
+    /// The home slot, if it is the calling thread's.
+    ///
+    /// The caller passes a home that a take from this pool's table made (or
+    /// [`Home::NONE`]), and holds the pool (it does: through the guard that
+    /// carried the home), so the slot is alive.
+    #[inline(always)]
+    fn held<'a>(self) -> Option<&'a Slot<T>> {
+        if self.slot.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null home points into the table of the pool that the
+        // caller holds (see above); the table frees its slots only when the
+        // pool is dropped. Only `index`, which never changes, is read here.
+        let slot = unsafe { &*self.slot };
+        (raw_index() == slot.index()).then_some(slot)
+    }
 }
 
 /// Takes the cache's objects that sat unused for a whole trim period (came
@@ -644,6 +760,7 @@ impl<T: 'static> Flush for Inner<T> {
                 }
                 Counts::bump(&slot.counts.drained, c.items.len() as u64);
                 if exiting {
+                    c.cap = 0;
                     std::mem::take(&mut c.items)
                 } else {
                     // Keep the reserved capacity for the thread's next use.
@@ -704,14 +821,15 @@ pub(crate) fn start_trimmer<T: Send + 'static>(
 /// (unless the pool was built with `discard_on_panic(false)`): code that
 /// panicked may have left it half-updated.
 pub struct Pooled<'a, T: 'static> {
-    pool: &'a Pool<T>,
+    inner: &'a Inner<T>,
     home: Home<T>,
     value: ManuallyDrop<Obj<T>>,
 }
 
 // SAFETY: the guard is a `&Pool<T>` and a `T` (the auto traits would say
-// so but for `Home`'s raw pointer, which is only compared and, on the
-// thread owning that slot, dereferenced): it may go where both may.
+// so but for `Home`'s raw pointer, a slot of the pool's table through
+// which any thread reads only the slot's immutable index, and only the
+// thread owning that slot touches its cache): it may go where both may.
 unsafe impl<T: Send> Send for Pooled<'_, T> where Pool<T>: Sync {}
 // SAFETY: as above; `&Pooled` gives only `&T` (and `home` is never used
 // through a shared reference).
@@ -747,7 +865,7 @@ impl<T: 'static> Drop for Pooled<'_, T> {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing reads `value` afterwards.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        self.pool.give_back(value, self.home);
+        self.inner.give_back(value, self.home);
     }
 }
 
@@ -766,8 +884,9 @@ pub struct OwnedPooled<T: 'static> {
 }
 
 // SAFETY: the guard is a `Pool<T>` and a `T` (the auto traits would say so
-// but for `Home`'s raw pointer, which is only compared and, on the thread
-// owning that slot, dereferenced; the pool handle keeps the slot alive).
+// but for `Home`'s raw pointer, a slot of the pool's table through which
+// any thread reads only the slot's immutable index, and only the thread
+// owning that slot touches its cache; the pool handle keeps the slot alive).
 unsafe impl<T: Send> Send for OwnedPooled<T> where Pool<T>: Send {}
 // SAFETY: as above; `&OwnedPooled` gives only `&T` and `&Pool<T>`.
 unsafe impl<T: Sync> Sync for OwnedPooled<T> where Pool<T>: Sync {}
@@ -809,7 +928,7 @@ impl<T: 'static> Drop for OwnedPooled<T> {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing reads `value` afterwards.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        self.pool.give_back(value, self.home);
+        self.pool.inner.give_back(value, self.home);
     }
 }
 
