@@ -223,7 +223,7 @@ impl<T: 'static> Pool<T> {
     /// is reset and checked by `accept`, and dropped if the pool is full.
     pub fn put(&self, value: T) {
         self.inner
-            .give_back(Obj::new(CachePadded::new(value)), Home::NONE);
+            .give_back(Obj::new(CachePadded::new(value)), Home::none());
     }
 
     /// Drops the idle objects that have not been used for one whole trim
@@ -367,8 +367,8 @@ impl<T: 'static> Inner<T> {
         // SAFETY: `index` is the calling thread's own (`raw_index` returns
         // it or a value that `near` refuses), so this is that thread's slot,
         // on that thread; the closure runs no user code.
-        let hit = unsafe { slot.with_cache(|c| if c.epoch == now { c.items.pop() } else { None }) };
-        let (value, _) = hit?;
+        let hit = unsafe { slot.with_cache(|c| if c.epoch == now { c.pop() } else { None }) };
+        let value = hit?;
         Counts::bump(&slot.counts.cache_out, 1);
         Some((value, Home { slot }))
     }
@@ -386,26 +386,25 @@ impl<T: 'static> Inner<T> {
                 let now = inner.epoch.load(Relaxed);
                 // SAFETY: the slot of the calling thread's index, on that
                 // thread; the closure runs no user code.
-                let hit = unsafe {
-                    slot.with_cache(|c| if c.epoch == now { c.items.pop() } else { None })
-                };
+                let hit =
+                    unsafe { slot.with_cache(|c| if c.epoch == now { c.pop() } else { None }) };
                 let home = Home { slot };
-                if let Some((v, _)) = hit {
+                if let Some(v) = hit {
                     Counts::bump(&slot.counts.cache_out, 1);
                     return (Some(v), home);
                 }
                 return (self.take_local_slow(slot, now, counting_miss), home);
             }
         }
-        (self.take_shared(&inner.counts, counting_miss), Home::NONE)
+        (self.take_shared(&inner.counts, counting_miss), Home::none())
     }
 
     /// This thread's cache is empty, or needs registering or trimming.
     fn take_local_slow(&self, slot: &Slot<T>, now: u64, counting_miss: bool) -> Option<Obj<T>> {
         if self.slow_local(slot, now).is_some() {
             // SAFETY: as in `take_slow`.
-            let hit = unsafe { slot.with_cache(|c| c.items.pop()) };
-            if let Some((v, _)) = hit {
+            let hit = unsafe { slot.with_cache(|c| c.pop()) };
+            if let Some(v) = hit {
                 Counts::bump(&slot.counts.cache_out, 1);
                 return Some(v);
             }
@@ -681,11 +680,23 @@ enum Slow {
     Store,
 }
 
-/// The slot a guard's object came from (null for none): a return on the
-/// thread that holds that slot's index pushes onto it directly.
+/// The slot a guard's object came from, or none: a return on the thread
+/// that holds that slot's index pushes onto it directly.
+///
+/// "None" points at [`NO_HOME`] instead of being null, so that the hot path
+/// reads an index through either kind of home without a null check: a
+/// slot's index is its first field (`Slot` is `repr(C)`), and `NO_HOME` is
+/// an index no thread holds. The pointer is only ever read as a `usize`
+/// unless that index is the calling thread's, which proves it a slot.
 pub(crate) struct Home<T> {
     slot: *const Slot<T>,
 }
+
+/// The index read through [`Home::none`]: `usize::MAX - 2`, which no thread
+/// holds (the registry hands out indices from 0, densely, to live threads)
+/// and which is neither of the cached index's markers for a thread with no
+/// index (`usize::MAX`, `usize::MAX - 1`).
+static NO_HOME: usize = usize::MAX - 2;
 
 impl<T> Clone for Home<T> {
     fn clone(&self) -> Self {
@@ -697,25 +708,31 @@ impl<T> Copy for Home<T> {}
 
 impl<T> Home<T> {
     /// No slot: the return finds the calling thread's own.
-    const NONE: Home<T> = Home {
-        slot: std::ptr::null(),
-    };
+    fn none() -> Home<T> {
+        Home {
+            slot: std::ptr::addr_of!(NO_HOME).cast(),
+        }
+    }
 
     /// The home slot, if it is the calling thread's.
     ///
     /// The caller passes a home that a take from this pool's table made (or
-    /// [`Home::NONE`]), and holds the pool (it does: through the guard that
+    /// [`Home::none`]), and holds the pool (it does: through the guard that
     /// carried the home), so the slot is alive.
     #[inline(always)]
     fn held<'a>(self) -> Option<&'a Slot<T>> {
-        if self.slot.is_null() {
+        // SAFETY: `slot` points at `NO_HOME` or at a slot of the table of the
+        // pool that the caller holds (see above), which frees its slots only
+        // when the pool is dropped; a slot's first field is its index (a
+        // `usize` that never changes), so either way this reads an
+        // initialised, aligned `usize` that nobody writes.
+        let index = unsafe { self.slot.cast::<usize>().read() };
+        if index != raw_index() {
             return None;
         }
-        // SAFETY: a non-null home points into the table of the pool that the
-        // caller holds (see above); the table frees its slots only when the
-        // pool is dropped. Only `index`, which never changes, is read here.
-        let slot = unsafe { &*self.slot };
-        (raw_index() == slot.index()).then_some(slot)
+        // SAFETY: the index is the calling thread's, which `NO_HOME` never
+        // is: `slot` is a live slot (see above).
+        Some(unsafe { &*self.slot })
     }
 }
 
@@ -725,14 +742,14 @@ impl<T> Home<T> {
 fn take_stale<T>(c: &mut super::local::Cache<T>, slot: &Slot<T>, now: u64) -> Option<Vec<Obj<T>>> {
     c.epoch = now;
     let k = c
-        .items
+        .entries()
         .iter()
         .position(|&(_, stamp)| stamp + 1 >= now)
-        .unwrap_or(c.items.len());
+        .unwrap_or(c.len());
     if k == 0 {
         return None;
     }
-    let stale = c.items.drain(..k).map(|(v, _)| v).collect();
+    let stale = c.take_oldest(k).into_iter().map(|(v, _)| v).collect();
     Counts::bump(&slot.counts.drained, k as u64);
     Some(stale)
 }
@@ -758,13 +775,12 @@ impl<T: 'static> Flush for Inner<T> {
                     // The index's next owner registers its own exit hook.
                     c.epoch = UNREGISTERED;
                 }
-                Counts::bump(&slot.counts.drained, c.items.len() as u64);
+                Counts::bump(&slot.counts.drained, c.len() as u64);
                 if exiting {
-                    c.cap = 0;
-                    std::mem::take(&mut c.items)
+                    c.release()
                 } else {
-                    // Keep the reserved capacity for the thread's next use.
-                    c.items.drain(..).collect::<Vec<_>>()
+                    // Keep the storage for the thread's next use.
+                    c.take_oldest(c.len())
                 }
             })
         };
