@@ -51,7 +51,7 @@ type StartTrimmer<T> = fn(&Pool<T>, Duration, Arc<TrimStop>) -> std::io::Result<
 #[must_use = "a builder does nothing until build() is called"]
 pub struct Builder<T: 'static> {
     create: Box<dyn Fn() -> T + Send + Sync>,
-    /// Kept typed until `build` (see `hooks.rs`).
+    /// Kept typed up to `build` (see `hooks.rs`).
     reset: Option<Box<dyn MakeHooks<T>>>,
     accept: Option<AcceptFn<T>>,
     max_idle: usize,

@@ -3,12 +3,12 @@
 //!
 //! `Pool<T>` does not name the type of its reset, so the return path calls
 //! it through a trait object. The builder keeps the reset closure typed
-//! (inside a [`MakeHooks`]) until `build`, which makes one [`Hooks`] value
+//! (inside a [`MakeHooks`]) up to `build`, which makes one [`Hooks`] value
 //! whose `prepare` has the reset inlined and its `catch_unwind` around it:
 //! for `auto_reset()` on a `Vec` that is one store, and no landing pad when
 //! the reset cannot panic. An `accept` set as well is called through its
 //! box (the builder's methods take the two in either order, so only one of
-//! them can stay typed until `build`).
+//! them can stay typed up to `build`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -41,7 +41,7 @@ pub(crate) trait Hooks<T>: Send + Sync {
     extern "C" fn prepare(&self, value: &mut T) -> Verdict;
 }
 
-/// A reset kept typed by the builder until `build`.
+/// A reset kept typed by the builder up to `build`.
 pub(crate) trait MakeHooks<T>: Send + Sync {
     /// The hooks of a pool with this reset and `accept`.
     fn make(self: Box<Self>, accept: Option<AcceptFn<T>>) -> Box<dyn Hooks<T>>;
