@@ -11,7 +11,8 @@
 //! cycle, free of start-up and teardown. Implementations: `cenote`,
 //! `lockfree` (lockfree-object-pool's `LinearObjectPool`), `alloc`.
 //! Objects: `vec4k` (a 4 KiB `Vec<u8>`, cenote with `auto_reset()`), `small`
-//! (a 32-byte struct, cenote with `reset(|s| *s = Small::default())`).
+//! (a 32-byte struct, cenote with `reset(|s| *s = Small::default())`),
+//! `plain` (the 32-byte struct returned as it is: `Pool::new`, no reset).
 
 use std::hint::black_box;
 
@@ -52,6 +53,16 @@ fn cenote_small(n: u64) {
 }
 
 #[inline(never)]
+fn cenote_plain(n: u64) {
+    let pool = cenote::objects::Pool::new(Small::default);
+    for i in 0..n {
+        let mut s = pool.get();
+        s.a = i;
+        black_box(&mut *s);
+    }
+}
+
+#[inline(never)]
 fn lockfree_vec(n: u64) {
     let pool = lockfree_object_pool::LinearObjectPool::new(
         || Vec::<u8>::with_capacity(4096),
@@ -69,6 +80,16 @@ fn lockfree_small(n: u64) {
     let pool = lockfree_object_pool::LinearObjectPool::new(Small::default, |s: &mut Small| {
         *s = Small::default()
     });
+    for i in 0..n {
+        let mut s = pool.pull();
+        s.a = i;
+        black_box(&mut *s);
+    }
+}
+
+#[inline(never)]
+fn lockfree_plain(n: u64) {
+    let pool = lockfree_object_pool::LinearObjectPool::new(Small::default, |_: &mut Small| ());
     for i in 0..n {
         let mut s = pool.pull();
         s.a = i;
@@ -96,7 +117,7 @@ fn alloc_small(n: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: objects_loop cenote|lockfree|alloc vec4k|small N";
+    let usage = "usage: objects_loop cenote|lockfree|alloc vec4k|small|plain N";
     let (imp, obj, n) = match &args[..] {
         [_, imp, obj, n] => (imp.as_str(), obj.as_str(), n.parse().expect(usage)),
         _ => panic!("{usage}"),
@@ -104,10 +125,12 @@ fn main() {
     match (imp, obj) {
         ("cenote", "vec4k") => cenote_vec(n),
         ("cenote", "small") => cenote_small(n),
+        ("cenote", "plain") => cenote_plain(n),
         ("lockfree", "vec4k") => lockfree_vec(n),
         ("lockfree", "small") => lockfree_small(n),
+        ("lockfree", "plain") => lockfree_plain(n),
         ("alloc", "vec4k") => alloc_vec(n),
-        ("alloc", "small") => alloc_small(n),
+        ("alloc", "small") | ("alloc", "plain") => alloc_small(n),
         _ => panic!("{usage}"),
     }
 }

@@ -2422,9 +2422,9 @@ mod objects {
     #[test]
     fn a_reset_panicking_with_a_payload_that_panics_on_drop_stays_inside_the_pool() {
         quiet();
-        // Reset and accept run in one call that must never unwind (it is
-        // `extern "C"`: a panic escaping it would abort this process), in
-        // each way the builder can combine them.
+        // Reset and accept run inside the return path compiled for the
+        // reset's closure, which must catch every panic there, in each way
+        // the builder can combine them.
         type B = cenote::objects::Builder<Counted>;
         type Config = fn(B) -> B;
         fn bomb_reset(_: &mut Counted) {

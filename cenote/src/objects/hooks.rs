@@ -1,23 +1,26 @@
-//! What a pool runs on an object that comes back: `reset`, then `accept`,
-//! as one call whose body is compiled for the reset's own type.
+//! What a pool runs on an object that comes back (`reset`, then `accept`),
+//! and the return path compiled for them.
 //!
-//! `Pool<T>` does not name the type of its reset, so the return path calls
+//! `Pool<T>` does not name the type of its reset, so a guard's drop reaches
 //! it through a trait object. The builder keeps the reset closure typed
-//! (inside a [`MakeHooks`]) up to `build`, which makes one [`Hooks`] value
-//! whose `prepare` has the reset inlined and its `catch_unwind` around it:
-//! for `auto_reset()` on a `Vec` that is one store, and no landing pad when
-//! the reset cannot panic. An `accept` set as well is called through its
-//! box (the builder's methods take the two in either order, so only one of
-//! them can stay typed up to `build`).
+//! (inside a [`MakeHooks`]) up to `build`, which makes one [`Hooks`] value;
+//! its [`give_back`](Hooks::give_back) is the whole return path (the panic
+//! check, the reset and accept, the push onto the thread's cache) compiled
+//! for that closure, so the reset is inlined with its `catch_unwind` (for
+//! `auto_reset()` on a `Vec`: one store, and no landing pad when the reset
+//! cannot panic), and the guard's drop is one call. An `accept` set as well
+//! is called through its box (the builder's methods take the two in either
+//! order, so only one of them can stay typed up to `build`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::pool::{Home, Inner, Obj};
 
 /// An `accept` as the builder and the pool hold it.
 pub(crate) type AcceptFn<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
 
 /// Why an object that came back is not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub(crate) enum Verdict {
     /// Reset and accepted: store it.
     Keep,
@@ -29,16 +32,17 @@ pub(crate) enum Verdict {
     AcceptPanicked,
 }
 
-/// Reset and accept, in one call.
-pub(crate) trait Hooks<T>: Send + Sync {
-    /// Runs the reset, then the accept, each under `catch_unwind`.
-    ///
-    /// `extern "C"`: it never unwinds (every panic is caught, and so is a
-    /// panic dropping a payload), and the ABI tells the compiler so, which
-    /// spares the caller (a guard's drop, inlined into user code) a landing
-    /// pad. Were a panic to escape anyway, the process would abort rather
-    /// than unwind through the pool.
-    extern "C" fn prepare(&self, value: &mut T) -> Verdict;
+/// A pool's reset and accept.
+pub(crate) trait Hooks<T: 'static>: Send + Sync {
+    /// Runs the reset, then the accept, each under `catch_unwind`; never
+    /// unwinds.
+    fn prepare(&self, value: &mut T) -> Verdict;
+
+    /// The return path of a guard or `put` (see [`Inner::give_back_with`]),
+    /// compiled for these hooks: the one call a guard's drop makes.
+    fn give_back(&self, inner: &Inner<T>, value: Obj<T>, home: Home<T>) {
+        inner.give_back_with(self, value, home);
+    }
 }
 
 /// A reset kept typed by the builder up to `build`.
@@ -84,10 +88,21 @@ impl<T: 'static, F: Fn(&mut T) + Send + Sync + 'static> MakeHooks<T> for TypedRe
     }
 }
 
+/// Neither reset nor accept.
+struct NoHooks;
+
+impl<T: 'static> Hooks<T> for NoHooks {
+    #[inline(always)]
+    fn prepare(&self, _: &mut T) -> Verdict {
+        Verdict::Keep
+    }
+}
+
 struct ResetOnly<F>(F);
 
-impl<T, F: Fn(&mut T) + Send + Sync> Hooks<T> for ResetOnly<F> {
-    extern "C" fn prepare(&self, value: &mut T) -> Verdict {
+impl<T: 'static, F: Fn(&mut T) + Send + Sync> Hooks<T> for ResetOnly<F> {
+    #[inline(always)]
+    fn prepare(&self, value: &mut T) -> Verdict {
         if reset_ok(&self.0, value) {
             Verdict::Keep
         } else {
@@ -98,8 +113,9 @@ impl<T, F: Fn(&mut T) + Send + Sync> Hooks<T> for ResetOnly<F> {
 
 struct ResetAccept<T, F>(F, AcceptFn<T>);
 
-impl<T, F: Fn(&mut T) + Send + Sync> Hooks<T> for ResetAccept<T, F> {
-    extern "C" fn prepare(&self, value: &mut T) -> Verdict {
+impl<T: 'static, F: Fn(&mut T) + Send + Sync> Hooks<T> for ResetAccept<T, F> {
+    #[inline(always)]
+    fn prepare(&self, value: &mut T) -> Verdict {
         if !reset_ok(&self.0, value) {
             return Verdict::ResetPanicked;
         }
@@ -108,23 +124,24 @@ impl<T, F: Fn(&mut T) + Send + Sync> Hooks<T> for ResetAccept<T, F> {
 }
 
 /// An accept and no reset.
-pub(crate) struct AcceptOnly<T>(pub(crate) AcceptFn<T>);
+struct AcceptOnly<T>(AcceptFn<T>);
 
-impl<T> Hooks<T> for AcceptOnly<T> {
-    extern "C" fn prepare(&self, value: &mut T) -> Verdict {
+impl<T: 'static> Hooks<T> for AcceptOnly<T> {
+    #[inline(always)]
+    fn prepare(&self, value: &mut T) -> Verdict {
         accepted(&self.0, value)
     }
 }
 
-/// The hooks of a pool built with `reset` and `accept` (either may be
-/// absent); `None` when both are.
+/// The hooks of a pool built with `reset` and `accept` (either or both may
+/// be absent).
 pub(crate) fn hooks<T: 'static>(
     reset: Option<Box<dyn MakeHooks<T>>>,
     accept: Option<AcceptFn<T>>,
-) -> Option<Box<dyn Hooks<T>>> {
+) -> Box<dyn Hooks<T>> {
     match (reset, accept) {
-        (Some(reset), accept) => Some(reset.make(accept)),
-        (None, Some(accept)) => Some(Box::new(AcceptOnly(accept))),
-        (None, None) => None,
+        (Some(reset), accept) => reset.make(accept),
+        (None, Some(accept)) => Box::new(AcceptOnly(accept)),
+        (None, None) => Box::new(NoHooks),
     }
 }

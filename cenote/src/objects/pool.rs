@@ -96,8 +96,9 @@ pub(crate) struct Inner<T: 'static> {
     /// This pool, for the exit hooks that threads register.
     me: Weak<Inner<T>>,
     create: CreateFn<T>,
-    /// Reset and accept, `None` if neither was set (see `hooks.rs`).
-    hooks: Option<Box<dyn Hooks<T>>>,
+    /// Reset and accept, and the return path compiled for them (see
+    /// `hooks.rs`).
+    hooks: Box<dyn Hooks<T>>,
     /// Idle objects with the trim epoch at which they came back.
     shared: Queue<(Obj<T>, u64)>,
     slots: Slots<T>,
@@ -113,7 +114,7 @@ pub(crate) struct Inner<T: 'static> {
 
 pub(crate) struct Parts<T: 'static> {
     pub(crate) create: CreateFn<T>,
-    pub(crate) hooks: Option<Box<dyn Hooks<T>>>,
+    pub(crate) hooks: Box<dyn Hooks<T>>,
     pub(crate) max_idle: usize,
     pub(crate) thread_cache: usize,
     pub(crate) discard_on_panic: bool,
@@ -346,14 +347,15 @@ impl<T: 'static> Inner<T> {
     // ----- the paths --------------------------------------------------------
     //
     // The hot path (a get served by this thread's cache, a return kept by
-    // it) is inlined into the caller: one thread-local load each way, the
-    // slot (an index into the first bucket on a get; remembered by the
-    // guard on a return), one comparison of epochs (which also says the
-    // exit hook is in place), a pop or push and one owner-only counter; a
-    // return also checks for a panic and makes one call, to the reset and
-    // accept (see `hooks.rs`). Everything else (first use, a thread index
-    // past the first bucket, a trim since the last use, a full or empty
-    // cache, the shared store, a miss) is out of line.
+    // it): one thread-local load each way, the slot (an index into the near
+    // slots on a get; remembered by the guard on a return), one comparison
+    // of epochs (which also says the exit hook is in place), a pop or push
+    // and one owner-only counter. The get is inlined into the caller; the
+    // return is a panicking check inlined into the caller and one call to
+    // the rest, compiled for the pool's reset and accept (see `hooks.rs`).
+    // Everything else (first use, a thread index past the near slots, a
+    // trim since the last use, a full or empty cache, the shared store, a
+    // miss) is out of line.
 
     /// Takes an object from this thread's cache if that needs nothing but a
     /// pop: the hot path of a get. Also says which slot is this thread's,
@@ -479,35 +481,46 @@ impl<T: 'static> Inner<T> {
     }
 
     /// The return path of guards (with the slot the object came from) and
-    /// of `put`. Inlined into the guard's drop, so every case but the hot
-    /// one leaves through the one call to [`give_back_slow`](Self::give_back_slow)
-    /// (each call site would count against inlining).
+    /// of `put`: the panicking check, then one call, to the return path
+    /// compiled for this pool's reset and accept ([`Hooks::give_back`]).
+    /// The check is made here, inlined into the caller, because its slow
+    /// half is a call: in the compiled return path it would make every
+    /// return save and restore registers around it.
     #[inline(always)]
-    fn give_back(&self, mut value: Obj<T>, home: Home<T>) {
-        let why = if std::thread::panicking() {
-            Slow::Panicking
-        } else {
-            match self.prepare(&mut value) {
-                Verdict::Keep => match self.push_home(value, home) {
-                    Ok(()) => return,
-                    Err(v) => {
-                        value = v;
-                        Slow::Store
-                    }
-                },
-                verdict => Slow::NotKept(verdict),
-            }
+    fn give_back(&self, value: Obj<T>, home: Home<T>) {
+        if std::thread::panicking() {
+            return self.give_back_slow(value, home, Slow::Panicking);
+        }
+        self.hooks.give_back(self, value, home);
+    }
+
+    /// The return path once the thread is known not to be panicking, for
+    /// the hooks `H` (the body of every [`Hooks::give_back`]): the reset and
+    /// accept inline, and every case but the hot one through the one call
+    /// to [`give_back_slow`](Self::give_back_slow).
+    #[inline(always)]
+    pub(crate) fn give_back_with<H: Hooks<T> + ?Sized>(
+        &self,
+        hooks: &H,
+        mut value: Obj<T>,
+        home: Home<T>,
+    ) {
+        let why = match hooks.prepare(&mut value) {
+            Verdict::Keep => match self.push_home(value, home) {
+                Ok(()) => return,
+                Err(v) => {
+                    value = v;
+                    Slow::Store
+                }
+            },
+            verdict => Slow::NotKept(verdict),
         };
         self.give_back_slow(value, home, why);
     }
 
     /// Runs the reset and accept, if any.
-    #[inline(always)]
     fn prepare(&self, value: &mut T) -> Verdict {
-        match &self.hooks {
-            Some(hooks) => hooks.prepare(value),
-            None => Verdict::Keep,
-        }
+        self.hooks.prepare(value)
     }
 
     /// Pushes a reset and accepted object onto this thread's cache if the
