@@ -436,6 +436,51 @@ fn a_guard_dropped_during_a_panic_is_discarded() {
 }
 
 #[test]
+fn a_panic_on_another_thread_does_not_discard_this_threads_returns() {
+    // While any thread unwinds, `std`'s global panic count is not zero and a
+    // return takes the slow half of the panicking check; on a thread that is
+    // not itself panicking, the object must still be kept.
+    let (pool, live, _) = tracked_pool(|b| b);
+    let unwinding = Arc::new(std::sync::Barrier::new(2));
+    let done = Arc::new(std::sync::Barrier::new(2));
+    struct HoldWhileUnwinding(Arc<std::sync::Barrier>, Arc<std::sync::Barrier>);
+    impl Drop for HoldWhileUnwinding {
+        fn drop(&mut self) {
+            assert!(thread::panicking());
+            self.0.wait(); // the other thread may start
+            self.1.wait(); // and is done
+        }
+    }
+    let (u, d) = (unwinding.clone(), done.clone());
+    let panicker = thread::spawn(move || {
+        let _hold = HoldWhileUnwinding(u, d);
+        panic!("unwinding on purpose");
+    });
+    unwinding.wait();
+    for _ in 0..10 {
+        let mut g = pool.get();
+        g.data.push(1);
+    }
+    pool.put(Tracked {
+        id: usize::MAX,
+        live: {
+            live.fetch_add(1, SeqCst);
+            live.clone()
+        },
+        data: Vec::new(),
+    });
+    let s = pool.stats();
+    done.wait();
+    assert!(panicker.join().is_err());
+    assert_eq!(
+        (s.returned, s.dropped_panicked, s.idle),
+        (11, 0, 2),
+        "{s:?}"
+    );
+    assert_eq!(live.load(SeqCst), 2);
+}
+
+#[test]
 fn a_panicking_reset_drops_the_object_and_never_aborts() {
     let (pool, live, _) = tracked_pool(|b| {
         b.reset(|t| {

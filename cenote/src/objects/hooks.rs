@@ -14,7 +14,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::pool::{Home, Inner, Obj};
+use super::pool::{give_back_kept, Home, Inner, Obj};
 
 /// An `accept` as the builder and the pool hold it.
 pub(crate) type AcceptFn<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
@@ -38,10 +38,17 @@ pub(crate) trait Hooks<T: 'static>: Send + Sync {
     /// unwinds.
     fn prepare(&self, value: &mut T) -> Verdict;
 
-    /// The return path of a guard or `put` (see [`Inner::give_back_with`]),
-    /// compiled for these hooks: the one call a guard's drop makes.
+    /// The return path of a guard or `put`, compiled for these hooks: the
+    /// one call a guard's drop makes. The panicking check comes first; its
+    /// slow half (`std`'s look at the thread's own panic count) is a call,
+    /// so the rest is a separate function ([`give_back_kept`]) reached by a
+    /// jump, and only a thread that finds some panic in progress saves
+    /// registers around that call.
     fn give_back(&self, inner: &Inner<T>, value: Obj<T>, home: Home<T>) {
-        inner.give_back_with(self, value, home);
+        if std::thread::panicking() {
+            return inner.give_back_panicking(value, home);
+        }
+        give_back_kept(self, inner, value, home);
     }
 }
 

@@ -351,8 +351,8 @@ impl<T: 'static> Inner<T> {
     // slots on a get; remembered by the guard on a return), one comparison
     // of epochs (which also says the exit hook is in place), a pop or push
     // and one owner-only counter. The get is inlined into the caller; the
-    // return is a panicking check inlined into the caller and one call to
-    // the rest, compiled for the pool's reset and accept (see `hooks.rs`).
+    // return is one call, to the return path compiled for the pool's reset
+    // and accept (`Hooks::give_back`, then `give_back_kept`).
     // Everything else (first use, a thread index past the near slots, a
     // trim since the last use, a full or empty cache, the shared store, a
     // miss) is out of line.
@@ -481,41 +481,17 @@ impl<T: 'static> Inner<T> {
     }
 
     /// The return path of guards (with the slot the object came from) and
-    /// of `put`: the panicking check, then one call, to the return path
-    /// compiled for this pool's reset and accept ([`Hooks::give_back`]).
-    /// The check is made here, inlined into the caller, because its slow
-    /// half is a call: in the compiled return path it would make every
-    /// return save and restore registers around it.
+    /// of `put`: one call, to the return path compiled for this pool's reset
+    /// and accept ([`Hooks::give_back`]).
     #[inline(always)]
     fn give_back(&self, value: Obj<T>, home: Home<T>) {
-        if std::thread::panicking() {
-            return self.give_back_slow(value, home, Slow::Panicking);
-        }
         self.hooks.give_back(self, value, home);
     }
 
-    /// The return path once the thread is known not to be panicking, for
-    /// the hooks `H` (the body of every [`Hooks::give_back`]): the reset and
-    /// accept inline, and every case but the hot one through the one call
-    /// to [`give_back_slow`](Self::give_back_slow).
+    /// A return on a panicking thread.
     #[inline(always)]
-    pub(crate) fn give_back_with<H: Hooks<T> + ?Sized>(
-        &self,
-        hooks: &H,
-        mut value: Obj<T>,
-        home: Home<T>,
-    ) {
-        let why = match hooks.prepare(&mut value) {
-            Verdict::Keep => match self.push_home(value, home) {
-                Ok(()) => return,
-                Err(v) => {
-                    value = v;
-                    Slow::Store
-                }
-            },
-            verdict => Slow::NotKept(verdict),
-        };
-        self.give_back_slow(value, home, why);
+    pub(crate) fn give_back_panicking(&self, value: Obj<T>, home: Home<T>) {
+        self.give_back_slow(value, home, Slow::Panicking);
     }
 
     /// Runs the reset and accept, if any.
@@ -526,7 +502,7 @@ impl<T: 'static> Inner<T> {
     /// Pushes a reset and accepted object onto this thread's cache if the
     /// object came from it and that needs nothing but the push.
     #[inline(always)]
-    fn push_home(&self, value: Obj<T>, home: Home<T>) -> Result<(), Obj<T>> {
+    pub(crate) fn push_home(&self, value: Obj<T>, home: Home<T>) -> Result<(), Obj<T>> {
         let Some(slot) = home.held() else {
             return Err(value);
         };
@@ -551,7 +527,7 @@ impl<T: 'static> Inner<T> {
     /// Every return that [`give_back`](Self::give_back) does not finish.
     #[cold]
     #[inline(never)]
-    fn give_back_slow(&self, mut value: Obj<T>, home: Home<T>, why: Slow) {
+    pub(crate) fn give_back_slow(&self, mut value: Obj<T>, home: Home<T>, why: Slow) {
         match why {
             Slow::Panicking if self.discard_on_panic => self.discard_panicked(value),
             Slow::Panicking => match self.prepare(&mut value) {
@@ -681,9 +657,35 @@ impl<T: 'static> Inner<T> {
     }
 }
 
+/// The return path on a thread that is not panicking, for the hooks `H`
+/// (see [`Hooks::give_back`]): the reset and accept inline, the push onto
+/// the home slot, and every other case through the one call to
+/// [`Inner::give_back_slow`]. Out of line, and with its parameters in the
+/// order `Hooks::give_back` receives them, so that the latter reaches it
+/// with a plain jump.
+#[inline(never)]
+pub(crate) fn give_back_kept<T: 'static, H: Hooks<T> + ?Sized>(
+    hooks: &H,
+    inner: &Inner<T>,
+    mut value: Obj<T>,
+    home: Home<T>,
+) {
+    let why = match hooks.prepare(&mut value) {
+        Verdict::Keep => match inner.push_home(value, home) {
+            Ok(()) => return,
+            Err(v) => {
+                value = v;
+                Slow::Store
+            }
+        },
+        verdict => Slow::NotKept(verdict),
+    };
+    inner.give_back_slow(value, home, why);
+}
+
 /// Why a return left the hot path.
 #[derive(Clone, Copy)]
-enum Slow {
+pub(crate) enum Slow {
     /// The thread is panicking.
     Panicking,
     /// Reset or accept turned the object down.
