@@ -362,10 +362,9 @@ impl<T: 'static> Inner<T> {
     /// for the guard.
     #[inline(always)]
     fn take_cached(&self) -> Option<(Obj<T>, Home<T>)> {
-        let inner = self;
         let index = raw_index();
-        let slot = inner.slots.near(index)?;
-        let now = inner.epoch.load(Relaxed);
+        let slot = self.slots.near(index)?;
+        let now = self.epoch.load(Relaxed);
         // SAFETY: `index` is the calling thread's own (`raw_index` returns
         // it or a value that `near` refuses), so this is that thread's slot,
         // on that thread; the closure runs no user code.
@@ -381,11 +380,10 @@ impl<T: 'static> Inner<T> {
     #[cold]
     #[inline(never)]
     fn take_slow(&self, counting_miss: bool) -> (Option<Obj<T>>, Home<T>) {
-        let inner = self;
-        if inner.cache_cap > 0 {
+        if self.cache_cap > 0 {
             if let Some(index) = current_index() {
-                let slot = inner.slots.get(index);
-                let now = inner.epoch.load(Relaxed);
+                let slot = self.slots.get(index);
+                let now = self.epoch.load(Relaxed);
                 // SAFETY: the slot of the calling thread's index, on that
                 // thread; the closure runs no user code.
                 let hit =
@@ -398,7 +396,7 @@ impl<T: 'static> Inner<T> {
                 return (self.take_local_slow(slot, now, counting_miss), home);
             }
         }
-        (self.take_shared(&inner.counts, counting_miss), Home::none())
+        (self.take_shared(&self.counts, counting_miss), Home::none())
     }
 
     /// This thread's cache is empty, or needs registering or trimming.
@@ -437,14 +435,13 @@ impl<T: 'static> Inner<T> {
     /// slot cannot be used.
     #[cold]
     fn slow_local(&self, slot: &Slot<T>, now: u64) -> Option<()> {
-        let inner = self;
         // SAFETY: the slot of the calling thread's index, on that thread;
         // the closure runs no user code (reserving memory is not user code).
         let (first, stale) = unsafe {
             slot.with_cache(|c| {
                 let first = c.epoch == UNREGISTERED;
                 if first {
-                    c.reserve(inner.cache_cap);
+                    c.reserve(self.cache_cap);
                 }
                 let stale = take_stale(c, slot, now);
                 (first, stale)
@@ -557,11 +554,10 @@ impl<T: 'static> Inner<T> {
     /// A return on a thread other than the object's home (or with no
     /// home, or on a thread that has not used a pool yet).
     fn store_elsewhere(&self, value: Obj<T>) {
-        let inner = self;
-        if inner.cache_cap > 0 {
+        if self.cache_cap > 0 {
             if let Some(index) = current_index() {
-                let slot = inner.slots.get(index);
-                let now = inner.epoch.load(Relaxed);
+                let slot = self.slots.get(index);
+                let now = self.epoch.load(Relaxed);
                 // SAFETY: as in `push_home`.
                 let kept = unsafe {
                     slot.with_cache(|c| {
@@ -579,12 +575,11 @@ impl<T: 'static> Inner<T> {
                 return;
             }
         }
-        self.put_shared(value, &inner.counts);
+        self.put_shared(value, &self.counts);
     }
 
     /// This thread's cache is full, or needs registering or trimming.
     fn put_slow(&self, value: Obj<T>, slot: &Slot<T>, now: u64) {
-        let inner = self;
         let value = if self.slow_local(slot, now).is_some() {
             // SAFETY: as in `push_home`.
             match unsafe { slot.with_cache(|c| c.push(value, now)) } {
@@ -594,7 +589,7 @@ impl<T: 'static> Inner<T> {
         } else {
             value
         };
-        match inner.shared.push((value, now)) {
+        match self.shared.push((value, now)) {
             Ok(()) => Counts::bump(&slot.counts.shared_returned, 1),
             Err((v, _)) => {
                 Counts::bump(&slot.counts.dropped_full, 1);
@@ -858,9 +853,10 @@ pub struct Pooled<'a, T: 'static> {
 }
 
 // SAFETY: the guard is a `&Pool<T>` and a `T` (the auto traits would say
-// so but for `Home`'s raw pointer, a slot of the pool's table through
-// which any thread reads only the slot's immutable index, and only the
-// thread owning that slot touches its cache): it may go where both may.
+// so but for `Home`'s raw pointer: a slot of the pool's table or the
+// `NO_HOME` static, through which any thread reads only an immutable index,
+// and only the thread owning that slot touches its cache): it may go where
+// both may.
 unsafe impl<T: Send> Send for Pooled<'_, T> where Pool<T>: Sync {}
 // SAFETY: as above; `&Pooled` gives only `&T` (and `home` is never used
 // through a shared reference).
@@ -915,9 +911,10 @@ pub struct OwnedPooled<T: 'static> {
 }
 
 // SAFETY: the guard is a `Pool<T>` and a `T` (the auto traits would say so
-// but for `Home`'s raw pointer, a slot of the pool's table through which
-// any thread reads only the slot's immutable index, and only the thread
-// owning that slot touches its cache; the pool handle keeps the slot alive).
+// but for `Home`'s raw pointer: a slot of the pool's table or the `NO_HOME`
+// static, through which any thread reads only an immutable index, and only
+// the thread owning that slot touches its cache; the pool handle keeps the
+// slot alive).
 unsafe impl<T: Send> Send for OwnedPooled<T> where Pool<T>: Send {}
 // SAFETY: as above; `&OwnedPooled` gives only `&T` and `&Pool<T>`.
 unsafe impl<T: Sync> Sync for OwnedPooled<T> where Pool<T>: Sync {}
