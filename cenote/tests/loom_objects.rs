@@ -68,6 +68,37 @@ fn cross_thread_return_and_exit_hand_back() {
     });
 }
 
+/// The other way round: a guard taken on a spawned thread (whose slot is
+/// in the table's far part; under loom only index 0 is near) is dropped on
+/// the main thread while the spawned thread goes on using its own cache.
+/// The main thread reads the guard's home slot's index (never its cache),
+/// finds it is not its own and keeps the object in its own slot. (The
+/// spawned thread empties its cache by hand, so the counts can be checked
+/// after `join`, which under loom may return before its exit hook ran.)
+#[test]
+fn a_guard_from_a_far_slot_returns_on_the_main_thread() {
+    loom::model(|| {
+        let (pool, live) = pool(2, 2);
+        use_once(&pool); // the main thread's slot first: index 0, near
+        let (tx, rx) = loom::sync::mpsc::channel();
+        let p = pool.clone();
+        let t = thread::spawn(move || {
+            tx.send(p.get_owned()).unwrap();
+            use_once(&p);
+            p.flush_thread_cache();
+        });
+        let g = rx.recv().unwrap();
+        assert!(!g.in_use.swap(true, SeqCst), "handed out twice at once");
+        g.in_use.store(false, SeqCst);
+        drop(g);
+        t.join().unwrap();
+        use_once(&pool);
+        pool.flush_thread_cache();
+        let s = pool.stats();
+        assert_eq!(live.load(SeqCst), s.idle, "{s:?}");
+    });
+}
+
 /// The same hand-back by hand (`flush_thread_cache`), after which the
 /// returned object is certainly in the shared store: nothing is lost.
 #[test]

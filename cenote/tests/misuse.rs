@@ -2383,20 +2383,54 @@ mod objects {
     #[test]
     fn a_reset_panicking_with_a_payload_that_panics_on_drop_stays_inside_the_pool() {
         quiet();
-        let live = Arc::new(AtomicIsize::new(0));
-        let l = live.clone();
-        let pool = Pool::builder(move || Counted::new(&l))
-            .reset(|_| std::panic::panic_any(Bomb))
-            .build()
-            .unwrap();
-        let g = pool.get();
-        let r = catch_unwind(AssertUnwindSafe(move || drop(g)));
-        assert!(
-            r.is_ok(),
-            "the reset's panic reached the code that dropped the guard"
-        );
-        assert_eq!(pool.stats().dropped_panicked, 1);
-        assert_no_leak(&pool, &live);
+        // Reset and accept run inside the return path compiled for the
+        // reset's closure, which must catch every panic there, in each way
+        // the builder can combine them.
+        type B = cenote::objects::Builder<Counted>;
+        type Config = fn(B) -> B;
+        fn bomb_reset(_: &mut Counted) {
+            std::panic::panic_any(Bomb)
+        }
+        fn bomb_accept(_: &Counted) -> bool {
+            std::panic::panic_any(Bomb)
+        }
+        let configs: [(&str, Config); 5] = [
+            ("reset", |b| b.reset(bomb_reset)),
+            ("reset then accept", |b| {
+                b.reset(bomb_reset).accept(|_| true)
+            }),
+            ("accept then reset", |b| {
+                b.accept(|_| true).reset(bomb_reset)
+            }),
+            ("accept", |b| b.accept(bomb_accept)),
+            ("reset, accept panics", |b| {
+                b.reset(|_| ()).accept(bomb_accept)
+            }),
+        ];
+        for (name, config) in configs {
+            let live = Arc::new(AtomicIsize::new(0));
+            let l = live.clone();
+            let pool = config(Pool::builder(move || Counted::new(&l)))
+                .build()
+                .unwrap();
+            for owned in [false, true] {
+                let r = if owned {
+                    let g = pool.get_owned();
+                    catch_unwind(AssertUnwindSafe(move || drop(g)))
+                } else {
+                    let g = pool.get();
+                    catch_unwind(AssertUnwindSafe(move || drop(g)))
+                };
+                assert!(
+                    r.is_ok(),
+                    "{name}: the panic reached the code that dropped the guard"
+                );
+            }
+            pool.put(Counted::new(&live));
+            assert_eq!(pool.stats().dropped_panicked, 3, "{name}");
+            assert_no_leak(&pool, &live);
+            assert_eq!(live.load(SeqCst), 0, "{name}");
+        }
     }
 
     // ----- (c) thread exit ------------------------------------------------------------

@@ -137,6 +137,123 @@ fn accept_refuses_objects() {
 }
 
 #[test]
+fn reset_and_accept_apply_in_either_builder_order() {
+    // The builder keeps the reset typed until `build`, whichever of the two
+    // comes first; every combination must reset, then ask accept.
+    type B = cenote::objects::Builder<Vec<u8>>;
+    type Config = Box<dyn Fn(B) -> B>;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let reset = move |v: &mut Vec<u8>| {
+        s1.lock().unwrap().push(("reset", v.len()));
+        v.clear();
+    };
+    let accept = move |v: &Vec<u8>| {
+        s2.lock().unwrap().push(("accept", v.len()));
+        v.capacity() <= 1024
+    };
+    let (r1, a1) = (reset.clone(), accept.clone());
+    let configs: Vec<(&str, Config)> = vec![
+        (
+            "reset, accept",
+            Box::new(move |b: B| b.reset(r1.clone()).accept(a1.clone())),
+        ),
+        (
+            "accept, reset",
+            Box::new(move |b: B| b.accept(accept.clone()).reset(reset.clone())),
+        ),
+    ];
+    for (name, config) in configs {
+        seen.lock().unwrap().clear();
+        let pool = config(Pool::builder(Vec::new)).build().unwrap();
+        pool.get().extend_from_slice(b"abc");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [("reset", 3), ("accept", 0)],
+            "{name}: reset first, then accept on the reset object"
+        );
+        pool.get().reserve(4096);
+        let s = pool.stats();
+        assert_eq!((s.returned, s.dropped_refused, s.idle), (1, 1, 0), "{name}");
+    }
+    // Accept alone, reset alone, neither.
+    let pool = Pool::builder(Vec::<u8>::new)
+        .accept(|v| v.is_empty())
+        .build()
+        .unwrap();
+    pool.get().push(1);
+    drop(pool.get());
+    let s = pool.stats();
+    assert_eq!((s.dropped_refused, s.returned, s.idle), (1, 1, 1));
+    let pool = Pool::builder(Vec::<u8>::new)
+        .reset(|v| v.push(7))
+        .build()
+        .unwrap();
+    drop(pool.get());
+    assert_eq!(*pool.get(), [7]);
+    let pool = Pool::new(Vec::<u8>::new);
+    pool.get().push(1);
+    assert_eq!(*pool.get(), [1], "no reset: returned as it is");
+}
+
+#[test]
+fn threads_past_the_first_slots_use_the_pool_alike() {
+    // Thread indices past the first bucket of slots take the table's far
+    // path: with 48 threads alive at once, some do. Each keeps objects in
+    // its cache, returns objects taken on other threads, and exits while a
+    // neighbour still uses the pool.
+    const THREADS: usize = 48;
+    let (pool, live, _) = tracked_pool(|b| b.max_idle(1024).thread_cache(4));
+    let start = Arc::new(std::sync::Barrier::new(THREADS));
+    let mailbox = Arc::new(Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (pool, start, mailbox) = (pool.clone(), start.clone(), mailbox.clone());
+            thread::spawn(move || {
+                start.wait(); // all alive at once: indices 0..48 in use
+                for i in 0..200 {
+                    let a = pool.get();
+                    let b = pool.get_owned();
+                    if (i + t) % 3 == 0 {
+                        let theirs = {
+                            let mut m = mailbox.lock().unwrap();
+                            let theirs = m.pop();
+                            m.push(b);
+                            theirs
+                        };
+                        drop(theirs);
+                    } else {
+                        drop(b);
+                    }
+                    drop(a);
+                }
+                if t % 2 == 0 {
+                    pool.flush_thread_cache();
+                }
+                if t % 5 == 0 {
+                    pool.trim();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    mailbox.lock().unwrap().clear();
+    // Exit hooks may still be running a moment after `join`.
+    assert!(eventually(|| live.load(SeqCst) == pool.stats().idle));
+    let s = pool.stats();
+    assert_eq!(s.hits + s.misses, (THREADS * 200 * 2) as u64, "{s:?}");
+    assert_eq!(
+        s.misses - (s.dropped_full + s.dropped_refused + s.dropped_panicked + s.dropped_trimmed),
+        s.idle as u64,
+        "{s:?}"
+    );
+    drop(pool);
+    assert_eq!(live.load(SeqCst), 0);
+}
+
+#[test]
 fn prefill_creates_objects_at_build() {
     let (pool, live, created) = tracked_pool(|b| b.prefill(10).max_idle(10));
     assert_eq!(created.load(SeqCst), 10);
@@ -307,6 +424,51 @@ fn a_guard_dropped_during_a_panic_is_discarded() {
     })
     .join();
     assert_eq!(pool.stats().idle, 1);
+}
+
+#[test]
+fn a_panic_on_another_thread_does_not_discard_this_threads_returns() {
+    // While any thread unwinds, `std`'s global panic count is not zero and a
+    // return takes the slow half of the panicking check; on a thread that is
+    // not itself panicking, the object must still be kept.
+    let (pool, live, _) = tracked_pool(|b| b);
+    let unwinding = Arc::new(std::sync::Barrier::new(2));
+    let done = Arc::new(std::sync::Barrier::new(2));
+    struct HoldWhileUnwinding(Arc<std::sync::Barrier>, Arc<std::sync::Barrier>);
+    impl Drop for HoldWhileUnwinding {
+        fn drop(&mut self) {
+            assert!(thread::panicking());
+            self.0.wait(); // the other thread may start
+            self.1.wait(); // and is done
+        }
+    }
+    let (u, d) = (unwinding.clone(), done.clone());
+    let panicker = thread::spawn(move || {
+        let _hold = HoldWhileUnwinding(u, d);
+        panic!("unwinding on purpose");
+    });
+    unwinding.wait();
+    for _ in 0..10 {
+        let mut g = pool.get();
+        g.data.push(1);
+    }
+    pool.put(Tracked {
+        id: usize::MAX,
+        live: {
+            live.fetch_add(1, SeqCst);
+            live.clone()
+        },
+        data: Vec::new(),
+    });
+    let s = pool.stats();
+    done.wait();
+    assert!(panicker.join().is_err());
+    assert_eq!(
+        (s.returned, s.dropped_panicked, s.idle),
+        (11, 0, 2),
+        "{s:?}"
+    );
+    assert_eq!(live.load(SeqCst), 2);
 }
 
 #[test]

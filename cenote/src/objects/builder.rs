@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::pool::{start_trimmer, AcceptFn, Parts, Pool, ResetFn, TrimStop};
+use super::hooks::{self, AcceptFn, MakeHooks, TypedReset};
+use super::pool::{start_trimmer, Parts, Pool, TrimStop};
 use super::Reset;
 use crate::sync::Arc;
 
@@ -50,7 +51,8 @@ type StartTrimmer<T> = fn(&Pool<T>, Duration, Arc<TrimStop>) -> std::io::Result<
 #[must_use = "a builder does nothing until build() is called"]
 pub struct Builder<T: 'static> {
     create: Box<dyn Fn() -> T + Send + Sync>,
-    reset: Option<ResetFn<T>>,
+    /// Kept typed up to `build` (see `hooks.rs`).
+    reset: Option<Box<dyn MakeHooks<T>>>,
     accept: Option<AcceptFn<T>>,
     max_idle: usize,
     thread_cache: usize,
@@ -92,7 +94,7 @@ impl<T: 'static> Builder<T> {
     /// drops the object (counted in `dropped_panicked`) and is reported
     /// through `tracing`; it never reaches the code that dropped the guard.
     pub fn reset(mut self, f: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
-        self.reset = Some(Box::new(f));
+        self.reset = Some(Box::new(TypedReset(f)));
         self
     }
 
@@ -160,8 +162,7 @@ impl<T: 'static> Builder<T> {
         let trim_stop = self.trim.map(|_| Arc::new(TrimStop::new()));
         let pool = Pool::from_parts(Parts {
             create: self.create,
-            reset: self.reset,
-            accept: self.accept,
+            hooks: hooks::hooks(self.reset, self.accept),
             max_idle: self.max_idle,
             thread_cache: self.thread_cache.min(self.max_idle),
             discard_on_panic: self.discard_on_panic,

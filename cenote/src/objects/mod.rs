@@ -60,6 +60,7 @@
 //! `objects/DESIGN.md`.
 
 mod builder;
+mod hooks;
 mod local;
 mod pool;
 mod reset;

@@ -3,11 +3,11 @@
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Weak;
 
 use super::builder::Builder;
-use super::local::{current_index, register, Counts, Flush, Slot, Slots, UNREGISTERED};
+use super::hooks::{Hooks, Verdict};
+use super::local::{current_index, raw_index, register, Counts, Flush, Slot, Slots, UNREGISTERED};
 use super::Stats;
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering::*, Queue};
 use crossbeam_utils::CachePadded;
@@ -21,10 +21,8 @@ use crossbeam_utils::CachePadded;
 /// cost 5x one thread in `cenote-bench objects`.
 pub(crate) type Obj<T> = Box<CachePadded<T>>;
 
-/// The callbacks a pool runs on its objects.
+/// How a pool makes its objects.
 pub(crate) type CreateFn<T> = Box<dyn Fn() -> T + Send + Sync>;
-pub(crate) type ResetFn<T> = Box<dyn Fn(&mut T) + Send + Sync>;
-pub(crate) type AcceptFn<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
 
 /// A pool of reusable objects of type `T`.
 ///
@@ -98,9 +96,12 @@ struct SharedCounts {
 }
 
 pub(crate) struct Inner<T: 'static> {
+    /// This pool, for the exit hooks that threads register.
+    me: Weak<Inner<T>>,
     create: CreateFn<T>,
-    reset: Option<ResetFn<T>>,
-    accept: Option<AcceptFn<T>>,
+    /// Reset and accept, and the return path compiled for them (see
+    /// `hooks.rs`).
+    hooks: Box<dyn Hooks<T>>,
     /// Idle objects with the trim epoch at which they came back.
     shared: Queue<(Obj<T>, u64)>,
     slots: Slots<T>,
@@ -116,8 +117,7 @@ pub(crate) struct Inner<T: 'static> {
 
 pub(crate) struct Parts<T: 'static> {
     pub(crate) create: CreateFn<T>,
-    pub(crate) reset: Option<ResetFn<T>>,
-    pub(crate) accept: Option<AcceptFn<T>>,
+    pub(crate) hooks: Box<dyn Hooks<T>>,
     pub(crate) max_idle: usize,
     pub(crate) thread_cache: usize,
     pub(crate) discard_on_panic: bool,
@@ -141,10 +141,10 @@ impl<T: 'static> Pool<T> {
 
     pub(crate) fn from_parts(p: Parts<T>) -> Pool<T> {
         Pool {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
                 create: p.create,
-                reset: p.reset,
-                accept: p.accept,
+                hooks: p.hooks,
                 shared: Queue::new(p.max_idle),
                 slots: Slots::new(),
                 cache_cap: p.thread_cache,
@@ -180,13 +180,13 @@ impl<T: 'static> Pool<T> {
     /// the pool when the guard is dropped.
     #[inline(always)]
     pub fn get(&self) -> Pooled<'_, T> {
-        let (value, home) = self.take(true);
-        let value = match value {
-            Some(v) => v,
-            None => Obj::new(CachePadded::new((self.inner.create)())),
+        let inner = &*self.inner;
+        let (value, home) = match inner.take_cached() {
+            Some(taken) => taken,
+            None => inner.get_slow(),
         };
         Pooled {
-            pool: self,
+            inner,
             home,
             value: ManuallyDrop::new(value),
         }
@@ -197,10 +197,9 @@ impl<T: 'static> Pool<T> {
     /// object to the pool from there.
     #[inline]
     pub fn get_owned(&self) -> OwnedPooled<T> {
-        let (value, home) = self.take(true);
-        let value = match value {
-            Some(v) => v,
-            None => Obj::new(CachePadded::new((self.inner.create)())),
+        let (value, home) = match self.inner.take_cached() {
+            Some(taken) => taken,
+            None => self.inner.get_slow(),
         };
         OwnedPooled {
             pool: self.clone(),
@@ -212,9 +211,13 @@ impl<T: 'static> Pool<T> {
     /// An idle object from the pool, never a new one.
     #[inline]
     pub fn try_get(&self) -> Option<Pooled<'_, T>> {
-        let (value, home) = self.take(false);
+        let inner = &*self.inner;
+        let (value, home) = match inner.take_cached() {
+            Some((value, home)) => (Some(value), home),
+            None => inner.take_slow(false),
+        };
         value.map(|value| Pooled {
-            pool: self,
+            inner,
             home,
             value: ManuallyDrop::new(value),
         })
@@ -223,7 +226,8 @@ impl<T: 'static> Pool<T> {
     /// Adds `value` to the pool, as if a guard holding it were dropped: it
     /// is reset and checked by `accept`, and dropped if the pool is full.
     pub fn put(&self, value: T) {
-        self.give_back(Obj::new(CachePadded::new(value)), Home::NONE);
+        self.inner
+            .give_back(Obj::new(CachePadded::new(value)), Home::none());
     }
 
     /// Drops the idle objects that have not been used for one whole trim
@@ -275,7 +279,7 @@ impl<T: 'static> Pool<T> {
                 }
             });
             if let Some(Some(stale)) = stale {
-                self.drop_stale(stale);
+                inner.drop_stale(stale);
             }
         }
     }
@@ -327,56 +331,88 @@ impl<T: 'static> Pool<T> {
     pub fn thread_cache(&self) -> usize {
         self.inner.cache_cap
     }
+}
+
+impl<T: 'static> Inner<T> {
+    /// A new object (a miss).
+    fn create(&self) -> Obj<T> {
+        Obj::new(CachePadded::new((self.create)()))
+    }
+
+    /// A get that [`take_cached`](Self::take_cached) could not serve.
+    #[cold]
+    #[inline(never)]
+    fn get_slow(&self) -> (Obj<T>, Home<T>) {
+        let (value, home) = self.take_slow(true);
+        (value.unwrap_or_else(|| self.create()), home)
+    }
 
     // ----- the paths --------------------------------------------------------
     //
     // The hot path (a get served by this thread's cache, a return kept by
-    // it) is kept small enough to inline: one thread-local load, the slot,
-    // one comparison of epochs (which also says the exit hook is in place),
-    // a push or pop and one owner-only counter. A guard remembers the slot
-    // its object came from, so a return on the same thread skips finding it
-    // again. Everything else (first use, a trim since the last use, a full
-    // or empty cache, the shared store) is out of line.
+    // it): one thread-local load each way, the slot (an index into the near
+    // slots on a get; remembered by the guard on a return), one comparison
+    // of epochs (which also says the exit hook is in place), a pop or push
+    // and one owner-only counter. The get is inlined into the caller; the
+    // return is one call, to the return path compiled for the pool's reset
+    // and accept (`Hooks::give_back`, then `give_back_kept`).
+    // Everything else (first use, a thread index past the near slots, a
+    // trim since the last use, a full or empty cache, the shared store, a
+    // miss) is out of line.
 
-    /// Takes an idle object: this thread's cache, then the shared store.
-    /// Counts a hit, or a miss when `counting_miss` (the caller creates).
-    /// Also says which slot is this thread's, for the guard.
+    /// Takes an object from this thread's cache if that needs nothing but a
+    /// pop: the hot path of a get. Also says which slot is this thread's,
+    /// for the guard.
     #[inline(always)]
-    fn take(&self, counting_miss: bool) -> (Option<Obj<T>>, Home<T>) {
-        let inner = &*self.inner;
-        if inner.cache_cap > 0 {
+    fn take_cached(&self) -> Option<(Obj<T>, Home<T>)> {
+        let index = raw_index();
+        let slot = self.slots.near(index)?;
+        let now = self.epoch.load(Relaxed);
+        // SAFETY: `index` is the calling thread's own (`raw_index` returns
+        // it or a value that `near` refuses), so this is that thread's slot,
+        // on that thread; the closure runs no user code.
+        let hit = unsafe { slot.with_cache(|c| if c.epoch == now { c.pop() } else { None }) };
+        let value = hit?;
+        Counts::bump(&slot.counts.cache_out, 1);
+        Some((value, Home { slot }))
+    }
+
+    /// Takes an idle object when [`take_cached`](Self::take_cached) could
+    /// not: this thread's cache, then the shared store. Counts a hit, or a
+    /// miss when `counting_miss` (the caller creates).
+    #[cold]
+    #[inline(never)]
+    fn take_slow(&self, counting_miss: bool) -> (Option<Obj<T>>, Home<T>) {
+        if self.cache_cap > 0 {
             if let Some(index) = current_index() {
-                let slot = inner.slots.get(index);
-                let now = inner.epoch.load(Relaxed);
+                let slot = self.slots.get(index);
+                let now = self.epoch.load(Relaxed);
                 // SAFETY: the slot of the calling thread's index, on that
                 // thread; the closure runs no user code.
-                let hit = unsafe {
-                    slot.with_cache(|c| if c.epoch == now { c.items.pop() } else { None })
-                };
-                let home = Home { index, slot };
-                if let Some((v, _)) = hit {
+                let hit =
+                    unsafe { slot.with_cache(|c| if c.epoch == now { c.pop() } else { None }) };
+                let home = Home { slot };
+                if let Some(v) = hit {
                     Counts::bump(&slot.counts.cache_out, 1);
                     return (Some(v), home);
                 }
-                return (self.take_slow(slot, now, counting_miss), home);
+                return (self.take_local_slow(slot, now, counting_miss), home);
             }
         }
-        (self.take_shared(&inner.counts, counting_miss), Home::NONE)
+        (self.take_shared(&self.counts, counting_miss), Home::none())
     }
 
     /// This thread's cache is empty, or needs registering or trimming.
-    #[cold]
-    #[inline(never)]
-    fn take_slow(&self, slot: &Slot<T>, now: u64, counting_miss: bool) -> Option<Obj<T>> {
+    fn take_local_slow(&self, slot: &Slot<T>, now: u64, counting_miss: bool) -> Option<Obj<T>> {
         if self.slow_local(slot, now).is_some() {
-            // SAFETY: as in `take`.
-            let hit = unsafe { slot.with_cache(|c| c.items.pop()) };
-            if let Some((v, _)) = hit {
+            // SAFETY: as in `take_slow`.
+            let hit = unsafe { slot.with_cache(|c| c.pop()) };
+            if let Some(v) = hit {
                 Counts::bump(&slot.counts.cache_out, 1);
                 return Some(v);
             }
         }
-        let got = self.inner.shared.pop().map(|(v, _)| v);
+        let got = self.shared.pop().map(|(v, _)| v);
         if got.is_some() {
             Counts::bump(&slot.counts.shared_hits, 1);
         } else if counting_miss {
@@ -388,7 +424,7 @@ impl<T: 'static> Pool<T> {
     /// The shared store, counted in `counts` (read-modify-writes: several
     /// threads may count here at once).
     fn take_shared(&self, counts: &SharedCounts, counting_miss: bool) -> Option<Obj<T>> {
-        let got = self.inner.shared.pop().map(|(v, _)| v);
+        let got = self.shared.pop().map(|(v, _)| v);
         match got {
             Some(_) => counts.hits.fetch_add(1, Relaxed),
             None if counting_miss => counts.misses.fetch_add(1, Relaxed),
@@ -402,21 +438,20 @@ impl<T: 'static> Pool<T> {
     /// slot cannot be used.
     #[cold]
     fn slow_local(&self, slot: &Slot<T>, now: u64) -> Option<()> {
-        let inner = &*self.inner;
         // SAFETY: the slot of the calling thread's index, on that thread;
         // the closure runs no user code (reserving memory is not user code).
         let (first, stale) = unsafe {
             slot.with_cache(|c| {
                 let first = c.epoch == UNREGISTERED;
                 if first {
-                    c.items.reserve_exact(inner.cache_cap);
+                    c.reserve(self.cache_cap);
                 }
                 let stale = take_stale(c, slot, now);
                 (first, stale)
             })
         };
         if first {
-            let weak: Weak<dyn Flush> = self.downgrade();
+            let weak: Weak<dyn Flush> = self.me.clone();
             if !register(weak) {
                 // Unreachable in practice (an index implies a live entry);
                 // keep the slot usable by nobody rather than unflushed.
@@ -434,11 +469,11 @@ impl<T: 'static> Pool<T> {
     fn drop_stale(&self, stale: Vec<Obj<T>>) {
         let n = stale.len() as u64;
         let counted = current_index().map(|index| {
-            let slot = self.inner.slots.get(index);
+            let slot = self.slots.get(index);
             Counts::bump(&slot.counts.dropped_trimmed, n);
         });
         if counted.is_none() {
-            self.inner.counts.dropped_trimmed.fetch_add(n, Relaxed);
+            self.counts.dropped_trimmed.fetch_add(n, Relaxed);
         }
         for v in stale {
             drop_quietly(v);
@@ -446,89 +481,118 @@ impl<T: 'static> Pool<T> {
     }
 
     /// The return path of guards (with the slot the object came from) and
-    /// of `put`.
+    /// of `put`: one call, to the return path compiled for this pool's reset
+    /// and accept ([`Hooks::give_back`]).
     #[inline(always)]
-    fn give_back(&self, mut value: Obj<T>, home: Home<T>) {
-        let inner = &*self.inner;
-        if inner.discard_on_panic && std::thread::panicking() {
-            return self.discard_panicked(value);
-        }
-        if let Some(reset) = &inner.reset {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| reset(&mut *value))) {
-                crate::unwind::drop_payload(payload);
-                return self.reset_panicked(value);
-            }
-        }
-        if let Some(accept) = &inner.accept {
-            match catch_unwind(AssertUnwindSafe(|| accept(&value))) {
-                Ok(true) => {}
-                Ok(false) => return self.refused(value),
-                Err(payload) => {
-                    crate::unwind::drop_payload(payload);
-                    return self.accept_panicked(value);
-                }
-            }
-        }
-        if inner.cache_cap > 0 {
-            if let Some(index) = current_index() {
-                let slot = if index == home.index {
-                    // SAFETY: `home.slot` is the slot of `home.index` in this
-                    // pool (set by `take` from this pool's table), and the
-                    // pool outlives the guard that carried it.
-                    unsafe { &*home.slot }
+    fn give_back(&self, value: Obj<T>, home: Home<T>) {
+        self.hooks.give_back(self, value, home);
+    }
+
+    /// A return on a panicking thread.
+    #[inline(always)]
+    pub(crate) fn give_back_panicking(&self, value: Obj<T>, home: Home<T>) {
+        self.give_back_slow(value, home, Slow::Panicking);
+    }
+
+    /// Runs the reset and accept, if any.
+    fn prepare(&self, value: &mut T) -> Verdict {
+        self.hooks.prepare(value)
+    }
+
+    /// Pushes a reset and accepted object onto this thread's cache if the
+    /// object came from it and that needs nothing but the push.
+    #[inline(always)]
+    pub(crate) fn push_home(&self, value: Obj<T>, home: Home<T>) -> Result<(), Obj<T>> {
+        let Some(slot) = home.held() else {
+            return Err(value);
+        };
+        let now = self.epoch.load(Relaxed);
+        // SAFETY: the slot of the calling thread's index, on that thread;
+        // the closure runs no user code (`push` never allocates).
+        let kept = unsafe {
+            slot.with_cache(|c| {
+                if c.epoch == now {
+                    c.push(value, now)
                 } else {
-                    inner.slots.get(index)
-                };
-                let now = inner.epoch.load(Relaxed);
-                let cap = inner.cache_cap;
-                // SAFETY: the slot of the calling thread's index, on that
-                // thread; the closure runs no user code (the push stays
-                // within the reserved capacity, so it does not allocate).
+                    Err(value)
+                }
+            })
+        };
+        if kept.is_ok() {
+            Counts::bump(&slot.counts.cache_in, 1);
+        }
+        kept
+    }
+
+    /// Every return that [`give_back`](Self::give_back) does not finish.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn give_back_slow(&self, mut value: Obj<T>, home: Home<T>, why: Slow) {
+        match why {
+            Slow::Panicking if self.discard_on_panic => self.discard_panicked(value),
+            Slow::Panicking => match self.prepare(&mut value) {
+                Verdict::Keep => {
+                    if let Err(v) = self.push_home(value, home) {
+                        self.store_slow(v, home);
+                    }
+                }
+                verdict => self.not_kept(value, verdict),
+            },
+            Slow::NotKept(verdict) => self.not_kept(value, verdict),
+            Slow::Store => self.store_slow(value, home),
+        }
+    }
+
+    /// Stores a reset, accepted object that this thread's cache could not
+    /// take with a push: its home is another thread's slot (or it has none,
+    /// or this thread has not used a pool yet), or the cache is full, or it
+    /// needs registering or trimming.
+    fn store_slow(&self, value: Obj<T>, home: Home<T>) {
+        if let Some(slot) = home.held() {
+            return self.put_slow(value, slot, self.epoch.load(Relaxed));
+        }
+        self.store_elsewhere(value);
+    }
+
+    /// A return on a thread other than the object's home (or with no
+    /// home, or on a thread that has not used a pool yet).
+    fn store_elsewhere(&self, value: Obj<T>) {
+        if self.cache_cap > 0 {
+            if let Some(index) = current_index() {
+                let slot = self.slots.get(index);
+                let now = self.epoch.load(Relaxed);
+                // SAFETY: as in `push_home`.
                 let kept = unsafe {
                     slot.with_cache(|c| {
-                        if c.epoch == now && c.items.len() < cap {
-                            c.items.push((value, now));
-                            None
+                        if c.epoch == now {
+                            c.push(value, now)
                         } else {
-                            Some(value)
+                            Err(value)
                         }
                     })
                 };
                 match kept {
-                    None => Counts::bump(&slot.counts.cache_in, 1),
-                    Some(v) => self.put_slow(v, slot, now),
+                    Ok(()) => Counts::bump(&slot.counts.cache_in, 1),
+                    Err(v) => self.put_slow(v, slot, now),
                 }
                 return;
             }
         }
-        self.put_shared(value, &inner.counts);
+        self.put_shared(value, &self.counts);
     }
 
     /// This thread's cache is full, or needs registering or trimming.
-    #[cold]
-    #[inline(never)]
     fn put_slow(&self, value: Obj<T>, slot: &Slot<T>, now: u64) {
-        let inner = &*self.inner;
         let value = if self.slow_local(slot, now).is_some() {
-            // SAFETY: as in `give_back`.
-            let kept = unsafe {
-                slot.with_cache(|c| {
-                    if c.items.len() < inner.cache_cap {
-                        c.items.push((value, now));
-                        None
-                    } else {
-                        Some(value)
-                    }
-                })
-            };
-            match kept {
-                None => return Counts::bump(&slot.counts.cache_in, 1),
-                Some(v) => v,
+            // SAFETY: as in `push_home`.
+            match unsafe { slot.with_cache(|c| c.push(value, now)) } {
+                Ok(()) => return Counts::bump(&slot.counts.cache_in, 1),
+                Err(v) => v,
             }
         } else {
             value
         };
-        match inner.shared.push((value, now)) {
+        match self.shared.push((value, now)) {
             Ok(()) => Counts::bump(&slot.counts.shared_returned, 1),
             Err((v, _)) => {
                 Counts::bump(&slot.counts.dropped_full, 1);
@@ -540,8 +604,8 @@ impl<T: 'static> Pool<T> {
     /// A return with no usable thread cache.
     #[cold]
     fn put_shared(&self, value: Obj<T>, counts: &SharedCounts) {
-        let stamp = self.inner.epoch.load(Relaxed);
-        match self.inner.shared.push((value, stamp)) {
+        let stamp = self.epoch.load(Relaxed);
+        match self.shared.push((value, stamp)) {
             Ok(()) => counts.returned.fetch_add(1, Relaxed),
             Err((v, _)) => {
                 counts.dropped_full.fetch_add(1, Relaxed);
@@ -555,7 +619,7 @@ impl<T: 'static> Pool<T> {
     #[inline(never)]
     fn discard_panicked(&self, value: Obj<T>) {
         // The object may be half-updated by the code that panicked.
-        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        self.counts.dropped_panicked.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
 
@@ -563,7 +627,7 @@ impl<T: 'static> Pool<T> {
     #[inline(never)]
     fn reset_panicked(&self, value: Obj<T>) {
         tracing::error!("cenote: an object pool's reset panicked; the object is dropped");
-        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        self.counts.dropped_panicked.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
 
@@ -571,24 +635,81 @@ impl<T: 'static> Pool<T> {
     #[inline(never)]
     fn accept_panicked(&self, value: Obj<T>) {
         tracing::error!("cenote: an object pool's accept panicked; the object is dropped");
-        self.inner.counts.dropped_panicked.fetch_add(1, Relaxed);
+        self.counts.dropped_panicked.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
 
-    #[inline(never)]
+    /// An object that reset or accept turned down.
+    fn not_kept(&self, value: Obj<T>, verdict: Verdict) {
+        match verdict {
+            Verdict::Refused => self.refused(value),
+            Verdict::ResetPanicked => self.reset_panicked(value),
+            Verdict::AcceptPanicked => self.accept_panicked(value),
+            Verdict::Keep => unreachable!("a kept object is stored"),
+        }
+    }
+
     fn refused(&self, value: Obj<T>) {
-        self.inner.counts.dropped_refused.fetch_add(1, Relaxed);
+        self.counts.dropped_refused.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
 }
 
-/// The slot a guard's object came from: its thread index and address, or
-/// [`Home::NONE`]. A return on a thread with that index uses the slot
-/// directly.
+/// The return path on a thread that is not panicking, for the hooks `H`
+/// (see [`Hooks::give_back`]): the reset and accept inline, the push onto
+/// the home slot, and every other case through the one call to
+/// [`Inner::give_back_slow`]. Out of line, and with its parameters in the
+/// order `Hooks::give_back` receives them, so that the latter reaches it
+/// with a plain jump.
+#[inline(never)]
+pub(crate) fn give_back_kept<T: 'static, H: Hooks<T> + ?Sized>(
+    hooks: &H,
+    inner: &Inner<T>,
+    mut value: Obj<T>,
+    home: Home<T>,
+) {
+    let why = match hooks.prepare(&mut value) {
+        Verdict::Keep => match inner.push_home(value, home) {
+            Ok(()) => return,
+            Err(v) => {
+                value = v;
+                Slow::Store
+            }
+        },
+        verdict => Slow::NotKept(verdict),
+    };
+    inner.give_back_slow(value, home, why);
+}
+
+/// Why a return left the hot path.
+#[derive(Clone, Copy)]
+pub(crate) enum Slow {
+    /// The thread is panicking.
+    Panicking,
+    /// Reset or accept turned the object down.
+    NotKept(Verdict),
+    /// Reset and accepted, but this thread's cache could not take it with a
+    /// push.
+    Store,
+}
+
+/// The slot a guard's object came from, or none: a return on the thread
+/// that holds that slot's index pushes onto it directly.
+///
+/// "None" points at [`NO_HOME`] instead of being null, so that the hot path
+/// reads an index through either kind of home without a null check: a
+/// slot's index is its first field (`Slot` is `repr(C)`), and `NO_HOME` is
+/// an index no thread holds. The pointer is only ever read as a `usize`
+/// unless that index is the calling thread's, which proves it a slot.
 pub(crate) struct Home<T> {
-    index: usize,
     slot: *const Slot<T>,
 }
+
+/// The index read through [`Home::none`]: `usize::MAX - 2`, which no thread
+/// holds (the registry hands out indices from 0, densely, to live threads)
+/// and which is neither of the cached index's markers for a thread with no
+/// index (`usize::MAX`, `usize::MAX - 1`).
+static NO_HOME: usize = usize::MAX - 2;
 
 impl<T> Clone for Home<T> {
     fn clone(&self) -> Self {
@@ -600,10 +721,32 @@ impl<T> Copy for Home<T> {}
 
 impl<T> Home<T> {
     /// No slot: the return finds the calling thread's own.
-    const NONE: Home<T> = Home {
-        index: usize::MAX,
-        slot: std::ptr::null(),
-    };
+    fn none() -> Home<T> {
+        Home {
+            slot: std::ptr::addr_of!(NO_HOME).cast(),
+        }
+    }
+
+    /// The home slot, if it is the calling thread's.
+    ///
+    /// The caller passes a home that a take from this pool's table made (or
+    /// [`Home::none`]), and holds the pool (it does: through the guard that
+    /// carried the home), so the slot is alive.
+    #[inline(always)]
+    fn held<'a>(self) -> Option<&'a Slot<T>> {
+        // SAFETY: `slot` points at `NO_HOME` or at a slot of the table of the
+        // pool that the caller holds (see above), which frees its slots only
+        // when the pool is dropped; a slot's first field is its index (a
+        // `usize` that never changes), so either way this reads an
+        // initialised, aligned `usize` that nobody writes.
+        let index = unsafe { self.slot.cast::<usize>().read() };
+        if index != raw_index() {
+            return None;
+        }
+        // SAFETY: the index is the calling thread's, which `NO_HOME` never
+        // is: `slot` is a live slot (see above).
+        Some(unsafe { &*self.slot })
+    }
 }
 
 /// Takes the cache's objects that sat unused for a whole trim period (came
@@ -612,14 +755,14 @@ impl<T> Home<T> {
 fn take_stale<T>(c: &mut super::local::Cache<T>, slot: &Slot<T>, now: u64) -> Option<Vec<Obj<T>>> {
     c.epoch = now;
     let k = c
-        .items
+        .entries()
         .iter()
         .position(|&(_, stamp)| stamp + 1 >= now)
-        .unwrap_or(c.items.len());
+        .unwrap_or(c.len());
     if k == 0 {
         return None;
     }
-    let stale = c.items.drain(..k).map(|(v, _)| v).collect();
+    let stale = c.take_oldest(k).into_iter().map(|(v, _)| v).collect();
     Counts::bump(&slot.counts.drained, k as u64);
     Some(stale)
 }
@@ -645,12 +788,12 @@ impl<T: 'static> Flush for Inner<T> {
                     // The index's next owner registers its own exit hook.
                     c.epoch = UNREGISTERED;
                 }
-                Counts::bump(&slot.counts.drained, c.items.len() as u64);
+                Counts::bump(&slot.counts.drained, c.len() as u64);
                 if exiting {
-                    std::mem::take(&mut c.items)
+                    c.release()
                 } else {
-                    // Keep the reserved capacity for the thread's next use.
-                    c.items.drain(..).collect::<Vec<_>>()
+                    // Keep the storage for the thread's next use.
+                    c.take_oldest(c.len())
                 }
             })
         };
@@ -707,14 +850,16 @@ pub(crate) fn start_trimmer<T: Send + 'static>(
 /// (unless the pool was built with `discard_on_panic(false)`): code that
 /// panicked may have left it half-updated.
 pub struct Pooled<'a, T: 'static> {
-    pool: &'a Pool<T>,
+    inner: &'a Inner<T>,
     home: Home<T>,
     value: ManuallyDrop<Obj<T>>,
 }
 
 // SAFETY: the guard is a `&Pool<T>` and a `T` (the auto traits would say
-// so but for `Home`'s raw pointer, which is only compared and, on the
-// thread owning that slot, dereferenced): it may go where both may.
+// so but for `Home`'s raw pointer: a slot of the pool's table or the
+// `NO_HOME` static, through which any thread reads only an immutable index,
+// and only the thread owning that slot touches its cache): it may go where
+// both may.
 unsafe impl<T: Send> Send for Pooled<'_, T> where Pool<T>: Sync {}
 // SAFETY: as above; `&Pooled` gives only `&T` (and `home` is never used
 // through a shared reference).
@@ -750,7 +895,7 @@ impl<T: 'static> Drop for Pooled<'_, T> {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing reads `value` afterwards.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        self.pool.give_back(value, self.home);
+        self.inner.give_back(value, self.home);
     }
 }
 
@@ -769,8 +914,10 @@ pub struct OwnedPooled<T: 'static> {
 }
 
 // SAFETY: the guard is a `Pool<T>` and a `T` (the auto traits would say so
-// but for `Home`'s raw pointer, which is only compared and, on the thread
-// owning that slot, dereferenced; the pool handle keeps the slot alive).
+// but for `Home`'s raw pointer: a slot of the pool's table or the `NO_HOME`
+// static, through which any thread reads only an immutable index, and only
+// the thread owning that slot touches its cache; the pool handle keeps the
+// slot alive).
 unsafe impl<T: Send> Send for OwnedPooled<T> where Pool<T>: Send {}
 // SAFETY: as above; `&OwnedPooled` gives only `&T` and `&Pool<T>`.
 unsafe impl<T: Sync> Sync for OwnedPooled<T> where Pool<T>: Sync {}
@@ -812,7 +959,7 @@ impl<T: 'static> Drop for OwnedPooled<T> {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing reads `value` afterwards.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        self.pool.give_back(value, self.home);
+        self.pool.inner.give_back(value, self.home);
     }
 }
 
