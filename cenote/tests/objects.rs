@@ -241,7 +241,9 @@ fn threads_past_the_first_slots_use_the_pool_alike() {
     }
     mailbox.lock().unwrap().clear();
     // Exit hooks may still be running a moment after `join`.
-    assert!(eventually(|| live.load(SeqCst) == pool.stats().idle));
+    eventually("every live object is idle", || {
+        live.load(SeqCst) == pool.stats().idle
+    });
     let s = pool.stats();
     assert_eq!(s.hits + s.misses, (THREADS * 200 * 2) as u64, "{s:?}");
     assert_eq!(
