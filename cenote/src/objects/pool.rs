@@ -507,8 +507,20 @@ impl<T: 'static> Inner<T> {
             return Err(value);
         };
         let now = self.epoch.load(Relaxed);
-        // SAFETY: the slot of the calling thread's index, on that thread;
-        // the closure runs no user code (`push` never allocates).
+        // SAFETY: `held` gives the slot of the calling thread's index, and
+        // this runs on that thread.
+        unsafe { Self::push_own(slot, value, now) }
+    }
+
+    /// Pushes onto `slot`'s cache if the cache is not due a trim (its
+    /// epoch is `now`) and has room, and counts the push.
+    ///
+    /// # Safety
+    /// `slot` is the calling thread's own slot.
+    #[inline(always)]
+    unsafe fn push_own(slot: &Slot<T>, value: Obj<T>, now: u64) -> Result<(), Obj<T>> {
+        // SAFETY: the caller's promise; the closure runs no user code
+        // (`push` never allocates).
         let kept = unsafe {
             slot.with_cache(|c| {
                 if c.epoch == now {
@@ -561,19 +573,9 @@ impl<T: 'static> Inner<T> {
             if let Some(index) = current_index() {
                 let slot = self.slots.get(index);
                 let now = self.epoch.load(Relaxed);
-                // SAFETY: as in `push_home`.
-                let kept = unsafe {
-                    slot.with_cache(|c| {
-                        if c.epoch == now {
-                            c.push(value, now)
-                        } else {
-                            Err(value)
-                        }
-                    })
-                };
-                match kept {
-                    Ok(()) => Counts::bump(&slot.counts.cache_in, 1),
-                    Err(v) => self.put_slow(v, slot, now),
+                // SAFETY: the slot of the calling thread's own index.
+                if let Err(v) = unsafe { Self::push_own(slot, value, now) } {
+                    self.put_slow(v, slot, now);
                 }
                 return;
             }

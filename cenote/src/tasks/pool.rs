@@ -606,7 +606,7 @@ impl Pool {
                 // nor `own_idle_waiters`, and no finish would wake it: it
                 // wakes itself, to be polled again in its lane, where it
                 // counts itself as waiting.
-                yield_once().await;
+                tokio::task::yield_now().await;
                 continue;
             }
             notified.await;
@@ -883,21 +883,6 @@ fn eager_poll_here(inner: &Inner) -> (bool, bool) {
         let inside = e.inside.get();
         (inside, inside && std::ptr::eq(e.pool.get(), inner))
     })
-}
-
-/// Returns `Pending` once, waking its task at once: the task is polled
-/// again as soon as its executor gets to it.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// Whether the calling code runs inside a poll of one of `inner`'s futures
