@@ -14,7 +14,7 @@ use crossbeam_utils::CachePadded;
 use super::builder::{Config, Policy};
 use super::errors::{BuildError, ResizeError, ShutdownError, SubmitError};
 use super::task::Task;
-use super::{Stats, MAX_CAPACITY};
+use super::Stats;
 use crate::sync::{
     deadline_after, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar, HandleCount,
     HandshakeLoad, Mutex, Ordering::*, Queue,
@@ -1089,12 +1089,7 @@ impl<R: Runner> Inner<R> {
     // ----- control: resize, close, reboot (DESIGN.md, "Close and shutdown") -
 
     pub(crate) fn resize(self: &Arc<Self>, n: usize) -> Result<(), ResizeError> {
-        if n == 0 {
-            return Err(ResizeError::ZeroCapacity);
-        }
-        if n > MAX_CAPACITY {
-            return Err(ResizeError::CapacityTooLarge(n));
-        }
+        ResizeError::check(n)?;
         let _t = self.resize_lock.lock();
         if self.is_closed() {
             return Err(ResizeError::Closed);

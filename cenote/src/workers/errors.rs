@@ -78,6 +78,18 @@ pub enum ResizeError {
     Closed,
 }
 
+impl ResizeError {
+    /// `n` as a capacity to resize to: at least 1, at most
+    /// [`MAX_CAPACITY`](crate::workers::MAX_CAPACITY).
+    pub(crate) fn check(n: usize) -> Result<(), ResizeError> {
+        match n {
+            0 => Err(ResizeError::ZeroCapacity),
+            n if n > crate::workers::MAX_CAPACITY => Err(ResizeError::CapacityTooLarge(n)),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// `shutdown_timeout` could not see the pool stop. The pool is closed
 /// either way; the remaining tasks still run to completion on their threads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -146,12 +146,7 @@ impl MultiPool {
     /// Sets every sub-pool's capacity to `n`. A closed sub-pool refuses
     /// with [`ResizeError::Closed`], checked before any sub-pool changes.
     pub fn resize(&self, n: usize) -> Result<(), ResizeError> {
-        if n == 0 {
-            return Err(ResizeError::ZeroCapacity);
-        }
-        if n > super::MAX_CAPACITY {
-            return Err(ResizeError::CapacityTooLarge(n));
-        }
+        ResizeError::check(n)?;
         if self.pools.iter().any(Pool::is_closed) {
             return Err(ResizeError::Closed);
         }
