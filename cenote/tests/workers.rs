@@ -300,6 +300,17 @@ fn max_blocked_submitters_sheds_the_excess() {
         .unwrap();
     let gate = occupy(&none, 1);
     assert_eq!(none.submit(|| {}), Err(SubmitError::TooManyWaiting(0)));
+    // A timeout that is past before the submit looks at the clock still
+    // meets the cap: the answer depends on what was asked, not on how long
+    // the submitter was descheduled.
+    assert_eq!(
+        none.submit_timeout(|| {}, Duration::from_nanos(1)),
+        Err(SubmitError::TooManyWaiting(0))
+    );
+    assert_eq!(
+        none.submit_timeout(|| {}, Duration::ZERO),
+        Err(SubmitError::TimedOut(Duration::ZERO))
+    );
     gate.open();
 }
 

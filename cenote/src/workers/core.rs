@@ -571,9 +571,11 @@ impl<R: Runner> Inner<R> {
         } else {
             usize::MAX
         };
-        // A deadline already passed (a zero timeout) reports `Timeout`,
-        // whatever the cap on waiters.
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        // A zero timeout reports `TimedOut`, whatever the cap on waiters;
+        // any other timeout meets the cap first. The rule reads the asked
+        // duration, not the clock, so a submitter preempted past a short
+        // deadline gets the same answer as one that was not.
+        if deadline.is_some() && asked.is_zero() {
             return self.refuse(SubmitError::TimedOut(asked), job);
         }
         if max == 0 {

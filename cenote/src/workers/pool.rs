@@ -60,7 +60,9 @@ impl Pool {
 
     /// Like `submit`, but waits at most `timeout` for room, whatever the
     /// policy; then `Err(SubmitError::TimedOut(_))`. A zero timeout is a
-    /// `try_submit` that reports `Timeout`; a huge one never expires.
+    /// `try_submit` that reports `TimedOut`; a huge one never expires. With
+    /// [`max_waiting(0)`](super::Builder::max_waiting) any other timeout
+    /// on a full pool is `Err(SubmitError::TooManyWaiting(0))`.
     pub fn submit_timeout<F: FnOnce() + Send + 'static>(
         &self,
         f: F,
