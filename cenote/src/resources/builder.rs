@@ -200,6 +200,9 @@ impl<M: Manager> Builder<M> {
     /// `min_idle`, destroys expired and idle resources, runs keepalive
     /// checks, reports leaks, and advances the pool's coarse clock (the
     /// resolution of the bypass window, idle and lifetime decisions).
+    /// One thread of the process (`cenote-ticker`) keeps the time for
+    /// every pool, so the pool registers no timer on its runtime; the ticks
+    /// follow the real clock, also under tokio's paused test clock.
     pub fn maintenance_interval(mut self, d: Duration) -> Self {
         self.cfg.maintenance_interval = d;
         self

@@ -73,8 +73,9 @@ pub enum BuildError<E: std::error::Error + 'static> {
     /// A zero duration where a positive one is needed.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
-    /// The pool's own runtime could not start.
-    #[error("could not start the pool's runtime")]
+    /// A thread the pool needs could not start: its own runtime (built
+    /// outside any runtime), or the process's maintenance ticker.
+    #[error("could not start the pool's runtime or maintenance thread")]
     Runtime(#[source] std::io::Error),
     /// `build_filled`: the first resources could not be created (the
     /// manager's own error, not a timeout).

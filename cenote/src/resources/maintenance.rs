@@ -1,7 +1,9 @@
-//! The background task: every maintenance tick, the passes that never
-//! wait on the manager (nudge the waiters, retire idle and expired
-//! resources, report leaks), and an upkeep task of its own for those that
-//! do (keepalive checks, the `min_idle` refill).
+//! The background work: every maintenance tick (told by the ticker
+//! thread, `ticker.rs`), a task on the pool's runtime for the passes that
+//! never wait on the manager (advance the clock, nudge the waiters, retire
+//! idle and expired resources, report leaks), and an upkeep task of its
+//! own for those that do (keepalive checks, the `min_idle` refill); and the
+//! watch that tells the pool when its runtime shuts down.
 
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
@@ -13,25 +15,40 @@ use super::guard::Lease;
 use super::hooks::{guarded, LeakReport};
 use super::pool::Inner;
 use super::stats::DestroyReason;
+use super::ticker::Ticked;
 use super::Manager;
 
-/// The background task: every `tick`, one [`Inner::tick`], and an
-/// [`Inner::upkeep`] task started unless the last one still runs; for as
-/// long as the pool lives and is open. Dropped unfinished, it was cancelled
-/// by its runtime shutting down: the pool says so ([`Inner::runtime_gone`]).
-pub(super) async fn maintain<M: Manager>(weak: Weak<Inner<M>>, tick: Duration) {
-    let mut watch = RuntimeWatch(Some(weak.clone()));
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(inner) = weak.upgrade() else { break };
-        if inner.core.is_closed() {
-            break;
+impl<M: Manager> Ticked for Inner<M> {
+    /// Runs one [`Inner::tick`] and starts an [`Inner::upkeep`] on the
+    /// pool's runtime, unless the last tick's task has not run yet (a busy
+    /// runtime gets one tick, not a backlog).
+    fn tick(self: Arc<Self>) -> bool {
+        if self.core.is_closed() || self.is_runtime_gone() {
+            return false;
         }
-        inner.tick();
-        inner.start_upkeep();
+        if !self.tick_queued.swap(true, AcqRel) {
+            let handle = self.rt.handle.clone();
+            // If the runtime is shut down the task is dropped unrun; the
+            // runtime watch has said so, and the next call returns false.
+            handle.spawn(async move {
+                self.tick_queued.store(false, Release);
+                self.run_tick();
+                self.start_upkeep();
+            });
+        }
+        true
     }
+}
+
+/// A task on the pool's runtime that waits for `stop` (sent or dropped
+/// when the pool closes or goes away). Dropped before that, it was cut off
+/// by its runtime's shutdown: the pool says so ([`Inner::runtime_gone`]).
+pub(super) async fn watch_runtime<M: Manager>(
+    weak: Weak<Inner<M>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut watch = RuntimeWatch(Some(weak));
+    let _ = stop.await;
     watch.0 = None;
 }
 
@@ -44,8 +61,8 @@ impl Drop for UpkeepDone<'_> {
     }
 }
 
-/// Held by the background task; dropped with the pool still set, the task
-/// was cancelled by its runtime's shutdown.
+/// Held by the watch task; dropped with the pool still set, the task was
+/// cancelled by its runtime's shutdown.
 struct RuntimeWatch<M: Manager>(Option<Weak<Inner<M>>>);
 
 impl<M: Manager> Drop for RuntimeWatch<M> {
@@ -59,10 +76,10 @@ impl<M: Manager> Drop for RuntimeWatch<M> {
 }
 
 impl<M: Manager> Inner<M> {
-    /// One tick of the background task: what never waits on the manager.
-    /// Nothing here awaits, so nudges, retirements and leak reports keep
-    /// their period however long a create or check hangs.
-    fn tick(self: &Arc<Self>) {
+    /// One maintenance tick: what never waits on the manager. Nothing
+    /// here awaits, so nudges, retirements and leak reports keep their
+    /// period however long a create or check hangs.
+    fn run_tick(self: &Arc<Self>) {
         let now = self.refresh_clock();
         // Waiters with a coarse deadline look at the clock when woken.
         if self.core.waiting() > 0 {

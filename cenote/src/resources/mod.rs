@@ -65,6 +65,7 @@ mod pool;
 mod release;
 mod request;
 mod stats;
+mod ticker;
 mod timeout;
 
 pub use builder::{Builder, QueueOrder};

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -18,9 +18,10 @@ use super::errors::{BuildError, GetError, ResizeError, ShutdownError};
 use super::exec::{block_on, Rt};
 use super::guard::Pooled;
 use super::hooks::{Hooks, LentTable};
-use super::maintenance::maintain;
+use super::maintenance::watch_runtime;
 use super::request::Request;
 use super::stats::{Counters, DestroyReason, Stats};
+use super::ticker::{self, Ticked};
 use super::timeout::bounded;
 use super::Manager;
 use crate::sync::HandleCount;
@@ -72,7 +73,7 @@ pub(crate) struct Inner<M: Manager> {
     pub(crate) cfg: Config,
     pub(crate) hooks: Hooks<M::Resource>,
     pub(crate) counters: Counters,
-    /// Milliseconds since `base`, advanced by the maintenance task and by
+    /// Milliseconds since `base`, advanced by the maintenance tick and by
     /// the slow paths: reading it is one load (the hot path never reads
     /// the system clock).
     pub(super) clock: AtomicU64,
@@ -98,6 +99,10 @@ pub(crate) struct Inner<M: Manager> {
     pub(super) check_bypass_ms: u64,
     /// An upkeep task (keepalive, refill) is under way.
     pub(super) upkeep_running: AtomicBool,
+    /// A tick's task is spawned and has not started yet.
+    pub(super) tick_queued: AtomicBool,
+    /// Dropped by `close` (or with the pool): ends the runtime watch.
+    pub(super) stop_watch: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     /// The runtime shut down under the pool: nothing can be created,
     /// checked or destroyed any more.
     pub(super) runtime_gone: AtomicBool,
@@ -122,6 +127,7 @@ impl<M: Manager> Pool<M> {
         let lent = cfg.leak_threshold.map(|_| Mutex::new(LentTable::default()));
         let idle_timeout_ms = cfg.idle_timeout.map_or(u64::MAX, Inner::<M>::ms);
         let check_bypass_ms = Inner::<M>::ms(cfg.check_bypass);
+        let (stop_watch, stopped) = tokio::sync::oneshot::channel();
         let inner = Arc::new(Inner {
             manager,
             core: Core::new(cfg.capacity, cfg.order == QueueOrder::Lifo),
@@ -142,13 +148,19 @@ impl<M: Manager> Pool<M> {
             idle_timeout_ms,
             check_bypass_ms,
             upkeep_running: AtomicBool::new(false),
+            tick_queued: AtomicBool::new(false),
+            stop_watch: Mutex::new(Some(stop_watch)),
             runtime_gone: AtomicBool::new(false),
             closing: tokio::sync::Notify::new(),
             rt,
         });
         let weak = Arc::downgrade(&inner);
-        let tick = inner.cfg.maintenance_interval;
-        inner.rt.handle.spawn(maintain(weak, tick));
+        inner.rt.handle.spawn(watch_runtime(weak.clone(), stopped));
+        let ticked: Weak<dyn Ticked> = weak;
+        if let Err(e) = ticker::register(ticked, inner.cfg.maintenance_interval) {
+            Pool { inner }.close();
+            return Err(BuildError::Runtime(e));
+        }
         Ok(Pool { inner })
     }
 
@@ -306,6 +318,7 @@ impl<M: Manager> Pool<M> {
         // Gets waiting for their create give up now (it finishes in the
         // background, and its resource goes to `destroy`).
         self.inner.closing.notify_waiters();
+        self.inner.stop_watch.lock().take();
     }
 
     /// Whether the pool is closed.
