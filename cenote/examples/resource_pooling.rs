@@ -95,6 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .capacity(3)
     .min_idle(3)
     .acquire_timeout(Duration::from_secs(5))
+    .histograms(true)
     .build_filled_blocking()?;
     std::thread::scope(|s| {
         for id in 1..=5u64 {

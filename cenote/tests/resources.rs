@@ -782,7 +782,11 @@ async fn ten_thousand_tasks_against_a_pool_of_four_all_finish() {
     assert!(k.created.load(SeqCst) <= 4);
     let st = pool.stats();
     assert_eq!(st.served_at_once + st.served_after_wait, 10_000);
-    assert_eq!(st.wait_histogram.iter().sum::<u64>(), 10_000);
+    assert_eq!(
+        st.wait_histogram,
+        [0; cenote::resources::WAIT_BUCKETS],
+        "histograms are off"
+    );
     let s = pool.stats();
     assert_eq!((s.in_use, s.waiting), (0, 0));
 }
@@ -1465,4 +1469,34 @@ fn guards_and_blocking_gets_in_thread_local_destructors_never_abort() {
     }
     let s = pool.stats();
     assert_eq!(s.in_use, 0, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histograms_record_every_get_with_its_wait() {
+    let (m, _) = manager();
+    let pool = Pool::builder(m)
+        .capacity(1)
+        .histograms(true)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    let r = pool.get().await.unwrap();
+                    tokio::task::yield_now().await;
+                    drop(r);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        within_async(t).await.unwrap();
+    }
+    let st = pool.stats();
+    assert_eq!(st.served_at_once + st.served_after_wait, 1_000);
+    assert!(st.served_after_wait > 0, "two tasks on one resource wait");
+    assert_eq!(st.wait_histogram.iter().sum::<u64>(), 1_000);
+    assert!(st.wait_quantile(0.5).is_some());
 }

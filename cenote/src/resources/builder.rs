@@ -38,6 +38,7 @@ pub(crate) struct Config {
     pub(crate) max_waiting: Option<usize>,
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) maintenance_interval: Duration,
+    pub(crate) histograms: bool,
 }
 
 impl Default for Config {
@@ -58,6 +59,7 @@ impl Default for Config {
             max_waiting: None,
             leak_threshold: None,
             maintenance_interval: Duration::from_millis(100),
+            histograms: false,
         }
     }
 }
@@ -185,6 +187,16 @@ impl<M: Manager> Builder<M> {
     /// `GetError::TooManyWaiting` (load shedding). Default: no limit.
     pub fn max_waiting(mut self, n: usize) -> Self {
         self.cfg.max_waiting = Some(n);
+        self
+    }
+
+    /// Records how long every waiting get waited, in
+    /// [`Stats::wait_histogram`](super::Stats::wait_histogram). Default:
+    /// off, and the histogram stays empty; the counts of gets served at once
+    /// and after a wait are kept either way. A recorded wait costs a second
+    /// clock read and an add to a counter that every waiting thread writes.
+    pub fn histograms(mut self, on: bool) -> Self {
+        self.cfg.histograms = on;
         self
     }
 

@@ -79,7 +79,7 @@ impl<M: Manager> Inner<M> {
             Err(_) if self.is_runtime_gone() => return Err(GetError::RuntimeGone),
             Err(_) => return Err(self.timed_out(t0, None)),
         }
-        self.counters.waited(t0.elapsed());
+        self.counters.waited(t0, self.cfg.histograms);
         Ok(t0)
     }
 

@@ -243,7 +243,7 @@ impl<M: Manager> Pool<M> {
         let core = &self.inner.core;
         let size = core.size();
         let idle = core.idle();
-        let mut stats = self.inner.counters.snapshot();
+        let mut stats = self.inner.counters.snapshot(self.inner.cfg.histograms);
         stats.size = size;
         stats.idle = idle;
         stats.in_use = core.permits_held().min(size.saturating_sub(idle));

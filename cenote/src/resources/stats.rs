@@ -2,7 +2,7 @@
 //! built and the gauges at that moment.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a resource was destroyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,9 +49,11 @@ pub struct Stats {
     pub timed_out: u64,
     /// Gets refused because `max_waiting` callers waited.
     pub shed: u64,
-    /// Wait histogram: `wait_histogram[i]` counts gets whose wait for a
-    /// permit was below `2^i` µs (the last bucket: longer). Gets served at
-    /// once count in bucket 0.
+    /// Wait histogram, recorded only with
+    /// [`Builder::histograms`](super::Builder::histograms) (else all zero):
+    /// `wait_histogram[i]` counts gets whose wait for a permit was below
+    /// `2^i` µs (the last bucket: longer). Gets served at once count in
+    /// bucket 0.
     pub wait_histogram: [u64; WAIT_BUCKETS],
     /// Resources created.
     pub created: u64,
@@ -133,6 +135,7 @@ impl Striped {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) served_at_once: Striped,
+    pub(crate) served_after_wait: Striped,
     pub(crate) timed_out: AtomicU64,
     pub(crate) shed: AtomicU64,
     pub(crate) wait_histogram: [AtomicU64; WAIT_BUCKETS],
@@ -144,10 +147,19 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn waited(&self, wait: Duration) {
-        // One read-modify-write: the count of waited gets is the sum of
-        // the buckets. Microseconds in 64-bit arithmetic (`as_micros` is a
-        // 128-bit division).
+    /// A get served after a wait that began at `t0`; its duration goes to
+    /// the histogram if `histogram`.
+    #[inline]
+    pub(crate) fn waited(&self, t0: Instant, histogram: bool) {
+        self.served_after_wait.add(1);
+        if histogram {
+            self.record_wait(t0.elapsed());
+        }
+    }
+
+    fn record_wait(&self, wait: Duration) {
+        // Microseconds in 64-bit arithmetic (`as_micros` is a 128-bit
+        // division).
         let us = wait
             .as_secs()
             .saturating_mul(1_000_000)
@@ -161,18 +173,19 @@ impl Counters {
         self.destroyed[reason as usize].fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> Stats {
+    pub(crate) fn snapshot(&self, histogram: bool) -> Stats {
         let at_once = self.served_at_once.sum();
         let mut hist = [0; WAIT_BUCKETS];
-        for (h, a) in hist.iter_mut().zip(&self.wait_histogram) {
-            *h = a.load(Relaxed);
+        if histogram {
+            for (h, a) in hist.iter_mut().zip(&self.wait_histogram) {
+                *h = a.load(Relaxed);
+            }
+            hist[0] += at_once;
         }
-        let served_after_wait = hist.iter().sum();
-        hist[0] += at_once;
         let d = |r: DestroyReason| self.destroyed[r as usize].load(Relaxed);
         Stats {
             served_at_once: at_once,
-            served_after_wait,
+            served_after_wait: self.served_after_wait.sum(),
             timed_out: self.timed_out.load(Relaxed),
             shed: self.shed.load(Relaxed),
             wait_histogram: hist,
