@@ -24,7 +24,9 @@
 #![warn(missing_docs)]
 
 pub mod limit;
+mod log;
 pub mod objects;
+pub mod observe;
 #[cfg(all(feature = "tokio", not(loom)))]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod resources;

@@ -55,10 +55,10 @@ pub(crate) fn report(handler: Option<&PanicHandler>, payload: &(dyn Any + Send),
     match handler {
         Some(handler) => {
             if panicked(|| handler(payload)) {
-                tracing::error!(pool, "cenote: the panic handler itself panicked");
+                crate::log::error!(pool, "cenote: the panic handler itself panicked");
             }
         }
-        None => tracing::error!(
+        None => crate::log::error!(
             pool,
             message = message(payload).unwrap_or("<non-string payload>"),
             "cenote: user code panicked; the pool goes on serving"

@@ -87,7 +87,9 @@ impl Monitor {
                         drop(report(sample()));
                     }));
                     if ran.is_err() {
-                        tracing::error!("cenote: a monitor's callback panicked; the monitor stops");
+                        crate::log::error!(
+                            "cenote: a monitor's callback panicked; the monitor stops"
+                        );
                         return;
                     }
                     next = next.and_then(|n| n.checked_add(period));

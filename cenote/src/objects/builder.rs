@@ -59,6 +59,9 @@ pub struct Builder<T: 'static> {
     prefill: usize,
     discard_on_panic: bool,
     trim: Option<(Duration, StartTrimmer<T>)>,
+    name: Option<String>,
+    /// Registers the pool with the metrics publisher (set by `name`).
+    publish: Option<fn(&Pool<T>)>,
 }
 
 impl<T: 'static> std::fmt::Debug for Builder<T> {
@@ -86,6 +89,8 @@ impl<T: 'static> Builder<T> {
             prefill: 0,
             discard_on_panic: true,
             trim: None,
+            name: None,
+            publish: None,
         }
     }
 
@@ -167,7 +172,11 @@ impl<T: 'static> Builder<T> {
             thread_cache: self.thread_cache.min(self.max_idle),
             discard_on_panic: self.discard_on_panic,
             trim_stop: trim_stop.clone(),
+            name: self.name,
         });
+        if let Some(publish) = self.publish {
+            publish(&pool);
+        }
         pool.prefill(self.prefill);
         if let (Some((period, start)), Some(stop)) = (self.trim, trim_stop) {
             start(&pool, period, stop).map_err(|e| BuildError::Trimmer(e.to_string()))?;
@@ -190,6 +199,20 @@ impl<T: Send + 'static> Builder<T> {
     /// one means never.
     pub fn trim_every(mut self, period: Duration) -> Self {
         self.trim = Some((period, start_trimmer::<T>));
+        self
+    }
+
+    /// The pool's name in metrics and log lines (a name a live pool
+    /// already holds gets a `-2` suffix). With the `metrics` feature, a
+    /// named pool is published (an unnamed one, called `objects-<n>`, is
+    /// not): the publisher reads it from cenote's ticker thread, hence
+    /// `T: Send`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        #[cfg(feature = "metrics")]
+        {
+            self.publish = Some(Pool::<T>::register_metrics);
+        }
         self
     }
 }

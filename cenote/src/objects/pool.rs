@@ -113,6 +113,7 @@ pub(crate) struct Inner<T: 'static> {
     epoch: AtomicU64,
     counts: SharedCounts,
     trim_stop: Option<Arc<TrimStop>>,
+    name: crate::observe::name::PoolName,
 }
 
 pub(crate) struct Parts<T: 'static> {
@@ -122,6 +123,7 @@ pub(crate) struct Parts<T: 'static> {
     pub(crate) thread_cache: usize,
     pub(crate) discard_on_panic: bool,
     pub(crate) trim_stop: Option<Arc<TrimStop>>,
+    pub(crate) name: Option<String>,
 }
 
 impl<T: 'static> Pool<T> {
@@ -153,6 +155,7 @@ impl<T: 'static> Pool<T> {
                 epoch: AtomicU64::new(0),
                 counts: SharedCounts::default(),
                 trim_stop: p.trim_stop,
+                name: crate::observe::name::PoolName::claim("objects", p.name.as_deref()),
             }),
         }
     }
@@ -296,7 +299,45 @@ impl<T: 'static> Pool<T> {
 
     /// Counters and the number of idle objects.
     pub fn stats(&self) -> Stats {
-        let inner = &*self.inner;
+        self.inner.stats()
+    }
+
+    /// The pool's name (see [`Builder::name`]).
+    pub fn name(&self) -> &str {
+        self.inner.name.as_str()
+    }
+
+    /// The bound on objects in the shared store.
+    pub fn max_idle(&self) -> usize {
+        self.inner.max_idle
+    }
+
+    /// Objects each thread may keep in its own cache.
+    pub fn thread_cache(&self) -> usize {
+        self.inner.cache_cap
+    }
+}
+
+impl<T: Send + 'static> Pool<T> {
+    /// Publishes the pool's metrics from now on (see [`Builder::name`]).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn register_metrics(&self) {
+        crate::observe::publish::register(
+            Arc::downgrade(&self.inner) as Weak<dyn crate::observe::publish::Publish>
+        );
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<T: Send + 'static> crate::observe::publish::Publish for Inner<T> {
+    fn publish(&self) {
+        crate::observe::objects::publish(&self.name.shared(), &self.stats());
+    }
+}
+
+impl<T: 'static> Inner<T> {
+    fn stats(&self) -> Stats {
+        let inner = self;
         let c = &inner.counts;
         let mut s = Stats {
             hits: c.hits.load(Relaxed),
@@ -320,16 +361,6 @@ impl<T: 'static> Pool<T> {
             s.idle += k.cached() as usize;
         });
         s
-    }
-
-    /// The bound on objects in the shared store.
-    pub fn max_idle(&self) -> usize {
-        self.inner.max_idle
-    }
-
-    /// Objects each thread may keep in its own cache.
-    pub fn thread_cache(&self) -> usize {
-        self.inner.cache_cap
     }
 }
 
@@ -628,7 +659,7 @@ impl<T: 'static> Inner<T> {
     #[cold]
     #[inline(never)]
     fn reset_panicked(&self, value: Obj<T>) {
-        tracing::error!("cenote: an object pool's reset panicked; the object is dropped");
+        crate::log::error!("cenote: an object pool's reset panicked; the object is dropped");
         self.counts.dropped_panicked.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
@@ -636,7 +667,7 @@ impl<T: 'static> Inner<T> {
     #[cold]
     #[inline(never)]
     fn accept_panicked(&self, value: Obj<T>) {
-        tracing::error!("cenote: an object pool's accept panicked; the object is dropped");
+        crate::log::error!("cenote: an object pool's accept panicked; the object is dropped");
         self.counts.dropped_panicked.fetch_add(1, Relaxed);
         drop_quietly(value);
     }
@@ -774,7 +805,7 @@ fn take_stale<T>(c: &mut super::local::Cache<T>, slot: &Slot<T>, now: u64) -> Op
 /// where a second panic would abort the process).
 fn drop_quietly<T>(value: T) {
     if crate::unwind::panicked(move || drop(value)) {
-        tracing::error!("cenote: dropping a pooled object panicked");
+        crate::log::error!("cenote: dropping a pooled object panicked");
     }
 }
 

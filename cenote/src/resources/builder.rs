@@ -39,6 +39,7 @@ pub(crate) struct Config {
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) maintenance_interval: Duration,
     pub(crate) histograms: bool,
+    pub(crate) name: Option<String>,
 }
 
 impl Default for Config {
@@ -60,6 +61,7 @@ impl Default for Config {
             leak_threshold: None,
             maintenance_interval: Duration::from_millis(100),
             histograms: false,
+            name: None,
         }
     }
 }
@@ -180,6 +182,13 @@ impl<M: Manager> Builder<M> {
     /// Which idle resource a `get` takes (default LIFO).
     pub fn queue_order(mut self, order: QueueOrder) -> Self {
         self.cfg.order = order;
+        self
+    }
+
+    /// The pool's name in metrics and log lines (default `resources-<n>`;
+    /// a name a live pool already holds gets a `-2` suffix).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.cfg.name = Some(name.into());
         self
     }
 

@@ -68,7 +68,7 @@ where
             Ok(Poll::Ready(Err(e))) => return Poll::Ready(Call::Failed(e)),
             Ok(Poll::Pending) => {}
             Err(payload) => {
-                tracing::error!("cenote: the resource manager's {} panicked", this.what);
+                crate::log::error!("cenote: the resource manager's {} panicked", this.what);
                 crate::unwind::drop_payload(payload);
                 return Poll::Ready(Call::Panicked);
             }

@@ -57,7 +57,12 @@ impl<M: Manager> Inner<M> {
             && now.saturating_sub(item.meta.last_used_ms) >= self.check_bypass_ms
         {
             let check = self.manager.check(&mut item.res);
-            match call(&self.rt.handle, self.cfg.check_timeout, "check", check).await {
+            #[cfg(feature = "metrics")]
+            let started = std::time::Instant::now();
+            let checked = call(&self.rt.handle, self.cfg.check_timeout, "check", check).await;
+            #[cfg(feature = "metrics")]
+            self.metrics.checked_in(started.elapsed());
+            match checked {
                 Call::Done(()) => item.meta.last_used_ms = self.now_ms(),
                 Call::Failed(e) => return held.fail(CheckFailure::Failed(e), mine),
                 Call::TimedOut | Call::Panicked => return held.fail(CheckFailure::TimedOut, mine),
@@ -96,7 +101,7 @@ impl<M: Manager> Held<'_, M> {
         self.inner.counters.check_failures.fetch_add(1, Relaxed);
         if let CheckFailure::Failed(e) = why {
             let e = Arc::new(e);
-            tracing::debug!("cenote: a pooled resource failed its check: {e}");
+            crate::log::debug!("cenote: a pooled resource failed its check: {e}");
             self.inner.record_error(e.clone());
             *mine = Some(e);
         }

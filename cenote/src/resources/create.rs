@@ -93,6 +93,8 @@ impl<M: Manager> Inner<M> {
         // Cut off midway (its task dropped by a runtime shutting down), the
         // create is uncounted all the same.
         let unmade = Unmade(Some(self.clone()));
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         let created = call(
             &self.rt.handle,
             self.cfg.create_timeout,
@@ -101,6 +103,8 @@ impl<M: Manager> Inner<M> {
         )
         .await;
         drop(unmade.disarm());
+        #[cfg(feature = "metrics")]
+        self.metrics.created_in(started.elapsed());
         let now = self.refresh_clock();
         match created {
             Call::Done(mut res) => {
@@ -124,15 +128,24 @@ impl<M: Manager> Inner<M> {
             Call::Failed(e) => {
                 self.core.forget();
                 self.counters.create_failures.fetch_add(1, Relaxed);
+                #[cfg(feature = "metrics")]
+                self.metrics.create_error(std::any::type_name::<M::Error>());
                 let e = Arc::new(e);
-                tracing::debug!("cenote: creating a pooled resource failed: {e}");
+                crate::log::debug!("cenote: creating a pooled resource failed: {e}");
                 self.record_error(e.clone());
                 self.gone.notify_waiters();
                 Err(CreateFailure::Failed(e))
             }
-            Call::TimedOut | Call::Panicked => {
+            _cut @ (Call::TimedOut | Call::Panicked) => {
                 self.core.forget();
                 self.counters.create_failures.fetch_add(1, Relaxed);
+                #[cfg(feature = "metrics")]
+                self.metrics
+                    .create_error(if matches!(_cut, Call::TimedOut) {
+                        "timeout"
+                    } else {
+                        "panic"
+                    });
                 self.gone.notify_waiters();
                 Err(CreateFailure::TimedOut)
             }

@@ -37,6 +37,10 @@ impl<M: Manager> Inner<M> {
         let mut started: Option<Instant> = None;
         if this.core.try_permit() {
             this.counters.served_at_once.add(1);
+            #[cfg(feature = "metrics")]
+            if this.cfg.histograms {
+                this.metrics.waited(Duration::ZERO);
+            }
         } else {
             started = Some(this.wait_for_permit(priority, timeout).await?);
         }
@@ -80,6 +84,10 @@ impl<M: Manager> Inner<M> {
             Err(_) => return Err(self.timed_out(t0, None)),
         }
         self.counters.waited(t0, self.cfg.histograms);
+        #[cfg(feature = "metrics")]
+        if self.cfg.histograms {
+            self.metrics.waited(t0.elapsed());
+        }
         Ok(t0)
     }
 

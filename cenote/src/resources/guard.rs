@@ -43,6 +43,10 @@ impl<M: Manager> Drop for Lease<M> {
 pub struct Pooled<M: Manager> {
     item: Option<Idle<M::Resource>>,
     lent_slot: usize,
+    /// When it was lent (with `histograms(true)` and metrics on): its
+    /// use time is recorded when it comes back.
+    #[cfg(feature = "metrics")]
+    lent_at: Option<std::time::Instant>,
     // Dropped after `Drop::drop` put the resource back: the permit is
     // released only once the resource is idle (or counted gone).
     lease: Lease<M>,
@@ -52,6 +56,8 @@ impl<M: Manager> Pooled<M> {
     pub(crate) fn new(lease: Lease<M>, item: Idle<M::Resource>, at: &'static Location) -> Self {
         let lent_slot = lease.inner().register_lent(item.meta.id, at);
         Pooled {
+            #[cfg(feature = "metrics")]
+            lent_at: lease.inner().cfg.histograms.then(std::time::Instant::now),
             item: Some(item),
             lent_slot,
             lease,
@@ -95,6 +101,10 @@ impl<M: Manager> Drop for Pooled<M> {
     #[inline]
     fn drop(&mut self) {
         if let Some(item) = self.item.take() {
+            #[cfg(feature = "metrics")]
+            if let Some(at) = self.lent_at {
+                self.lease.inner().metrics.used_for(at.elapsed());
+            }
             self.lease.inner().give_back(item, self.lent_slot);
         }
     }

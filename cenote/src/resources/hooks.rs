@@ -36,7 +36,7 @@ pub(crate) fn guarded<T>(name: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(payload) => {
-            tracing::error!("cenote: the resource pool's {name} hook panicked");
+            crate::log::error!("cenote: the resource pool's {name} hook panicked");
             crate::unwind::drop_payload(payload);
             on_panic
         }

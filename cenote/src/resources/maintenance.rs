@@ -15,8 +15,8 @@ use super::guard::Lease;
 use super::hooks::{guarded, LeakReport};
 use super::pool::Inner;
 use super::stats::DestroyReason;
-use super::ticker::Ticked;
 use super::Manager;
+use crate::sync::ticker::Ticked;
 
 impl<M: Manager> Ticked for Inner<M> {
     /// Runs one [`Inner::tick`] and starts an [`Inner::upkeep`] on the
@@ -135,7 +135,7 @@ impl<M: Manager> Inner<M> {
                 acquired_at: at,
             };
             self.counters.leaks_reported.fetch_add(1, Relaxed);
-            tracing::warn!("cenote: possible resource leak: {report}");
+            crate::log::warning!("cenote: possible resource leak: {report}");
             if let Some(hook) = &self.hooks.on_leak {
                 guarded("on_leak", (), || hook(&report));
             }

@@ -65,7 +65,6 @@ mod pool;
 mod release;
 mod request;
 mod stats;
-mod ticker;
 mod timeout;
 
 pub use builder::{Builder, QueueOrder};

@@ -21,9 +21,10 @@ use super::hooks::{Hooks, LentTable};
 use super::maintenance::watch_runtime;
 use super::request::Request;
 use super::stats::{Counters, DestroyReason, Stats};
-use super::ticker::{self, Ticked};
 use super::timeout::bounded;
 use super::Manager;
+use crate::observe::name::PoolName;
+use crate::sync::ticker::{self, Ticked};
 use crate::sync::HandleCount;
 
 /// A pool of managed resources (connections, clients), shared by async
@@ -109,6 +110,9 @@ pub(crate) struct Inner<M: Manager> {
     /// Woken by `close`: gets waiting for their create give up at once.
     pub(super) closing: tokio::sync::Notify,
     pub(crate) rt: Rt,
+    pub(crate) name: PoolName,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::observe::resources::ResourceMetrics,
 }
 
 impl<M: Manager> Pool<M> {
@@ -128,6 +132,7 @@ impl<M: Manager> Pool<M> {
         let idle_timeout_ms = cfg.idle_timeout.map_or(u64::MAX, Inner::<M>::ms);
         let check_bypass_ms = Inner::<M>::ms(cfg.check_bypass);
         let (stop_watch, stopped) = tokio::sync::oneshot::channel();
+        let name = PoolName::claim("resources", cfg.name.as_deref());
         let inner = Arc::new(Inner {
             manager,
             core: Core::new(cfg.capacity, cfg.order == QueueOrder::Lifo),
@@ -153,7 +158,14 @@ impl<M: Manager> Pool<M> {
             runtime_gone: AtomicBool::new(false),
             closing: tokio::sync::Notify::new(),
             rt,
+            #[cfg(feature = "metrics")]
+            metrics: crate::observe::resources::ResourceMetrics::new(name.shared()),
+            name,
         });
+        #[cfg(feature = "metrics")]
+        crate::observe::publish::register(
+            Arc::downgrade(&inner) as Weak<dyn crate::observe::publish::Publish>
+        );
         let weak = Arc::downgrade(&inner);
         inner.rt.handle.spawn(watch_runtime(weak.clone(), stopped));
         let ticked: Weak<dyn Ticked> = weak;
@@ -240,16 +252,12 @@ impl<M: Manager> Pool<M> {
 
     /// Counters since the pool was built, and the gauges at this moment.
     pub fn stats(&self) -> Stats {
-        let core = &self.inner.core;
-        let size = core.size();
-        let idle = core.idle();
-        let mut stats = self.inner.counters.snapshot(self.inner.cfg.histograms);
-        stats.size = size;
-        stats.idle = idle;
-        stats.in_use = core.permits_held().min(size.saturating_sub(idle));
-        stats.waiting = core.waiting();
-        stats.capacity = core.max();
-        stats
+        self.inner.stats()
+    }
+
+    /// The pool's name (see [`Builder::name`]).
+    pub fn name(&self) -> &str {
+        self.inner.name.as_str()
     }
 
     /// Sets `capacity` to `n`, both ways. Growing lets waiters in at once;
@@ -405,6 +413,19 @@ impl ResourceInfo {
 }
 
 impl<M: Manager> Inner<M> {
+    pub(crate) fn stats(&self) -> Stats {
+        let core = &self.core;
+        let size = core.size();
+        let idle = core.idle();
+        let mut stats = self.counters.snapshot(self.cfg.histograms);
+        stats.size = size;
+        stats.idle = idle;
+        stats.in_use = core.permits_held().min(size.saturating_sub(idle));
+        stats.waiting = core.waiting();
+        stats.capacity = core.max();
+        stats
+    }
+
     #[inline]
     pub(crate) fn now_ms(&self) -> u64 {
         self.clock.load(Relaxed)
@@ -452,5 +473,12 @@ impl<M: Manager> Drop for Inner<M> {
         // `destroy`; what is left here (a resource returned while the
         // runtime was gone, say) can only be dropped.
         let _ = self.core.close();
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<M: Manager> crate::observe::publish::Publish for Inner<M> {
+    fn publish(&self) {
+        self.metrics.publish(&self.stats(), self.cfg.min_idle);
     }
 }

@@ -12,7 +12,8 @@
 //! The parts: `lock.rs` (Mutex, Condvar), `queue.rs` (the job queue over
 //! `mpmc.rs`), `thread.rs` (park, stripes), `spawn.rs` (threads never
 //! detached), `backoff.rs`, `handshake.rs` (the hand-shake load),
-//! `watch.rs` (watching before parking) and `handles.rs` (the count of a
+//! `watch.rs` (watching before parking), `ticker.rs` (the process's
+//! periodic ticks: resource maintenance, metrics) and `handles.rs` (the count of a
 //! pool's user handles).
 
 #![allow(dead_code)] // not every item is used under every cfg
@@ -39,6 +40,8 @@ pub(crate) mod mpmc;
 mod queue;
 mod spawn;
 pub(crate) mod thread;
+#[cfg(not(loom))]
+pub(crate) mod ticker;
 #[cfg(not(loom))]
 mod watch;
 

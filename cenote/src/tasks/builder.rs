@@ -37,6 +37,7 @@ pub struct Builder {
     pub(crate) blocking: Option<crate::workers::Pool>,
     pub(crate) eager: bool,
     pub(crate) eager_limit: Duration,
+    pub(crate) name: Option<String>,
 }
 
 /// The default of [`Builder::eager_limit`].
@@ -62,7 +63,15 @@ impl Builder {
             blocking: None,
             eager: true,
             eager_limit: DEFAULT_EAGER_LIMIT,
+            name: None,
         }
+    }
+
+    /// The pool's name in metrics and log lines (default `tasks-<n>`; a
+    /// name a live pool already holds gets a `-2` suffix).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// At most `n` futures in flight (0 is an error at build).

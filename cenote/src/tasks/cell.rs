@@ -276,7 +276,7 @@ impl<F: Future> Drop for Cell<F> {
         if !self.state.is_done() {
             let stage = self.stage.get_mut();
             if unwind::panicked(|| *stage = Stage::Empty) {
-                tracing::error!("cenote::tasks: a future panicked while being dropped");
+                crate::log::error!("cenote::tasks: a future panicked while being dropped");
             }
             // Dropped: no handle is left to see a result.
             self.pool.finished(self.lane(), Outcome::Cancelled, false);

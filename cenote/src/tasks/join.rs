@@ -197,7 +197,7 @@ impl<T> Drop for JoinHandle<T> {
             Repr::Ready(result) => {
                 let result = result.take();
                 if unwind::panicked(|| drop(result)) {
-                    tracing::error!(
+                    crate::log::error!(
                         "cenote::tasks: a future's output panicked while being dropped with its handle"
                     );
                 }

@@ -99,6 +99,7 @@ pub(crate) struct Inner {
     timed_out: AtomicU64,
     /// Finished cells kept for the next spawns (`recycle.rs`).
     pub(crate) recycler: Recycler,
+    pub(crate) name: crate::observe::name::PoolName,
 }
 
 /// A snapshot of a pool's counters.
@@ -232,8 +233,13 @@ impl Pool {
             waited: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             recycler: Recycler::new(),
+            name: crate::observe::name::PoolName::claim("tasks", b.name.as_deref()),
         };
         let inner = Arc::new(inner);
+        #[cfg(feature = "metrics")]
+        crate::observe::publish::register(
+            Arc::downgrade(&inner) as std::sync::Weak<dyn crate::observe::publish::Publish>
+        );
         for lane in inner.lanes.iter() {
             // The driver holds its lane and a weak handle to the pool; it
             // exits once the pool's last handle is gone and its futures are
@@ -492,7 +498,7 @@ impl Pool {
             let took = t.elapsed();
             if took > inner.eager_limit {
                 inner.eager_pause.store(EAGER_PAUSE_SPAWNS, Relaxed);
-                tracing::debug!(
+                crate::log::debug!(
                     ?took,
                     "cenote::tasks: a long first poll; the next spawns start in lanes"
                 );
@@ -559,7 +565,18 @@ impl Pool {
 
     /// The pool's counters.
     pub fn stats(&self) -> Stats {
-        let i = &*self.inner;
+        self.inner.stats()
+    }
+
+    /// The pool's name (see [`Builder::name`]).
+    pub fn name(&self) -> &str {
+        self.inner.name.as_str()
+    }
+}
+
+impl Inner {
+    fn stats(&self) -> Stats {
+        let i = self;
         let completed: usize = i.lanes.iter().map(|l| l.completed()).sum();
         let active = i.active.load(SeqCst) as u64;
         let (panicked, aborted, cancelled) = (
@@ -576,12 +593,21 @@ impl Pool {
             rejected: i.rejected.load(Relaxed),
             waited: i.waited.load(Relaxed),
             timed_out: i.timed_out.load(Relaxed),
-            running: self.running(),
-            waiting: self.waiting(),
-            capacity: self.capacity(),
+            running: i.sem.in_use(),
+            waiting: i.sem.waiting(),
+            capacity: i.sem.permits(),
         }
     }
+}
 
+#[cfg(feature = "metrics")]
+impl crate::observe::publish::Publish for Inner {
+    fn publish(&self) {
+        crate::observe::tasks::publish(&self.name.shared(), &self.stats());
+    }
+}
+
+impl Pool {
     /// Waits until every future spawned so far has finished. The pool stays
     /// open; futures spawned meanwhile are waited for too. Awaited inside
     /// one of the pool's own futures, it waits for every *other* future:

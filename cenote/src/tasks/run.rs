@@ -200,7 +200,9 @@ where
             match &pool {
                 Some(pool) => pool.report_panic(payload.as_ref()),
                 None => {
-                    tracing::error!("cenote::tasks: a future's output panicked while being dropped")
+                    crate::log::error!(
+                        "cenote::tasks: a future's output panicked while being dropped"
+                    )
                 }
             }
             unwind::drop_payload(payload);

@@ -43,6 +43,7 @@ pub(crate) struct Config {
     pub(crate) stack_size: Option<usize>,
     pub(crate) on_thread_start: Option<ThreadHook>,
     pub(crate) on_thread_stop: Option<ThreadHook>,
+    pub(crate) name: Option<String>,
 }
 
 /// The least default `queue` length: deep enough that a fast producer
@@ -148,6 +149,7 @@ impl Builder {
                 stack_size: None,
                 on_thread_start: None,
                 on_thread_stop: None,
+                name: None,
             },
             queue_set: false,
         }
@@ -199,7 +201,7 @@ impl Builder {
 
     /// Called with the payload of every task that panics (except tasks from
     /// `spawn`, whose panic goes to their `JoinHandle`). Without a handler a
-    /// panic is logged with `tracing::error!` (the standard panic hook prints
+    /// panic is logged as a `tracing` error event (the standard panic hook prints
     /// it too). Either way it is counted and the thread keeps serving. A
     /// panicking handler is caught and logged.
     pub fn panic_handler<H>(mut self, handler: H) -> Self
@@ -207,6 +209,13 @@ impl Builder {
         H: Fn(&(dyn Any + Send)) + Send + Sync + 'static,
     {
         self.config.panic_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// The pool's name in metrics and log lines (default `workers-<n>`; a
+    /// name a live pool already holds gets a `-2` suffix).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
         self
     }
 

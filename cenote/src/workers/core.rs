@@ -15,6 +15,7 @@ use super::builder::{Config, Policy};
 use super::errors::{BuildError, ResizeError, ShutdownError, SubmitError};
 use super::task::Task;
 use super::Stats;
+use crate::observe::name::PoolName;
 use crate::sync::{
     deadline_after, Arc, AtomicBool, AtomicU64, AtomicUsize, Backoff, Condvar, HandleCount,
     HandshakeLoad, Mutex, Ordering::*, Queue,
@@ -266,6 +267,7 @@ impl Drop for Unwait<'_> {
 
 pub(crate) struct Inner<R: Runner> {
     runner: R,
+    pub(crate) name: PoolName,
     pub(crate) config: Config,
     /// `None`: direct hand-off (`queue(0)`).
     queue: Option<Queue<R::Job>>,
@@ -316,6 +318,7 @@ impl<R: Runner> Inner<R> {
     pub(crate) fn start(config: Config, runner: R) -> Result<Arc<Self>, BuildError> {
         let inner = Arc::new(Inner {
             runner,
+            name: PoolName::claim("workers", config.name.as_deref()),
             queue: (config.queue > 0).then(|| Queue::new(config.queue)),
             resume_at: config.queue - (config.queue / 4).max(1).min(config.queue),
             refill_at: config.queue - (config.queue / 4).clamp(1, REFILL_GAP).min(config.queue),
@@ -348,6 +351,10 @@ impl<R: Runner> Inner<R> {
             handles: HandleCount::new(),
             config,
         });
+        #[cfg(feature = "metrics")]
+        crate::observe::publish::register(
+            Arc::downgrade(&inner) as std::sync::Weak<dyn crate::observe::publish::Publish>
+        );
         for _ in 0..inner.config.prestart {
             if let Err(e) = inner.spawn_worker(None) {
                 inner.close();
@@ -705,7 +712,7 @@ impl<R: Runner> Inner<R> {
 
     #[cold]
     fn drain_on_caller(&self) {
-        tracing::error!("cenote: no worker thread could be started; running queued tasks on the submitting thread");
+        crate::log::error!("cenote: no worker thread could be started; running queued tasks on the submitting thread");
         while let Some(job) = self.pop() {
             self.run_on_caller(job);
         }
@@ -755,7 +762,7 @@ impl<R: Runner> Inner<R> {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "cenote: could not start a worker thread");
+                crate::log::error!(error = %e, "cenote: could not start a worker thread");
                 let job = worker.park.lock().job.take();
                 self.registry
                     .lock()
@@ -894,7 +901,7 @@ impl<R: Runner> Inner<R> {
         CURRENT_POOL.with(|c| c.set(self.id()));
         if let Some(hook) = &self.config.on_thread_start {
             if unwind::panicked(|| hook()) {
-                tracing::error!("cenote: on_thread_start hook panicked");
+                crate::log::error!("cenote: on_thread_start hook panicked");
             }
         }
         let first = {
@@ -1066,7 +1073,7 @@ impl<R: Runner> Inner<R> {
         self.threads_retired.fetch_add(1, Relaxed);
         if let Some(hook) = &self.config.on_thread_stop {
             if unwind::panicked(|| hook()) {
-                tracing::error!("cenote: on_thread_stop hook panicked");
+                crate::log::error!("cenote: on_thread_stop hook panicked");
             }
         }
         CURRENT_POOL.with(|c| c.set(0));
@@ -1400,5 +1407,12 @@ impl<R: Runner> Drop for Inner<R> {
         if let Some(q) = &self.queue {
             while q.pop().is_some() {}
         }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<R: Runner> crate::observe::publish::Publish for Inner<R> {
+    fn publish(&self) {
+        crate::observe::workers::publish(&self.name.shared(), &self.stats());
     }
 }

@@ -158,6 +158,11 @@ impl Pool {
         self.inner.stats()
     }
 
+    /// The pool's name (see [`Builder::name`](super::Builder::name)).
+    pub fn name(&self) -> &str {
+        self.inner.name.as_str()
+    }
+
     /// Blocks until everything submitted so far has finished (the queue is
     /// empty and every thread is parked). The pool stays open. Called from a
     /// task of this pool, it waits for all the *other* tasks (tasks that are

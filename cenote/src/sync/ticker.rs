@@ -1,20 +1,21 @@
-//! The clock of every pool's maintenance: one thread for the whole process
-//! (`cenote-ticker`), started with the first pool, that tells each pool
-//! when its `maintenance_interval` has passed. The pool then runs its tick
-//! as a task on its own runtime (`maintenance.rs`).
+//! The process's periodic ticks: one thread (`cenote-ticker`), started
+//! with the first registration, that calls each registered target when its
+//! interval has passed. Resource pools tick their maintenance through it
+//! (`resources/maintenance.rs`, as a task on their own runtime), and the
+//! metrics publisher its publishing (`observe/publish.rs`).
 //!
 //! A thread, not a `tokio::time::interval` per pool: a timer registered on
-//! the runtime makes every park of every worker go through the timer wheel
-//! and read the clock, a cost paid by all of the user's tasks for as long as
-//! the pool lives (`DESIGN.md`, "Background task").
+//! a runtime makes every park of every worker go through the timer wheel
+//! and read the clock, a cost paid by all of the user's tasks for as long
+//! as the pool lives (`resources/DESIGN.md`, "Background task").
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// A pool the ticker drives.
-pub(super) trait Ticked: Send + Sync {
+/// A target the ticker drives.
+pub(crate) trait Ticked: Send + Sync {
     /// One interval has passed. `false`: the pool is done (closed, or its
     /// runtime gone) and wants no more ticks.
     fn tick(self: Arc<Self>) -> bool;
@@ -39,7 +40,7 @@ static TICKER: Mutex<Option<&'static Ticker>> = Mutex::new(None);
 /// Ticks `pool` every `every`, the first time at once, for as long as it
 /// lives and its ticks return `true`. Fails only if the ticker thread
 /// cannot be started.
-pub(super) fn register(pool: Weak<dyn Ticked>, every: Duration) -> std::io::Result<()> {
+pub(crate) fn register(pool: Weak<dyn Ticked>, every: Duration) -> std::io::Result<()> {
     let ticker = {
         let mut slot = TICKER.lock();
         match *slot {
