@@ -40,6 +40,7 @@ pub(crate) struct Config {
     pub(crate) maintenance_interval: Duration,
     pub(crate) histograms: bool,
     pub(crate) name: Option<String>,
+    pub(crate) warn_slow_get: Option<Duration>,
 }
 
 impl Default for Config {
@@ -62,6 +63,7 @@ impl Default for Config {
             maintenance_interval: Duration::from_millis(100),
             histograms: false,
             name: None,
+            warn_slow_get: None,
         }
     }
 }
@@ -189,6 +191,13 @@ impl<M: Manager> Builder<M> {
     /// a name a live pool already holds gets a `-2` suffix).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.cfg.name = Some(name.into());
+        self
+    }
+
+    /// Logs a `tracing` warning for every get that waits longer than `d`
+    /// for a permit (an early sign of exhaustion). Default: off.
+    pub fn warn_slow_get(mut self, d: Duration) -> Self {
+        self.cfg.warn_slow_get = Some(d);
         self
     }
 

@@ -100,8 +100,22 @@ impl<M: Manager> Inner<M> {
             self.cfg.create_timeout,
             "create",
             self.manager.create(),
-        )
-        .await;
+        );
+        #[cfg(feature = "tracing")]
+        let span = create_span(self.name.as_str());
+        #[cfg(feature = "tracing")]
+        let created = tracing::Instrument::instrument(created, span.clone());
+        let created = created.await;
+        #[cfg(feature = "tracing")]
+        span.record(
+            "error_type",
+            match &created {
+                Call::Done(_) => "none",
+                Call::Failed(_) => std::any::type_name::<M::Error>(),
+                Call::TimedOut => "timeout",
+                Call::Panicked => "panic",
+            },
+        );
         drop(unmade.disarm());
         #[cfg(feature = "metrics")]
         self.metrics.created_in(started.elapsed());
@@ -216,4 +230,16 @@ impl<M: Manager> Drop for Created<M> {
             drop(lease);
         }
     }
+}
+
+/// A DEBUG span `create` (the pool's name, and the error type at its end),
+/// or a disabled one when no subscriber is interested.
+#[cfg(feature = "tracing")]
+fn create_span(pool: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: "cenote::resources",
+        "create",
+        pool,
+        error_type = tracing::field::Empty
+    )
 }

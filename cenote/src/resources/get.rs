@@ -84,6 +84,16 @@ impl<M: Manager> Inner<M> {
             Err(_) => return Err(self.timed_out(t0, None)),
         }
         self.counters.waited(t0, self.cfg.histograms);
+        if let Some(limit) = self.cfg.warn_slow_get {
+            let waited = t0.elapsed();
+            if waited > limit {
+                crate::log::warning!(
+                    pool = %self.name,
+                    ?waited,
+                    "cenote: a get waited longer than {limit:?} for a resource"
+                );
+            }
+        }
         #[cfg(feature = "metrics")]
         if self.cfg.histograms {
             self.metrics.waited(t0.elapsed());
@@ -250,6 +260,13 @@ impl<M: Manager> Inner<M> {
         match failure {
             CreateFailure::Failed(e) => {
                 if guarded("is_permanent", false, || self.manager.is_permanent(&e)) {
+                    // Once until a create succeeds, not once per caller.
+                    if !self.permanent_warned.swap(true, Relaxed) {
+                        crate::log::warning!(
+                            pool = %self.name,
+                            "cenote: creating a resource failed for good: {e}"
+                        );
+                    }
                     return Err(GetError::Create(e));
                 }
                 *mine = Some(e);

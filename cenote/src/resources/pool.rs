@@ -83,6 +83,8 @@ pub(crate) struct Inner<M: Manager> {
     /// The last create or check error since the last successful create.
     pub(super) last_error: Mutex<Option<Arc<M::Error>>>,
     pub(super) has_last_error: AtomicBool,
+    /// A permanent create error was logged (cleared by a good create).
+    pub(super) permanent_warned: AtomicBool,
     /// `destroy` calls under way.
     pub(super) destroying: AtomicUsize,
     /// `Pool` handles alive; the last one closes the pool.
@@ -144,6 +146,7 @@ impl<M: Manager> Pool<M> {
             next_id: AtomicU64::new(1),
             last_error: Mutex::new(None),
             has_last_error: AtomicBool::new(false),
+            permanent_warned: AtomicBool::new(false),
             destroying: AtomicUsize::new(0),
             handles: HandleCount::new(),
             gone: tokio::sync::Notify::new(),
@@ -455,6 +458,9 @@ impl<M: Manager> Inner<M> {
     }
 
     pub(super) fn clear_error(&self) {
+        if self.permanent_warned.load(Relaxed) {
+            self.permanent_warned.store(false, Relaxed);
+        }
         if self.has_last_error.load(Relaxed) {
             *self.last_error.lock() = None;
             self.has_last_error.store(false, Relaxed);

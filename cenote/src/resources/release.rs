@@ -19,6 +19,7 @@ impl<M: Manager> Inner<M> {
     pub(crate) fn dispose(self: &Arc<Self>, item: Idle<M::Resource>, why: DestroyReason) {
         self.core.forget();
         self.counters.destroyed(why);
+        crate::log::debug!(pool = %self.name, reason = ?why, "cenote: closing a pooled resource");
         if let Some(hook) = &self.hooks.on_destroy {
             guarded("on_destroy", (), || hook(&item.res, why));
         }
