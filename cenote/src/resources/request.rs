@@ -122,11 +122,17 @@ fn traced<M: Manager>(
     })
 }
 
+/// Without `tracing`: no span.
 #[cfg(not(feature = "tracing"))]
-fn acquire_span<M: Manager>(_inner: &Inner<M>) {}
+struct NoSpan;
 
 #[cfg(not(feature = "tracing"))]
-fn traced<F>(_span: (), get: F) -> F {
+fn acquire_span<M: Manager>(_inner: &Inner<M>) -> NoSpan {
+    NoSpan
+}
+
+#[cfg(not(feature = "tracing"))]
+fn traced<F>(_span: NoSpan, get: F) -> F {
     get
 }
 
