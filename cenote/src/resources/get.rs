@@ -18,45 +18,56 @@ use super::errors::GetError;
 use super::guard::{Lease, Pooled};
 use super::hooks::guarded;
 use super::pool::Inner;
+use super::request::AcquireSpan;
 use super::stats::DestroyReason;
 use super::timeout::{bounded, CoarseBounded, Elapsed, COARSE_FACTOR};
 use super::Manager;
 
 impl<M: Manager> Inner<M> {
-    /// The whole `get`.
+    /// The whole `get`, its outcome recorded on `span` (see
+    /// `request.rs`; the span lives in this future's state, so the get
+    /// needs no wrapper future around it).
     pub(super) async fn get(
         this: Arc<Self>,
         priority: i32,
         timeout: Duration,
         at: &'static Location<'static>,
+        span: AcquireSpan,
     ) -> Result<Pooled<M>, GetError<M::Error>> {
-        if this.core.is_closed() {
-            return Err(GetError::Closed);
-        }
-        // A deadline is computed only on a path that may wait.
-        let mut started: Option<Instant> = None;
-        if this.core.try_permit() {
-            this.counters.served_at_once.add(1);
-            #[cfg(feature = "metrics")]
-            if this.cfg.histograms {
-                this.metrics.waited(Duration::ZERO);
+        let got = 'get: {
+            if this.core.is_closed() {
+                break 'get Err(GetError::Closed);
             }
-        } else {
-            started = Some(this.wait_for_permit(priority, timeout).await?);
-        }
-        // The caller's handle becomes the lease (no second clone on the
-        // way to a resource), taken at once so a cancelled reset or check
-        // still gives the permit back.
-        let lease = Lease::new(this);
-        let inner = lease.inner();
-        let mut mine = None;
-        while let Some(item) = inner.core.pop_idle() {
-            if let Some(item) = inner.ready(item, &mut mine).await {
-                return inner.clone().lend(lease, item, at);
+            // A deadline is computed only on a path that may wait.
+            let mut started: Option<Instant> = None;
+            if this.core.try_permit() {
+                this.counters.served_at_once.add(1);
+                #[cfg(feature = "metrics")]
+                if this.cfg.histograms {
+                    this.metrics.waited(Duration::ZERO);
+                }
+            } else {
+                match this.wait_for_permit(priority, timeout).await {
+                    Ok(t) => started = Some(t),
+                    Err(e) => break 'get Err(e),
+                }
             }
-        }
-        let inner = inner.clone();
-        inner.checkout(lease, timeout, started, mine, at).await
+            // The caller's handle becomes the lease (no second clone on the
+            // way to a resource), taken at once so a cancelled reset or check
+            // still gives the permit back.
+            let lease = Lease::new(this);
+            let inner = lease.inner();
+            let mut mine = None;
+            while let Some(item) = inner.core.pop_idle() {
+                if let Some(item) = inner.ready(item, &mut mine).await {
+                    break 'get inner.clone().lend(lease, item, at);
+                }
+            }
+            let inner = inner.clone();
+            inner.checkout(lease, timeout, started, mine, at).await
+        };
+        span.end(&got);
+        got
     }
 
     /// Waits in the queue (by `priority`) for a permit, at most `timeout`,

@@ -58,12 +58,11 @@ impl<'a, M: Manager> Request<'a, M> {
         let at = Location::caller();
         let inner = self.pool.inner.clone();
         let timeout = self.timeout.unwrap_or(inner.cfg.acquire_timeout);
-        let span = acquire_span(&inner);
+        let span = AcquireSpan::new(&inner);
         // The `async fn`'s future itself: wrapped in an `async move` block,
         // its state was copied into the wrapper's on the first poll (about
-        // 40 instructions of every get). The span's wrapper is made only
-        // when a subscriber wants it.
-        traced(span, Inner::get(inner, self.priority, timeout, at))
+        // 40 instructions of every get).
+        Inner::get(inner, self.priority, timeout, at, span)
     }
 
     /// Gets a resource, blocking the calling thread (not for async code:
@@ -76,9 +75,12 @@ impl<'a, M: Manager> Request<'a, M> {
         // The only waiter is served next: it watches before it parks.
         block_on(
             &inner.rt.handle,
-            traced(
-                acquire_span(inner),
-                Inner::get(inner.clone(), self.priority, timeout, at),
+            Inner::get(
+                inner.clone(),
+                self.priority,
+                timeout,
+                at,
+                AcquireSpan::new(inner),
             ),
             || inner.core.waiting() == 1,
         )
@@ -86,54 +88,62 @@ impl<'a, M: Manager> Request<'a, M> {
     }
 }
 
-/// A DEBUG span `acquire` (the pool's name; how long the get took and its
-/// outcome are recorded at its end), if a subscriber is interested.
-#[cfg(feature = "tracing")]
-fn acquire_span<M: Manager>(inner: &Inner<M>) -> Option<tracing::Span> {
-    if !tracing::enabled!(target: "cenote::resources", tracing::Level::DEBUG) {
-        return None;
+/// The DEBUG span `acquire` of one get (the pool's name; how long the get
+/// took and its outcome, recorded at its end), made only when a subscriber
+/// is interested. It is not entered: it carries the get's outcome and
+/// duration, and events inside the get stand on their own. Entering it at
+/// every poll takes a wrapper future, and moving the get's state into one
+/// cost about 50 instructions of every get, traced or not.
+pub(super) struct AcquireSpan(
+    #[cfg(feature = "tracing")] Option<Box<(tracing::Span, std::time::Instant)>>,
+);
+
+impl AcquireSpan {
+    #[cfg(feature = "tracing")]
+    #[inline]
+    fn new<M: Manager>(inner: &Inner<M>) -> AcquireSpan {
+        // The global level filter first: one load, where `enabled!` looks
+        // up the thread's dispatcher.
+        if !tracing::level_enabled!(tracing::Level::DEBUG) {
+            return AcquireSpan(None);
+        }
+        AcquireSpan(Self::make(inner))
     }
-    Some(tracing::debug_span!(
-        target: "cenote::resources",
-        "acquire",
-        pool = inner.name.as_str(),
-        waited = tracing::field::Empty,
-        outcome = tracing::field::Empty
-    ))
-}
 
-/// `get` inside `span`; `get` itself when there is none.
-#[cfg(feature = "tracing")]
-fn traced<M: Manager>(
-    span: Option<tracing::Span>,
-    get: impl std::future::Future<Output = Result<Pooled<M>, GetError<M::Error>>> + Send + 'static,
-) -> impl std::future::Future<Output = Result<Pooled<M>, GetError<M::Error>>> + Send + 'static {
-    use futures_util::future::Either;
-    use tracing::Instrument;
-    let Some(span) = span else {
-        return Either::Left(get);
-    };
-    Either::Right(async move {
-        let t0 = std::time::Instant::now();
-        let got = get.instrument(span.clone()).await;
-        span.record("waited", tracing::field::debug(t0.elapsed()));
-        span.record("outcome", outcome(&got));
-        got
-    })
-}
+    #[cfg(feature = "tracing")]
+    #[cold]
+    fn make<M: Manager>(inner: &Inner<M>) -> Option<Box<(tracing::Span, std::time::Instant)>> {
+        if !tracing::enabled!(target: "cenote::resources", tracing::Level::DEBUG) {
+            return None;
+        }
+        let span = tracing::debug_span!(
+            target: "cenote::resources",
+            "acquire",
+            pool = inner.name.as_str(),
+            waited = tracing::field::Empty,
+            outcome = tracing::field::Empty
+        );
+        Some(Box::new((span, std::time::Instant::now())))
+    }
 
-/// Without `tracing`: no span.
-#[cfg(not(feature = "tracing"))]
-struct NoSpan;
+    #[cfg(not(feature = "tracing"))]
+    #[inline]
+    fn new<M: Manager>(_inner: &Inner<M>) -> AcquireSpan {
+        AcquireSpan()
+    }
 
-#[cfg(not(feature = "tracing"))]
-fn acquire_span<M: Manager>(_inner: &Inner<M>) -> NoSpan {
-    NoSpan
-}
-
-#[cfg(not(feature = "tracing"))]
-fn traced<F>(_span: NoSpan, get: F) -> F {
-    get
+    /// Records the get's duration and outcome.
+    #[inline]
+    pub(super) fn end<M: Manager>(&self, got: &Result<Pooled<M>, GetError<M::Error>>) {
+        #[cfg(feature = "tracing")]
+        if let Some(traced) = &self.0 {
+            let (span, t0) = &**traced;
+            span.record("waited", tracing::field::debug(t0.elapsed()));
+            span.record("outcome", outcome(got));
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = got;
+    }
 }
 
 /// The `outcome` of an `acquire` span.
