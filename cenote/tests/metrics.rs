@@ -536,3 +536,22 @@ fn two_pools_never_share_a_series() {
     let unnamed = cenote::workers::Pool::new(1).unwrap();
     assert!(unnamed.name().starts_with("workers-"), "{}", unnamed.name());
 }
+
+#[test]
+fn a_published_semaphore_reports_its_levels_until_it_is_dropped() {
+    let (snap, _one) = recorder();
+    let sem = Arc::new(cenote::limit::Semaphore::new(3));
+    assert_eq!(sem.publish_metrics("m-limit"), "m-limit");
+    let held = sem.try_acquire_many(2).unwrap();
+    let seen = read(snap, "m-limit");
+    let l = [("cenote.pool.name", "m-limit")];
+    assert_eq!(seen.gauge("cenote.limit.leases", &l), 2.0);
+    assert_eq!(seen.gauge("cenote.limit.capacity", &l), 3.0);
+    assert_eq!(seen.gauge("cenote.limit.queued", &l), 0.0);
+    drop(held);
+    drop(sem);
+    // Gone: the next publishing forgets it, and its name is free again.
+    cenote::observe::publish_now();
+    let again = Arc::new(cenote::limit::Semaphore::new(1));
+    assert_eq!(again.publish_metrics("m-limit"), "m-limit");
+}

@@ -416,6 +416,18 @@ impl Semaphore {
         self.waiters.load(SeqCst)
     }
 
+    /// Publishes this semaphore's levels (`cenote.limit.leases`,
+    /// `.capacity`, `.queued`) to the `metrics` recorder under `name`, once
+    /// a second, for as long as it lives; returns the name it got (a name a
+    /// live pool holds gets a `-2` suffix, and a dropped semaphore's name is
+    /// free again after the next publishing). Levels only: the acquire and
+    /// release paths count nothing.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn publish_metrics(self: &std::sync::Arc<Self>, name: &str) -> String {
+        crate::observe::limit::register(self, Some(name))
+    }
+
     /// Wakes every waiter without granting it anything: each finds it
     /// still waits and goes on waiting (every acquire future and blocking
     /// wait tolerates such a wake-up). For a caller that checks a deadline

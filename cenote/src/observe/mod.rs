@@ -23,8 +23,11 @@
 //! metrics (semantic conventions v1.44) exactly, and put cenote's extras
 //! under `cenote.resources.*`. The other pools have no official convention;
 //! their names follow the nearest official ones (`dotnet.thread_pool.*`
-//! for workers, `aspnetcore.rate_limiting.*` for tasks,
-//! `aspnetcore.memory_pool.*` for objects). Durations are in seconds.
+//! for workers, `aspnetcore.rate_limiting.*` for tasks and the semaphore,
+//! `aspnetcore.memory_pool.*` for objects). Durations are in seconds. The
+//! semaphore has no builder: an `Arc<Semaphore>` is published by
+//! `Semaphore::publish_metrics(name)`, levels only (its fast path counts
+//! nothing). An object pool is published when it is given a `name(..)`.
 //!
 //! | name | instrument | unit | attributes | meaning |
 //! |---|---|---|---|---|
@@ -55,6 +58,9 @@
 //! | `cenote.tasks.queued` | gauge | `{spawner}` | pool name | spawners waiting for a slot |
 //! | `cenote.tasks.spawns` | counter | `{spawn}` | pool name, `result` = `accepted` \| `rejected` \| `timed_out` | spawns by result |
 //! | `cenote.tasks.completions` | counter | `{task}` | pool name, `outcome` = `completed` \| `panicked` \| `aborted` \| `cancelled` | futures ended, by outcome |
+//! | `cenote.limit.leases` | gauge | `{permit}` | `cenote.pool.name` | permits held (published with `Semaphore::publish_metrics`) |
+//! | `cenote.limit.capacity` | gauge | `{permit}` | pool name | permits in all |
+//! | `cenote.limit.queued` | gauge | `{request}` | pool name | requests waiting for a permit |
 //! | `cenote.objects.pooled` | gauge | `{object}` | `cenote.pool.name` | objects idle in the pool (store and thread caches) |
 //! | `cenote.objects.rented` | counter | `{object}` | pool name | gets |
 //! | `cenote.objects.allocated` | counter | `{object}` | pool name | objects created (gets that found none idle) |
@@ -62,6 +68,8 @@
 //! | `cenote.objects.evicted` | counter | `{object}` | pool name | idle objects trimmed |
 //! | `cenote.objects.dropped` | counter | `{object}` | pool name, `reason` = `full` \| `refused` \| `panicked` | returns not kept, by reason |
 
+#[cfg(feature = "metrics")]
+pub(crate) mod limit;
 pub(crate) mod name;
 #[cfg(feature = "metrics")]
 pub(crate) mod objects;

@@ -21,13 +21,27 @@ pub(crate) trait Publish: Send + Sync {
     fn publish(&self);
 }
 
+/// Publishes one pool; `false` once the pool is gone.
+type Publisher = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// The pools with metrics, and whether the ticker publishes them yet.
-static PUBLISHERS: Mutex<(Vec<Weak<dyn Publish>>, bool)> = Mutex::new((Vec::new(), false));
+static PUBLISHERS: Mutex<(Vec<Arc<Publisher>>, bool)> = Mutex::new((Vec::new(), false));
 
 /// Publishes `pool` from now on, for as long as it lives.
 pub(crate) fn register(pool: Weak<dyn Publish>) {
+    register_fn(Box::new(move || match pool.upgrade() {
+        Some(pool) => {
+            pool.publish();
+            true
+        }
+        None => false,
+    }));
+}
+
+/// Calls `publish` at every publishing, until it returns `false`.
+pub(crate) fn register_fn(publish: Publisher) {
     let mut list = PUBLISHERS.lock();
-    list.0.push(pool);
+    list.0.push(Arc::new(publish));
     if !list.1 {
         // The ticker entry outlives every pool: its target is static.
         static TARGET: std::sync::OnceLock<Arc<All>> = std::sync::OnceLock::new();
@@ -40,15 +54,15 @@ pub(crate) fn register(pool: Weak<dyn Publish>) {
 
 /// Publishes every live pool now; forgets the dropped ones.
 pub(crate) fn publish_all() {
-    let live: Vec<Arc<dyn Publish>> = {
-        let mut list = PUBLISHERS.lock();
-        list.0.retain(|w| w.strong_count() > 0);
-        list.0.iter().filter_map(Weak::upgrade).collect()
-    };
-    // Outside the lock: a pool dropped here may deregister nothing, but
-    // its `Drop` must not find the list locked.
-    for pool in live {
-        pool.publish();
+    let all: Vec<Arc<Publisher>> = PUBLISHERS.lock().0.clone();
+    // Outside the lock: a pool whose last handle the publisher drops runs
+    // its `Drop` here, which must not find the list locked.
+    let gone: Vec<Arc<Publisher>> = all.into_iter().filter(|p| !p()).collect();
+    if !gone.is_empty() {
+        PUBLISHERS
+            .lock()
+            .0
+            .retain(|p| !gone.iter().any(|g| Arc::ptr_eq(g, p)));
     }
 }
 

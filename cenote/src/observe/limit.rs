@@ -1,0 +1,43 @@
+//! The semaphore's metrics, named after `aspnetcore.rate_limiting.*` (the
+//! table in `observe/mod.rs`): its levels, read from the semaphore at each
+//! publishing. Its fast path counts nothing, so there are no counters.
+
+use std::sync::{Arc, Weak};
+
+use super::name::PoolName;
+use super::publish;
+use super::series::{self, Kind};
+use crate::limit::Semaphore;
+
+const POOL: &str = "cenote.pool.name";
+
+const TABLE: &[(&str, Kind, &str)] = &[
+    ("cenote.limit.leases", Kind::Gauge, "Permits held"),
+    ("cenote.limit.capacity", Kind::Gauge, "Permits in all"),
+    (
+        "cenote.limit.queued",
+        Kind::Gauge,
+        "Requests waiting for a permit",
+    ),
+];
+
+/// Publishes `sem`'s levels under `name` for as long as it lives; returns
+/// the name it got.
+pub(crate) fn register(sem: &Arc<Semaphore>, name: Option<&str>) -> String {
+    let name = PoolName::claim("limit", name);
+    let claimed = name.as_str().to_owned();
+    let sem: Weak<Semaphore> = Arc::downgrade(sem);
+    publish::register_fn(Box::new(move || {
+        let Some(sem) = sem.upgrade() else {
+            return false;
+        };
+        series::describe(TABLE);
+        let pool = name.shared();
+        let l = || series::labels(POOL, &pool, &[]);
+        series::gauge("cenote.limit.leases", l(), sem.in_use());
+        series::gauge("cenote.limit.capacity", l(), sem.permits());
+        series::gauge("cenote.limit.queued", l(), sem.waiting());
+        true
+    }));
+    claimed
+}
