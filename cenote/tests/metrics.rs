@@ -555,3 +555,57 @@ fn a_published_semaphore_reports_its_levels_until_it_is_dropped() {
     let again = Arc::new(cenote::limit::Semaphore::new(1));
     assert_eq!(again.publish_metrics("m-limit"), "m-limit");
 }
+
+#[test]
+fn the_dashboard_charts_documented_series_of_every_pool_kind() {
+    // The table in `observe/mod.rs`, in Prometheus spelling (dots become
+    // underscores, as metrics-exporter-prometheus writes them).
+    let docs = include_str!("../src/observe/mod.rs");
+    let documented: Vec<String> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | `"))
+        .filter_map(|l| l.split('`').next())
+        .map(|name| name.replace('.', "_"))
+        .collect();
+    assert!(documented.len() > 30, "{documented:?}");
+    let dashboard = include_str!("../../dashboards/cenote.json");
+    let labels = [
+        "cenote_pool_name",
+        "db_client_connection_pool_name",
+        "db_client_connection_state",
+    ];
+    let mut charted = Vec::new();
+    for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if !(word.starts_with("cenote_") || word.starts_with("db_client_connection_")) {
+            continue;
+        }
+        if labels.contains(&word) {
+            continue;
+        }
+        // A histogram's series carry a suffix (`_bucket`, ...); a name such
+        // as `db_client_connection_count` is itself documented.
+        let known = |n: &str| documented.iter().any(|d| d == n);
+        let name = std::iter::once(word)
+            .chain(
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .filter_map(|s| word.strip_suffix(s)),
+            )
+            .find(|n| known(n))
+            .unwrap_or_else(|| panic!("the dashboard charts {word}, which no pool publishes"));
+        charted.push(name.to_owned());
+    }
+    for kind in [
+        "db_client_connection_",
+        "cenote_resources_",
+        "cenote_workers_",
+        "cenote_tasks_",
+        "cenote_limit_",
+        "cenote_objects_",
+    ] {
+        assert!(
+            charted.iter().any(|n| n.starts_with(kind)),
+            "no panel for {kind}*"
+        );
+    }
+}
