@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -543,12 +544,34 @@ fn a_published_semaphore_reports_its_levels_until_it_is_dropped() {
     let sem = Arc::new(cenote::limit::Semaphore::new(3));
     assert_eq!(sem.publish_metrics("m-limit"), "m-limit");
     let held = sem.try_acquire_many(2).unwrap();
+    let one = sem.acquire_blocking().unwrap();
+    assert!(sem.try_acquire().is_err(), "none free");
+    // Queued, then given up: one timed out, one dropped while queued.
+    assert!(sem
+        .acquire()
+        .wait_timeout(Duration::from_millis(5))
+        .is_err());
+    {
+        let mut queued = std::pin::pin!(sem.acquire());
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(queued.as_mut().poll(&mut cx).is_pending());
+    }
     let seen = read(snap, "m-limit");
     let l = [("cenote.pool.name", "m-limit")];
-    assert_eq!(seen.gauge("cenote.limit.leases", &l), 2.0);
+    let r = |result| [("cenote.pool.name", "m-limit"), ("result", result)];
+    assert_eq!(seen.gauge("cenote.limit.leases", &l), 3.0);
     assert_eq!(seen.gauge("cenote.limit.capacity", &l), 3.0);
     assert_eq!(seen.gauge("cenote.limit.queued", &l), 0.0);
-    drop(held);
+    assert_eq!(seen.counter("cenote.limit.requests", &r("acquired")), 2);
+    assert_eq!(seen.counter("cenote.limit.requests", &r("rejected")), 1);
+    assert_eq!(seen.counter("cenote.limit.requests", &r("abandoned")), 2);
+    assert_eq!(seen.counter("cenote.limit.requests.queued", &l), 2);
+    drop((held, one));
+    sem.close();
+    assert!(sem.try_acquire().is_err());
+    let seen = read(snap, "m-limit");
+    assert_eq!(seen.counter("cenote.limit.requests", &r("closed")), 1);
     drop(sem);
     // Gone: the next publishing forgets it, and its name is free again.
     cenote::observe::publish_now();

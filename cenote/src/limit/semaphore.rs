@@ -110,6 +110,38 @@ pub struct Semaphore {
     reserved: AtomicUsize,
     closed: AtomicBool,
     queue: Mutex<List>,
+    /// Requests by result, for the `metrics` feature (`observe/limit.rs`).
+    #[cfg(feature = "metrics")]
+    pub(crate) tally: Tally,
+}
+
+/// A semaphore's requests by result (feature `metrics`). Statistics only:
+/// relaxed adds that order nothing. A grant costs one add on the fast
+/// path; the other results are counted where they happen, off it.
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+pub(crate) struct Tally {
+    /// Acquires and successful `try_acquire`s.
+    pub(crate) acquired: std::sync::atomic::AtomicU64,
+    /// Acquires that joined the queue.
+    pub(crate) queued: std::sync::atomic::AtomicU64,
+    /// `try_acquire`s refused for want of permits.
+    pub(crate) rejected: std::sync::atomic::AtomicU64,
+    /// Queued acquires given up (timed out, or the future dropped).
+    pub(crate) abandoned: std::sync::atomic::AtomicU64,
+    /// Requests refused because the semaphore was closed.
+    pub(crate) closed: std::sync::atomic::AtomicU64,
+}
+
+/// Counts one request's result in `tally` (feature `metrics`; nothing
+/// without it).
+macro_rules! tally {
+    ($sem:expr, $field:ident) => {
+        #[cfg(feature = "metrics")]
+        $sem.tally
+            .$field
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
 }
 
 /// `state` bit: releases must go through the queue lock.
@@ -393,6 +425,8 @@ impl Semaphore {
             debt: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            #[cfg(feature = "metrics")]
+            tally: Tally::default(),
             queue: Mutex::new(List::new()),
         })
     }
@@ -417,11 +451,11 @@ impl Semaphore {
     }
 
     /// Publishes this semaphore's levels (`cenote.limit.leases`,
-    /// `.capacity`, `.queued`) to the `metrics` recorder under `name`, once
-    /// a second, for as long as it lives; returns the name it got (a name a
-    /// live pool holds gets a `-2` suffix, and a dropped semaphore's name is
-    /// free again after the next publishing). Levels only: the acquire and
-    /// release paths count nothing.
+    /// `.capacity`, `.queued`) and requests by result
+    /// (`cenote.limit.requests`) to the `metrics` recorder under `name`,
+    /// once a second, for as long as it lives; returns the name it got (a
+    /// name a live pool holds gets a `-2` suffix, and a dropped semaphore's
+    /// name is free again after the next publishing).
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn publish_metrics(self: &std::sync::Arc<Self>, name: &str) -> String {
@@ -532,6 +566,7 @@ impl Semaphore {
     pub fn acquire_blocking(&self) -> Result<Permit<'_>, AcquireError> {
         // The uncontended case inline: one load and one CAS.
         if !self.closed.load(SeqCst) && self.take_available(1) {
+            tally!(self, acquired);
             return Ok(Permit { sem: self, n: 1 });
         }
         self.acquire_slow()
@@ -581,13 +616,16 @@ impl Semaphore {
             return Err(TryAcquireError::TooMany { requested: n });
         }
         if self.closed.load(Acquire) {
+            tally!(self, closed);
             return Err(TryAcquireError::Closed);
         }
         // Zero permits are always free (as for `acquire_many(0)`), also
         // while a shrink is owed permits.
         if n > 0 && !self.take_available(n) {
+            tally!(self, rejected);
             return Err(TryAcquireError::NoPermits);
         }
+        tally!(self, acquired);
         Ok(())
     }
 
@@ -909,6 +947,7 @@ impl Semaphore {
         // SAFETY: unlinked and ours; it stays alive while linked (see
         // `Waiter`); the lock is held.
         unsafe { q.link(queued.waiter) };
+        tally!(self, queued);
         // SLOW is cleared only under this lock: seen set, it stays set until
         // we unlock, and every release meanwhile comes to serve the queue.
         // (Skipping the RMW matters when many wait: it is the one write to
@@ -944,6 +983,7 @@ impl Semaphore {
         if state != WAITING {
             return state;
         }
+        tally!(self, abandoned);
         // SAFETY: still WAITING under the lock, so still linked.
         let (partial, wake) = unsafe {
             let partial = n - node(queued.waiter, |n| n.remaining);
@@ -1095,17 +1135,38 @@ impl Request {
         r
     }
 
+    /// [`finish`](Self::finish), counting the result in `sem`'s tally
+    /// (feature `metrics`).
+    #[inline]
+    fn finish_on(
+        &mut self,
+        sem: &Semaphore,
+        r: Result<(), AcquireError>,
+    ) -> Result<(), AcquireError> {
+        match &r {
+            Ok(()) => {
+                tally!(sem, acquired);
+            }
+            Err(AcquireError::Closed) => {
+                tally!(sem, closed);
+            }
+            Err(_) => {}
+        }
+        let _ = sem;
+        self.finish(r)
+    }
+
     #[inline]
     fn poll(&mut self, sem: &Semaphore, cx: &mut Context<'_>) -> Poll<Result<(), AcquireError>> {
         assert!(!self.done, "an Acquire future polled after it completed");
         let Some(queued) = &self.queued else {
             return match self.start(sem, || Wake::Task(cx.waker().clone())) {
-                Some(r) => Poll::Ready(self.finish(r)),
+                Some(r) => Poll::Ready(self.finish_on(sem, r)),
                 None => Poll::Pending,
             };
         };
         match Self::rewake(sem, queued, Some(cx.waker())) {
-            Some(r) => Poll::Ready(self.finish(r)),
+            Some(r) => Poll::Ready(self.finish_on(sem, r)),
             None => Poll::Pending,
         }
     }
@@ -1115,17 +1176,17 @@ impl Request {
     fn wait(&mut self, sem: &Semaphore, deadline: Option<Instant>) -> Result<(), AcquireError> {
         assert!(!self.done, "an Acquire waited on after it completed");
         if let Some(r) = self.enter_wait(sem, deadline) {
-            return self.finish(r);
+            return self.finish_on(sem, r);
         }
         if let Some(r) = self.spin_for_grant() {
-            return self.finish(r);
+            return self.finish_on(sem, r);
         }
         #[cfg(not(loom))]
         if let Some(r) = self.watch_as_head(sem, deadline) {
-            return self.finish(r);
+            return self.finish_on(sem, r);
         }
         let r = self.park_until_settled(sem, deadline);
-        self.finish(r)
+        self.finish_on(sem, r)
     }
 
     /// A blocking wait's start: the outcome, if it has one already;

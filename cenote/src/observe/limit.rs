@@ -1,7 +1,9 @@
 //! The semaphore's metrics, named after `aspnetcore.rate_limiting.*` (the
 //! table in `observe/mod.rs`): its levels, read from the semaphore at each
-//! publishing. Its fast path counts nothing, so there are no counters.
+//! publishing, and its requests by result (its `Tally`, kept only with
+//! the `metrics` feature).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
 use super::name::PoolName;
@@ -37,6 +39,17 @@ pub(crate) fn register(sem: &Arc<Semaphore>, name: Option<&str>) -> String {
         series::gauge("cenote.limit.leases", l(), sem.in_use());
         series::gauge("cenote.limit.capacity", l(), sem.permits());
         series::gauge("cenote.limit.queued", l(), sem.waiting());
+        let t = &sem.tally;
+        let r = |result| series::labels(POOL, &pool, &[("result", result)]);
+        for (result, n) in [
+            ("acquired", &t.acquired),
+            ("rejected", &t.rejected),
+            ("abandoned", &t.abandoned),
+            ("closed", &t.closed),
+        ] {
+            series::counter("cenote.limit.requests", r(result), n.load(Relaxed));
+        }
+        series::counter("cenote.limit.requests.queued", l(), t.queued.load(Relaxed));
         true
     }));
     claimed

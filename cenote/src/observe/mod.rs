@@ -26,8 +26,8 @@
 //! for workers, `aspnetcore.rate_limiting.*` for tasks and the semaphore,
 //! `aspnetcore.memory_pool.*` for objects). Durations are in seconds. The
 //! semaphore has no builder: an `Arc<Semaphore>` is published by
-//! `Semaphore::publish_metrics(name)`, levels only (its fast path counts
-//! nothing). An object pool is published when it is given a `name(..)`.
+//! `Semaphore::publish_metrics(name)`; with the feature on, a grant costs
+//! the semaphore one atomic add to count it. An object pool is published when it is given a `name(..)`.
 //!
 //! | name | instrument | unit | attributes | meaning |
 //! |---|---|---|---|---|
@@ -61,6 +61,8 @@
 //! | `cenote.limit.leases` | gauge | `{permit}` | `cenote.pool.name` | permits held (published with `Semaphore::publish_metrics`) |
 //! | `cenote.limit.capacity` | gauge | `{permit}` | pool name | permits in all |
 //! | `cenote.limit.queued` | gauge | `{request}` | pool name | requests waiting for a permit |
+//! | `cenote.limit.requests` | counter | `{request}` | pool name, `result` = `acquired` \| `rejected` \| `abandoned` \| `closed` | requests by result (`rejected`: a `try_acquire` with no permit free; `abandoned`: a queued acquire timed out or dropped) |
+//! | `cenote.limit.requests.queued` | counter | `{request}` | pool name | acquires that had to wait |
 //! | `cenote.objects.pooled` | gauge | `{object}` | `cenote.pool.name` | objects idle in the pool (store and thread caches) |
 //! | `cenote.objects.rented` | counter | `{object}` | pool name | gets |
 //! | `cenote.objects.allocated` | counter | `{object}` | pool name | objects created (gets that found none idle) |
