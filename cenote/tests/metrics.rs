@@ -567,6 +567,11 @@ fn a_published_semaphore_reports_its_levels_until_it_is_dropped() {
     assert_eq!(seen.counter("cenote.limit.requests", &r("rejected")), 1);
     assert_eq!(seen.counter("cenote.limit.requests", &r("abandoned")), 2);
     assert_eq!(seen.counter("cenote.limit.requests.queued", &l), 2);
+    // The acquire that timed out left the queue through its end; the one
+    // dropped while queued records nothing.
+    assert_eq!(seen.histogram("cenote.limit.queue_time", &l).len(), 1);
+    assert_eq!(seen.unit("cenote.limit.requests"), Some(Unit::Count));
+    assert_eq!(seen.unit("cenote.limit.queue_time"), Some(Unit::Seconds));
     drop((held, one));
     sem.close();
     assert!(sem.try_acquire().is_err());
@@ -631,4 +636,60 @@ fn the_dashboard_charts_documented_series_of_every_pool_kind() {
             "no panel for {kind}*"
         );
     }
+}
+
+#[test]
+fn a_submit_that_waits_for_room_records_its_wait() {
+    let (snap, _one) = recorder();
+    let pool = cenote::workers::Pool::builder()
+        .name("m-blocked")
+        .capacity(1)
+        .queue(0)
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    pool.submit(move || {
+        let _ = rx.recv();
+    })
+    .unwrap();
+    let blocked = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.submit(|| {}))
+    };
+    common::eventually("the second submit to block", || pool.waiting() == 1);
+    tx.send(()).unwrap();
+    blocked.join().unwrap().unwrap();
+    pool.wait_idle();
+    let seen = read(snap, "m-blocked");
+    let l = [("cenote.pool.name", "m-blocked")];
+    assert_eq!(seen.histogram("cenote.workers.queue_time", &l).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_that_waits_for_a_slot_records_its_wait() {
+    let (snap, _one) = recorder();
+    let pool = cenote::tasks::Pool::builder()
+        .name("m-waiting")
+        .capacity(1)
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let first = pool
+        .spawn(async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    let second = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.spawn(async {}).await.map(drop) })
+    };
+    common::eventually_async("the second spawn to wait", || pool.waiting() == 1).await;
+    tx.send(()).unwrap();
+    first.await.unwrap();
+    second.await.unwrap().unwrap();
+    pool.wait_idle().await;
+    let seen = read(snap, "m-waiting");
+    let l = [("cenote.pool.name", "m-waiting")];
+    assert_eq!(seen.histogram("cenote.tasks.queue_time", &l).len(), 1);
 }

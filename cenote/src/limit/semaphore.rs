@@ -131,6 +131,9 @@ pub(crate) struct Tally {
     pub(crate) abandoned: std::sync::atomic::AtomicU64,
     /// Requests refused because the semaphore was closed.
     pub(crate) closed: std::sync::atomic::AtomicU64,
+    /// Where a queued acquire records its time in the queue, once the
+    /// semaphore is published (its slow path only).
+    pub(crate) queue_time: std::sync::OnceLock<Box<metrics::Histogram>>,
 }
 
 /// Counts one request's result in `tally` (feature `metrics`; nothing
@@ -1083,6 +1086,9 @@ struct Request {
     priority: i32,
     queued: Option<Queued>,
     done: bool,
+    /// When it joined the queue, if its time there is recorded.
+    #[cfg(feature = "metrics")]
+    queued_at: Option<Instant>,
 }
 
 impl Request {
@@ -1092,6 +1098,8 @@ impl Request {
             priority: 0,
             queued: None,
             done: false,
+            #[cfg(feature = "metrics")]
+            queued_at: None,
         }
     }
 
@@ -1116,6 +1124,10 @@ impl Request {
             Ok(queued) => {
                 let state = queued.state();
                 self.queued = Some(queued);
+                #[cfg(feature = "metrics")]
+                if sem.tally.queue_time.get().is_some() {
+                    self.queued_at = Some(Instant::now());
+                }
                 Self::outcome(state)
             }
         }
@@ -1151,6 +1163,10 @@ impl Request {
                 tally!(sem, closed);
             }
             Err(_) => {}
+        }
+        #[cfg(feature = "metrics")]
+        if let (Some(t0), Some(h)) = (self.queued_at.take(), sem.tally.queue_time.get()) {
+            h.record(t0.elapsed().as_secs_f64());
         }
         let _ = sem;
         self.finish(r)

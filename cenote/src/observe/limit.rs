@@ -21,6 +21,17 @@ const TABLE: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Requests waiting for a permit",
     ),
+    ("cenote.limit.requests", Kind::Counter, "Requests by result"),
+    (
+        "cenote.limit.requests.queued",
+        Kind::Counter,
+        "Acquires that had to wait",
+    ),
+    (
+        "cenote.limit.queue_time",
+        Kind::Histogram,
+        "Time a queued acquire waited",
+    ),
 ];
 
 /// Publishes `sem`'s levels under `name` for as long as it lives; returns
@@ -28,6 +39,11 @@ const TABLE: &[(&str, Kind, &str)] = &[
 pub(crate) fn register(sem: &Arc<Semaphore>, name: Option<&str>) -> String {
     let name = PoolName::claim("limit", name);
     let claimed = name.as_str().to_owned();
+    series::describe(TABLE);
+    let _ = sem.tally.queue_time.set(Box::new(metrics::histogram!(
+        "cenote.limit.queue_time",
+        series::labels(POOL, &name.shared(), &[])
+    )));
     let sem: Weak<Semaphore> = Arc::downgrade(sem);
     publish::register_fn(Box::new(move || {
         let Some(sem) = sem.upgrade() else {

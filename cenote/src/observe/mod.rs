@@ -51,18 +51,21 @@
 //! | `cenote.workers.waiting` | gauge | `{submitter}` | pool name | submitters blocked for room |
 //! | `cenote.workers.tasks` | counter | `{task}` | pool name, `outcome` = `completed` \| `panicked` \| `rejected` | tasks by outcome (`rejected`: submits refused) |
 //! | `cenote.workers.ran_on_caller` | counter | `{task}` | pool name | tasks run on the submitting thread |
+//! | `cenote.workers.queue_time` | histogram | `s` | pool name | a blocked submit's wait for room (after its short spin) |
 //! | `cenote.workers.thread.started` | counter | `{thread}` | pool name | threads started |
 //! | `cenote.workers.thread.retired` | counter | `{thread}` | pool name | threads that exited |
 //! | `cenote.tasks.active` | gauge | `{task}` | `cenote.pool.name` | futures in flight |
 //! | `cenote.tasks.capacity` | gauge | `{task}` | pool name | the capacity in force |
 //! | `cenote.tasks.queued` | gauge | `{spawner}` | pool name | spawners waiting for a slot |
 //! | `cenote.tasks.spawns` | counter | `{spawn}` | pool name, `result` = `accepted` \| `rejected` \| `timed_out` | spawns by result |
+//! | `cenote.tasks.queue_time` | histogram | `s` | pool name | a spawn's wait for a slot |
 //! | `cenote.tasks.completions` | counter | `{task}` | pool name, `outcome` = `completed` \| `panicked` \| `aborted` \| `cancelled` | futures ended, by outcome |
 //! | `cenote.limit.leases` | gauge | `{permit}` | `cenote.pool.name` | permits held (published with `Semaphore::publish_metrics`) |
 //! | `cenote.limit.capacity` | gauge | `{permit}` | pool name | permits in all |
 //! | `cenote.limit.queued` | gauge | `{request}` | pool name | requests waiting for a permit |
 //! | `cenote.limit.requests` | counter | `{request}` | pool name, `result` = `acquired` \| `rejected` \| `abandoned` \| `closed` | requests by result (`rejected`: a `try_acquire` with no permit free; `abandoned`: a queued acquire timed out or dropped) |
 //! | `cenote.limit.requests.queued` | counter | `{request}` | pool name | acquires that had to wait |
+//! | `cenote.limit.queue_time` | histogram | `s` | pool name | a queued acquire's time in the queue |
 //! | `cenote.objects.pooled` | gauge | `{object}` | `cenote.pool.name` | objects idle in the pool (store and thread caches) |
 //! | `cenote.objects.rented` | counter | `{object}` | pool name | gets |
 //! | `cenote.objects.allocated` | counter | `{object}` | pool name | objects created (gets that found none idle) |

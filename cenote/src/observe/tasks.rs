@@ -28,7 +28,19 @@ const TABLE: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Futures ended, by outcome",
     ),
+    (
+        "cenote.tasks.queue_time",
+        Kind::Histogram,
+        "Time a spawn waited for a slot",
+    ),
 ];
+
+/// The histogram a waiting spawn records its wait into: the time its
+/// acquire spent in the pool semaphore's queue.
+pub(crate) fn queue_time(pool: &std::sync::Arc<str>) -> metrics::Histogram {
+    series::describe(TABLE);
+    metrics::histogram!("cenote.tasks.queue_time", series::labels(POOL, pool, &[]))
+}
 
 /// Writes a future pool's levels and counters.
 pub(crate) fn publish(pool: &std::sync::Arc<str>, s: &Stats) {

@@ -43,7 +43,18 @@ const TABLE: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Threads that exited",
     ),
+    (
+        "cenote.workers.queue_time",
+        Kind::Histogram,
+        "Time a submitter waited for room",
+    ),
 ];
+
+/// The histogram a blocked submit records its wait into.
+pub(crate) fn queue_time(pool: &std::sync::Arc<str>) -> metrics::Histogram {
+    series::describe(TABLE);
+    metrics::histogram!("cenote.workers.queue_time", series::labels(POOL, pool, &[]))
+}
 
 /// Writes a thread pool's levels and counters.
 pub(crate) fn publish(pool: &std::sync::Arc<str>, s: &Stats) {

@@ -237,6 +237,14 @@ impl Pool {
         };
         let inner = Arc::new(inner);
         #[cfg(feature = "metrics")]
+        let _ = inner
+            .sem
+            .tally
+            .queue_time
+            .set(Box::new(crate::observe::tasks::queue_time(
+                &inner.name.shared(),
+            )));
+        #[cfg(feature = "metrics")]
         crate::observe::publish::register(
             Arc::downgrade(&inner) as std::sync::Weak<dyn crate::observe::publish::Publish>
         );

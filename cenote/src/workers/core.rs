@@ -268,6 +268,9 @@ impl Drop for Unwait<'_> {
 pub(crate) struct Inner<R: Runner> {
     runner: R,
     pub(crate) name: PoolName,
+    /// Where a blocked submit records its wait (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    queue_time: metrics::Histogram,
     pub(crate) config: Config,
     /// `None`: direct hand-off (`queue(0)`).
     queue: Option<Queue<R::Job>>,
@@ -316,9 +319,12 @@ pub(crate) struct Inner<R: Runner> {
 
 impl<R: Runner> Inner<R> {
     pub(crate) fn start(config: Config, runner: R) -> Result<Arc<Self>, BuildError> {
+        let pool_name = PoolName::claim("workers", config.name.as_deref());
         let inner = Arc::new(Inner {
             runner,
-            name: PoolName::claim("workers", config.name.as_deref()),
+            #[cfg(feature = "metrics")]
+            queue_time: crate::observe::workers::queue_time(&pool_name.shared()),
+            name: pool_name,
             queue: (config.queue > 0).then(|| Queue::new(config.queue)),
             resume_at: config.queue - (config.queue / 4).max(1).min(config.queue),
             refill_at: config.queue - (config.queue / 4).clamp(1, REFILL_GAP).min(config.queue),
@@ -596,7 +602,12 @@ impl<R: Runner> Inner<R> {
         let Some(_unwait) = self.enter_waiting(max) else {
             return self.refuse(SubmitError::TooManyWaiting(max), job);
         };
-        self.wait_for_room(job, deadline, asked)
+        #[cfg(feature = "metrics")]
+        let t0 = Instant::now();
+        let placed = self.wait_for_room(job, deadline, asked);
+        #[cfg(feature = "metrics")]
+        self.queue_time.record(t0.elapsed().as_secs_f64());
+        placed
     }
 
     /// S3a: spin and yield briefly before sleeping. With short tasks a
