@@ -67,16 +67,22 @@ fn read(snap: &Snapshotter, pool: &str) -> Seen {
 }
 
 impl Seen {
-    fn get(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> &DebugValue {
+    fn find(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<&DebugValue> {
         let mut labels: Vec<(String, String)> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         labels.sort();
-        let key = (kind, name.to_owned(), labels);
-        self.values
-            .get(&key)
-            .unwrap_or_else(|| panic!("no series {key:?}; seen: {:#?}", self.values.keys()))
+        self.values.get(&(kind, name.to_owned(), labels))
+    }
+
+    fn get(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> &DebugValue {
+        self.find(kind, name, labels).unwrap_or_else(|| {
+            panic!(
+                "no series {name} {labels:?}; seen: {:#?}",
+                self.values.keys()
+            )
+        })
     }
 
     fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
@@ -336,19 +342,11 @@ async fn after_a_faulty_run_the_exported_series_equal_stats() {
         .iter()
         .map(|t| {
             let labels = [(POOL, "faulty-db"), ("error.type", *t)];
-            let key = (
+            match seen.find(
                 MetricKind::Counter,
-                "cenote.resources.create_errors".to_owned(),
-                {
-                    let mut v: Vec<(String, String)> = labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
-                    v.sort();
-                    v
-                },
-            );
-            match seen.values.get(&key) {
+                "cenote.resources.create_errors",
+                &labels,
+            ) {
                 Some(DebugValue::Counter(n)) => *n,
                 _ => 0,
             }

@@ -101,14 +101,20 @@ fn with_layer(f: impl FnOnce()) -> Seen {
     seen
 }
 
+/// Runs `f` on a current-thread runtime (on this thread, so the
+/// subscriber set for it sees the pool's tasks too).
+fn current_thread<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 #[test]
 fn gets_and_creates_are_spans_and_slow_gets_and_closes_are_events() {
     let seen = with_layer(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        current_thread(async {
             let pool = Pool::builder(Db::default())
                 .name("traced-db")
                 .capacity(1)
@@ -155,11 +161,7 @@ fn gets_and_creates_are_spans_and_slow_gets_and_closes_are_events() {
 #[test]
 fn a_permanent_create_error_is_warned_once_for_many_gets() {
     let seen = with_layer(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        current_thread(async {
             let db = Db::default();
             db.0.locked_out.store(true, SeqCst);
             let pool = Pool::builder(db.clone()).name("locked-db").build().unwrap();
@@ -190,11 +192,7 @@ fn a_permanent_create_error_is_warned_once_for_many_gets() {
 #[test]
 fn without_a_subscriber_a_get_makes_no_span() {
     // Nothing to observe but that it works: the span is never built.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    current_thread(async {
         let pool = Pool::builder(Db::default()).build().unwrap();
         drop(pool.get().await.unwrap());
     });

@@ -40,10 +40,8 @@ pub(crate) fn register(sem: &Arc<Semaphore>, name: Option<&str>) -> String {
     let name = PoolName::claim("limit", name);
     let claimed = name.as_str().to_owned();
     series::describe(TABLE);
-    let _ = sem.tally.queue_time.set(Box::new(metrics::histogram!(
-        "cenote.limit.queue_time",
-        series::labels(POOL, &name.shared(), &[])
-    )));
+    let queue_time = series::histogram("cenote.limit.queue_time", POOL, &name.shared());
+    let _ = sem.tally.queue_time.set(Box::new(queue_time));
     let sem: Weak<Semaphore> = Arc::downgrade(sem);
     publish::register_fn(Box::new(move || {
         let Some(sem) = sem.upgrade() else {

@@ -93,7 +93,7 @@ pub(crate) struct ResourceMetrics {
 impl ResourceMetrics {
     pub(crate) fn new(pool: Arc<str>) -> Self {
         series::describe(TABLE);
-        let h = |name: &'static str| metrics::histogram!(name, series::labels(POOL, &pool, &[]));
+        let h = |name: &'static str| series::histogram(name, POOL, &pool);
         ResourceMetrics {
             create_time: h("db.client.connection.create_time"),
             wait_time: h("db.client.connection.wait_time"),

@@ -18,6 +18,16 @@ pub(crate) fn labels(
     labels
 }
 
+/// A histogram handle of the pool named `pool` (label `key`), taken once
+/// and recorded into at each event.
+pub(crate) fn histogram(
+    name: &'static str,
+    key: &'static str,
+    pool: &Arc<str>,
+) -> metrics::Histogram {
+    metrics::histogram!(name, labels(key, pool, &[]))
+}
+
 /// Sets a gauge.
 pub(crate) fn gauge(name: &'static str, labels: Vec<Label>, value: usize) {
     metrics::gauge!(name, labels).set(value as f64);

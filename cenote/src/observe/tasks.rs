@@ -39,7 +39,7 @@ const TABLE: &[(&str, Kind, &str)] = &[
 /// acquire spent in the pool semaphore's queue.
 pub(crate) fn queue_time(pool: &std::sync::Arc<str>) -> metrics::Histogram {
     series::describe(TABLE);
-    metrics::histogram!("cenote.tasks.queue_time", series::labels(POOL, pool, &[]))
+    series::histogram("cenote.tasks.queue_time", POOL, pool)
 }
 
 /// Writes a future pool's levels and counters.

@@ -53,7 +53,7 @@ const TABLE: &[(&str, Kind, &str)] = &[
 /// The histogram a blocked submit records its wait into.
 pub(crate) fn queue_time(pool: &std::sync::Arc<str>) -> metrics::Histogram {
     series::describe(TABLE);
-    metrics::histogram!("cenote.workers.queue_time", series::labels(POOL, pool, &[]))
+    series::histogram("cenote.workers.queue_time", POOL, pool)
 }
 
 /// Writes a thread pool's levels and counters.

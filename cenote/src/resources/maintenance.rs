@@ -41,8 +41,9 @@ impl<M: Manager> Ticked for Inner<M> {
 }
 
 /// A task on the pool's runtime that waits for `stop` (sent or dropped
-/// when the pool closes or goes away). Dropped before that, it was cut off
-/// by its runtime's shutdown: the pool says so ([`Inner::runtime_gone`]).
+/// when the pool closes or goes away). A runtime that shuts down first
+/// drops it midway, and the pool then marks its runtime gone
+/// ([`Inner::runtime_gone`]).
 pub(super) async fn watch_runtime<M: Manager>(
     weak: Weak<Inner<M>>,
     stop: tokio::sync::oneshot::Receiver<()>,
@@ -61,8 +62,8 @@ impl Drop for UpkeepDone<'_> {
     }
 }
 
-/// Held by the watch task; dropped with the pool still set, the task was
-/// cancelled by its runtime's shutdown.
+/// Held by the watch task. Dropped with the pool still set means the
+/// runtime's shutdown cancels the task.
 struct RuntimeWatch<M: Manager>(Option<Weak<Inner<M>>>);
 
 impl<M: Manager> Drop for RuntimeWatch<M> {
