@@ -154,6 +154,25 @@ async fn a_returned_resource_is_reused_and_reset_before_the_next_borrower() {
     assert_eq!((st.created, st.served_at_once), (1, 2));
 }
 
+#[tokio::test]
+async fn a_resource_that_broke_while_idle_is_never_lent_inside_the_bypass_window() {
+    let (m, k) = manager();
+    // Every checkout inside the bypass window: no check runs.
+    let pool = Pool::builder(m)
+        .capacity(1)
+        .check_bypass(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let first = pool.get().await.unwrap().n;
+    // Its socket closed while it sat idle.
+    k.broken.store(true, SeqCst);
+    let c = within_async(pool.get()).await.unwrap();
+    k.broken.store(false, SeqCst);
+    assert_ne!(c.n, first, "the broken resource was lent");
+    assert_eq!(pool.stats().destroyed_broken, 1);
+    assert_eq!(k.checks.load(SeqCst), 0, "the test needs the bypass window");
+}
+
 #[test]
 fn threads_and_tasks_share_one_pool_without_a_runtime_of_their_own() {
     let (m, k) = manager();

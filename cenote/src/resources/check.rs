@@ -1,4 +1,4 @@
-//! Making an idle resource ready to lend: not expired or idle too long,
+//! Making an idle resource ready to lend: not broken, expired or idle too long,
 //! reset, checked (unless used within the bypass window), accepted by the
 //! checkout hook. A resource being reset or checked is destroyed if the
 //! caller goes away midway ([`Held`]).
@@ -26,9 +26,15 @@ impl<M: Manager> Inner<M> {
     /// hook; `None` if it was destroyed instead.
     pub(super) async fn ready(
         self: &Arc<Self>,
-        item: Idle<M::Resource>,
+        mut item: Idle<M::Resource>,
         mine: &mut Option<Arc<M::Error>>,
     ) -> Option<Idle<M::Resource>> {
+        // A resource that died while idle (a closed socket) is never lent,
+        // inside the check-bypass window or out of it.
+        if guarded("is_broken", true, || self.manager.is_broken(&mut item.res)) {
+            self.dispose(item, DestroyReason::Broken);
+            return None;
+        }
         let now = self.now_ms();
         if item.meta.expires_ms <= now {
             self.dispose(item, DestroyReason::Expired);

@@ -51,9 +51,11 @@ pub trait Manager: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// Whether a returned resource is broken (a closed socket, a
-    /// connection left inside a transaction): cheap and synchronous, run as
-    /// the guard drops. A broken resource is destroyed. The default: never.
+    /// Whether a resource is broken (a closed socket, a connection left
+    /// inside a transaction): cheap and synchronous, run as the guard drops
+    /// and again at every checkout, inside the check-bypass window too (a
+    /// connection the server closed while it sat idle is never lent). A
+    /// broken resource is destroyed. The default: never.
     fn is_broken(&self, resource: &mut Self::Resource) -> bool {
         let _ = resource;
         false

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 /// Why a resource was destroyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DestroyReason {
-    /// The manager's `is_broken` said so when it came back.
+    /// The manager's `is_broken` said so when it came back or at checkout.
     Broken,
     /// Past its `max_lifetime`.
     Expired,

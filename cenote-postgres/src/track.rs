@@ -1,0 +1,66 @@
+//! What a connection's wrapper knows about its session: requests in
+//! flight, transactions open, whether anything was sent since the last
+//! reset, and whether an error ended the connection.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+
+use crate::error::ends_connection;
+
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    in_flight: AtomicU32,
+    depth: AtomicU32,
+    used: AtomicBool,
+    fatal: AtomicBool,
+}
+
+/// One request on the wire. Ended by [`Request::end`]; a request whose
+/// future is dropped before it ends stays counted, so the connection is
+/// known to have an answer still coming.
+#[must_use]
+pub(crate) struct Request<'a>(&'a Tracker);
+
+impl Tracker {
+    pub(crate) fn begin(&self) -> Request<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.used.store(true, Relaxed);
+        Request(self)
+    }
+
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub(crate) fn open_transactions(&self) -> u32 {
+        self.depth.load(Relaxed)
+    }
+
+    pub(crate) fn transaction_opened(&self) {
+        self.depth.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn transaction_ended(&self) {
+        self.depth.fetch_sub(1, Relaxed);
+    }
+
+    /// Whether an error seen on this connection ended it.
+    pub(crate) fn is_fatal(&self) -> bool {
+        self.fatal.load(Relaxed)
+    }
+
+    /// Whether anything was sent since the last reset; clears it.
+    pub(crate) fn take_used(&self) -> bool {
+        self.used.swap(false, Relaxed)
+    }
+}
+
+impl Request<'_> {
+    pub(crate) fn end<T>(self, r: &Result<T, tokio_postgres::Error>) {
+        if let Err(e) = r {
+            if ends_connection(e) {
+                self.0.fatal.store(true, Relaxed);
+            }
+        }
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
