@@ -1,0 +1,27 @@
+//! A TCP proxy for fault tests, with toxiproxy's toxics: latency,
+//! bandwidth, black hole, reset peer, slow close, limit data, and the
+//! server down and up. Each is switched at run time, for every connection
+//! or for one.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use cenote_fault_proxy::{Proxy, Toxics};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await?;
+//! // Connect to proxy.addr() instead of the server, then:
+//! proxy.set(Toxics::none().latency(Duration::from_millis(50)));
+//! for id in proxy.connections() {
+//!     proxy.set_for(id, Toxics::none().black_hole());
+//! }
+//! proxy.down(); // refused, and open connections reset
+//! proxy.up()?;
+//! # Ok(()) }
+//! ```
+
+mod link;
+mod proxy;
+mod toxics;
+
+pub use proxy::{ConnId, Proxy};
+pub use toxics::Toxics;
