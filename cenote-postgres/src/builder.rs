@@ -29,6 +29,7 @@ pub struct Builder<T = NoTls> {
     reset: Reset,
     statements: Statements,
     require_primary: bool,
+    query_timeout: Option<Duration>,
     create_timeout: Duration,
     check_timeout: Duration,
     configure: Vec<Configure>,
@@ -62,6 +63,7 @@ impl Builder<NoTls> {
             reset: Reset::default(),
             statements: Statements::default(),
             require_primary: false,
+            query_timeout: None,
             create_timeout: Duration::from_secs(10),
             check_timeout: Duration::from_secs(5),
             configure: Vec::new(),
@@ -80,6 +82,7 @@ impl<T> Builder<T> {
             reset: self.reset,
             statements: self.statements,
             require_primary: self.require_primary,
+            query_timeout: self.query_timeout,
             create_timeout: self.create_timeout,
             check_timeout: self.check_timeout,
             configure: self.configure,
@@ -105,6 +108,17 @@ impl<T> Builder<T> {
     /// with SQLSTATE 25006 is destroyed whether or not this is set.
     pub fn require_primary(mut self, yes: bool) -> Self {
         self.require_primary = yes;
+        self
+    }
+
+    /// The most a borrower's request may take, from sending it to its
+    /// last row (default: no bound). One that runs out fails with
+    /// [`Error::QueryTimedOut`]; its connection is destroyed when given
+    /// back and the query cancelled on the server. This bounds a query on
+    /// a server that vanished or stopped answering, which TCP alone finds
+    /// only when a write goes unacknowledged.
+    pub fn query_timeout(mut self, d: Duration) -> Self {
+        self.query_timeout = Some(d);
         self
     }
 
@@ -159,6 +173,7 @@ impl<T> Builder<T> {
         manager.reset = self.reset;
         manager.statements = self.statements;
         manager.require_primary = self.require_primary;
+        manager.query_timeout = self.query_timeout;
         let mut b = cenote::resources::Pool::builder(manager)
             .create_timeout(self.create_timeout)
             .check_timeout(self.check_timeout);

@@ -83,13 +83,24 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Runs `fut` as one tracked request.
+    /// Runs `fut` as one tracked request, within the query timeout. One
+    /// that runs out stays counted as in flight: the connection is
+    /// destroyed when it comes back, and the server told to cancel.
     pub(crate) async fn tracked<T>(
         track: &Tracker,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, Error> {
         let req = track.begin();
-        let r = fut.await;
+        let r = match track.query_timeout {
+            None => fut.await,
+            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => {
+                    std::mem::forget(req);
+                    return Err(Error::QueryTimedOut(limit));
+                }
+            },
+        };
         req.end(&r);
         r.map_err(Error::Query)
     }

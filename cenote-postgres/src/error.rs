@@ -11,6 +11,10 @@ pub enum Error {
     /// A borrower's query failed (the server's error, or the socket's).
     #[error("{}", describe(.0))]
     Query(#[source] tokio_postgres::Error),
+    /// A query ran past the pool's query timeout (the connection is
+    /// destroyed when given back, and the query cancelled on the server).
+    #[error("the query did not finish within {0:?}")]
+    QueryTimedOut(std::time::Duration),
     /// A statement with parameters, or a prepared one, was asked for under
     /// [`Statements::Unnamed`](crate::Statements::Unnamed): pass each
     /// parameter's type with `query_typed` or `execute_typed`.
@@ -75,8 +79,9 @@ impl Error {
     }
 }
 
-/// tokio-postgres's message, with the server's own words where it
-/// answered (its `Display` says only "db error" then).
+/// tokio-postgres's message with its cause: the server's own words where
+/// it answered (its `Display` says only "db error" then), or the socket's
+/// error.
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!(
@@ -85,7 +90,12 @@ fn describe(e: &tokio_postgres::Error) -> String {
             db.message(),
             db.code().code()
         ),
-        None => e.to_string(),
+        // tokio-postgres's message names the step; its source, the cause
+        // ("Connection refused").
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 

@@ -32,6 +32,7 @@ pub struct Manager {
     pub(crate) reset: Reset,
     pub(crate) statements: Statements,
     pub(crate) require_primary: bool,
+    pub(crate) query_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -80,6 +81,7 @@ impl Manager {
             reset: Reset::default(),
             statements: Statements::default(),
             require_primary: false,
+            query_timeout: None,
         }
     }
 }
@@ -96,7 +98,7 @@ impl cenote::resources::Manager for Manager {
             inner,
             task,
             rt: tokio::runtime::Handle::current(),
-            track: Tracker::default(),
+            track: Tracker::new(self.query_timeout),
             statements: Mutex::new(HashMap::new()),
             mode: self.statements,
         })

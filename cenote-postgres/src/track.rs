@@ -1,13 +1,17 @@
 //! What a connection's wrapper knows about its session: requests in
-//! flight, transactions open, whether anything was sent since the last
-//! reset, and whether an error ended the connection.
+//! flight (and how long one may take), transactions open, whether
+//! anything was sent since the last reset, and whether an error ended the
+//! connection.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::time::Duration;
 
 use crate::error::ends_connection;
 
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
+    /// The most one request may take (`None`: no bound).
+    pub(crate) query_timeout: Option<Duration>,
     in_flight: AtomicU32,
     depth: AtomicU32,
     used: AtomicBool,
@@ -21,6 +25,13 @@ pub(crate) struct Tracker {
 pub(crate) struct Request<'a>(&'a Tracker);
 
 impl Tracker {
+    pub(crate) fn new(query_timeout: Option<Duration>) -> Tracker {
+        Tracker {
+            query_timeout,
+            ..Tracker::default()
+        }
+    }
+
     pub(crate) fn begin(&self) -> Request<'_> {
         self.in_flight.fetch_add(1, Relaxed);
         self.used.store(true, Relaxed);
