@@ -96,7 +96,7 @@ impl Client {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r,
                 Err(_) => {
-                    std::mem::forget(req);
+                    req.left_in_flight();
                     return Err(Error::QueryTimedOut(limit));
                 }
             },

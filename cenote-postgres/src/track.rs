@@ -66,6 +66,9 @@ impl Tracker {
 }
 
 impl Request<'_> {
+    /// Not ended: the answer may still come, so it stays counted.
+    pub(crate) fn left_in_flight(self) {}
+
     pub(crate) fn end<T>(self, r: &Result<T, tokio_postgres::Error>) {
         if let Err(e) = r {
             if ends_connection(e) {
