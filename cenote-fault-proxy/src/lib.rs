@@ -19,9 +19,11 @@
 //! # Ok(()) }
 //! ```
 
+mod chaos;
 mod link;
 mod proxy;
 mod toxics;
 
+pub use chaos::Chaos;
 pub use proxy::{ConnId, Proxy};
 pub use toxics::Toxics;

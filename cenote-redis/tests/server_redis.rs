@@ -399,3 +399,27 @@ fn usable_from_plain_threads() {
     assert_eq!(n, 200);
     drop(rt);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaked_connection_is_reported_with_the_borrowers_line() {
+    let Some(url) = url() else { return };
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let pool = Builder::new(&url)
+        .unwrap()
+        .pool(move |b| {
+            b.leak_threshold(Duration::from_millis(100))
+                .maintenance_interval(Duration::from_millis(20))
+                .on_leak(move |r| s.lock().push((r.acquired_at.file(), r.acquired_at.line())))
+        })
+        .build()
+        .unwrap();
+    let line = line!() + 1;
+    let c = pool.get().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop(c);
+    let seen = seen.lock();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].0.ends_with("server_redis.rs"), "{seen:?}");
+    assert_eq!(seen[0].1, line);
+}
