@@ -92,8 +92,8 @@ impl Client {
     ) -> Result<T, Error> {
         let req = track.begin();
         let r = match track.query_timeout {
-            None => fut.await,
-            Some(limit) => match tokio::time::timeout(limit, fut).await {
+            None => Self::after_reset(track, fut).await,
+            Some(limit) => match tokio::time::timeout(limit, Self::after_reset(track, fut)).await {
                 Ok(r) => r,
                 Err(_) => {
                     req.left_in_flight();
@@ -103,6 +103,27 @@ impl Client {
         };
         req.end(&r);
         r.map_err(Error::Query)
+    }
+
+    /// `fut`, sent behind a pending reset whose answers are read before
+    /// its result is returned.
+    async fn after_reset<T>(
+        track: &Tracker,
+        fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, tokio_postgres::Error> {
+        if track.pending.is_empty() {
+            return fut.await;
+        }
+        let mut fut = std::pin::pin!(fut);
+        // One poll puts the request on the wire, behind the reset.
+        let first = futures_util::poll!(fut.as_mut());
+        if let Err(e) = track.pending.settle().await {
+            track.reset_failed(&e);
+        }
+        match first {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => fut.await,
+        }
     }
 
     /// The rows of a statement.

@@ -4,6 +4,7 @@ mod builder;
 mod client;
 mod error;
 mod manager;
+mod pending;
 mod reset;
 mod track;
 mod transaction;

@@ -110,6 +110,8 @@ impl cenote::resources::Manager for Manager {
         if c.inner.is_closed() {
             return Err(Error::Closed);
         }
+        // The probe waits for its answer anyway: read the reset's first.
+        c.track.pending.settle().await.map_err(Error::Reset)?;
         if !self.require_primary {
             return c
                 .inner
@@ -142,17 +144,22 @@ impl cenote::resources::Manager for Manager {
         c.inner.is_closed() || c.track.open_transactions() > 0 || c.track.is_fatal()
     }
 
+    /// Sends the reset without waiting for it (see `pending.rs`): the
+    /// `ROLLBACK`, then the level's statements, each one simple query.
     async fn reset(&self, c: &mut Client) -> Result<(), Error> {
         if !c.track.take_used() || self.reset == Reset::None {
             return Ok(());
         }
-        let rollback = c.inner.batch_execute(ROLLBACK);
-        match self.reset.statements() {
-            None => rollback.await,
-            // Sent together: one round trip.
-            Some(sql) => futures_util::try_join!(rollback, c.inner.batch_execute(sql)).map(|_| ()),
+        let rollback = c
+            .inner
+            .simple_query_raw(ROLLBACK)
+            .await
+            .map_err(Error::Reset)?;
+        c.track.pending.push(rollback);
+        if let Some(sql) = self.reset.statements() {
+            let rest = c.inner.simple_query_raw(sql).await.map_err(Error::Reset)?;
+            c.track.pending.push(rest);
         }
-        .map_err(Error::Reset)?;
         if self.reset == Reset::DiscardAll {
             c.statements.lock().clear();
         }

@@ -1,16 +1,20 @@
 //! How much session state a connection sheds before its next borrower.
 
-/// What a connection's reset runs before it is lent again. The reset runs
-/// only if the last borrower sent anything, bounded by the pool's check
-/// timeout; a failed reset destroys the connection.
+/// What a connection's reset runs before it is lent again, only if the
+/// last borrower sent anything. The reset is sent at checkout without
+/// waiting for its answer: the borrower's first request follows it on the
+/// socket, so it costs the borrower no round trip. Its answer is read
+/// before that request's result is returned; a reset that failed marks
+/// the connection broken (destroyed when given back).
 ///
 /// The default is [`Reset::Clean`]: no session state (settings, temporary
 /// tables, `LISTEN`, advisory locks, cursors, SQL-level prepared
 /// statements, a session role) reaches the next borrower, while the
 /// statements the pool prepared ([`Client::prepare_cached`]) stay valid,
 /// so a busy pool does not prepare its statements again on every checkout
-/// as it would with [`Reset::DiscardAll`]. It costs one round trip per
-/// checkout of a used connection.
+/// as it would with [`Reset::DiscardAll`]. Sent ahead of the borrower's
+/// first request, it costs the server a few statements and the borrower
+/// no round trip.
 ///
 /// [`Client::prepare_cached`]: crate::Client::prepare_cached
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

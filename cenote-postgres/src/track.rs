@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::error::ends_connection;
+use crate::pending::Pending;
 
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     /// The most one request may take (`None`: no bound).
     pub(crate) query_timeout: Option<Duration>,
+    /// Resets sent and not yet answered.
+    pub(crate) pending: Pending,
     in_flight: AtomicU32,
     depth: AtomicU32,
     used: AtomicBool,
@@ -52,6 +55,12 @@ impl Tracker {
 
     pub(crate) fn transaction_ended(&self) {
         self.depth.fetch_sub(1, Relaxed);
+    }
+
+    /// A reset that failed: the session may be dirty, so the connection
+    /// is destroyed when given back.
+    pub(crate) fn reset_failed(&self, _e: &tokio_postgres::Error) {
+        self.fatal.store(true, Relaxed);
     }
 
     /// Whether an error seen on this connection ended it.
