@@ -37,7 +37,7 @@ mod peers;
 mod report;
 
 use experiments::seeds::SeedOpts;
-use experiments::{headline, objects, resources, tasks, workers, Experiment};
+use experiments::{databases, headline, objects, resources, tasks, workers, Experiment};
 use harness::{Runner, Settings};
 use report::{markdown, Machine, Record};
 
@@ -133,6 +133,10 @@ enum Command {
     /// Resource-pool experiments: resources::Pool against deadpool (managed, unmanaged), bb8,
     /// mobc, qp (tasks) and r2d2 (threads), uncontended and contended.
     Resources,
+    /// Real connections: cenote-postgres and cenote-redis against deadpool, bb8, a dedicated
+    /// connection per task, one multiplexed connection and connect-per-request (reads
+    /// CENOTE_PG_URL and CENOTE_REDIS_URL).
+    Databases,
     /// Makes the Markdown report (--markdown) and the README table (--readme)
     /// from a JSON file written by --json, without measuring; prints its
     /// summary.
@@ -214,8 +218,15 @@ fn measure(cli: &Cli) -> ExitCode {
         Some(Command::Objects) => objects::plan(cli.smoke),
         Some(Command::Tasks) => tasks::plan(cli.smoke),
         Some(Command::Resources) => resources::plan(cli.smoke),
+        Some(Command::Databases) => databases::plan(cli.smoke),
         Some(Command::Report(_) | Command::Child { .. }) => unreachable!("handled in main"),
     };
+
+    if matches!(cli.command, Some(Command::Databases | Command::All)) || cli.smoke {
+        if let Some(why) = databases::missing_servers() {
+            eprintln!("{why}");
+        }
+    }
 
     if !cli.filter.is_empty() {
         for exp in &mut plan {

@@ -90,7 +90,7 @@ impl<T> Builder<T> {
     }
 
     /// What a used connection sheds before its next borrower (default
-    /// [`Reset::Clean`]).
+    /// [`Reset::Rollback`]; see [`Reset`] for why).
     pub fn reset(mut self, reset: Reset) -> Self {
         self.reset = reset;
         self

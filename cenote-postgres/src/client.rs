@@ -132,7 +132,7 @@ impl Client {
         q: &Q,
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
-        match route(self.mode, q, params)? {
+        match route(self.mode, &self.track, q, params)? {
             Route::Statement(s) => Self::tracked(&self.track, self.inner.query(s, params)).await,
             Route::Sql(sql) => Self::tracked(&self.track, self.inner.query(sql, params)).await,
             Route::Unnamed(sql) => {
@@ -147,7 +147,7 @@ impl Client {
         q: &Q,
         params: Params<'_>,
     ) -> Result<Row, Error> {
-        match route(self.mode, q, params)? {
+        match route(self.mode, &self.track, q, params)? {
             Route::Statement(s) => {
                 Self::tracked(&self.track, self.inner.query_one(s, params)).await
             }
@@ -164,7 +164,7 @@ impl Client {
         q: &Q,
         params: Params<'_>,
     ) -> Result<Option<Row>, Error> {
-        match route(self.mode, q, params)? {
+        match route(self.mode, &self.track, q, params)? {
             Route::Statement(s) => {
                 Self::tracked(&self.track, self.inner.query_opt(s, params)).await
             }
@@ -181,7 +181,7 @@ impl Client {
         q: &Q,
         params: Params<'_>,
     ) -> Result<u64, Error> {
-        match route(self.mode, q, params)? {
+        match route(self.mode, &self.track, q, params)? {
             Route::Statement(s) => Self::tracked(&self.track, self.inner.execute(s, params)).await,
             Route::Sql(sql) => Self::tracked(&self.track, self.inner.execute(sql, params)).await,
             Route::Unnamed(sql) => {
@@ -198,6 +198,7 @@ impl Client {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, Error> {
+        self.track.sql(sql);
         Self::tracked(&self.track, self.inner.query_typed(sql, params)).await
     }
 
@@ -208,17 +209,20 @@ impl Client {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<u64, Error> {
+        self.track.sql(sql);
         Self::tracked(&self.track, self.inner.execute_typed(sql, params)).await
     }
 
     /// Runs one or more statements separated by semicolons, without
     /// parameters (the simple query protocol).
     pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+        self.track.sql(sql);
         Self::tracked(&self.track, self.inner.batch_execute(sql)).await
     }
 
     /// [`batch_execute`](Self::batch_execute), with the rows as text.
     pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
+        self.track.sql(sql);
         Self::tracked(&self.track, self.inner.simple_query(sql)).await
     }
 
@@ -233,6 +237,7 @@ impl Client {
             return Ok(s.clone());
         }
         let s = Self::tracked(&self.track, self.inner.prepare(sql)).await?;
+        self.track.prepared(sql);
         self.statements.lock().insert(sql.to_owned(), s.clone());
         Ok(s)
     }
@@ -263,7 +268,7 @@ impl Client {
     /// a dropped request or a transaction opened there is invisible to the
     /// pool, though the reset still runs at the next checkout.
     pub fn raw(&self) -> &tokio_postgres::Client {
-        self.track.begin().end::<()>(&Ok(()));
+        self.track.unseen();
         &self.inner
     }
 }
@@ -271,13 +276,16 @@ impl Client {
 /// How a statement runs under `mode`.
 pub(crate) fn route<'q, Q: Query + ?Sized>(
     mode: Statements,
+    track: &Tracker,
     q: &'q Q,
     params: Params<'_>,
 ) -> Result<Route<'q>, Error> {
     if let Some(s) = q.statement() {
+        track.statement();
         return Ok(Route::Statement(s));
     }
     let sql = q.sql().unwrap_or_default();
+    track.sql(sql);
     match mode {
         Statements::Cached => Ok(Route::Sql(sql)),
         Statements::Unnamed if params.is_empty() => Ok(Route::Unnamed(sql)),

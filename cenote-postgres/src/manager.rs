@@ -146,16 +146,26 @@ impl cenote::resources::Manager for Manager {
 
     /// Sends the reset without waiting for it (see `pending.rs`): the
     /// `ROLLBACK`, then the level's statements, each one simple query.
+    /// `Reset::Rollback` sends it only after a statement that may have
+    /// opened a transaction block; the other levels after any use.
     async fn reset(&self, c: &mut Client) -> Result<(), Error> {
-        if !c.track.take_used() || self.reset == Reset::None {
+        let used = c.track.take_used();
+        let maybe_in_transaction = c.track.take_maybe_in_transaction();
+        let rollback = match self.reset {
+            Reset::None => false,
+            // Only what could have opened a transaction block.
+            Reset::Rollback => maybe_in_transaction,
+            _ => used,
+        };
+        if !rollback {
             return Ok(());
         }
-        let rollback = c
+        let sent = c
             .inner
             .simple_query_raw(ROLLBACK)
             .await
             .map_err(Error::Reset)?;
-        c.track.pending.push(rollback);
+        c.track.pending.push(sent);
         if let Some(sql) = self.reset.statements() {
             let rest = c.inner.simple_query_raw(sql).await.map_err(Error::Reset)?;
             c.track.pending.push(rest);

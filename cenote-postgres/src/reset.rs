@@ -1,36 +1,36 @@
 //! How much session state a connection sheds before its next borrower.
 
-/// What a connection's reset runs before it is lent again, only if the
-/// last borrower sent anything. The reset is sent at checkout without
-/// waiting for its answer: the borrower's first request follows it on the
-/// socket, so it costs the borrower no round trip. Its answer is read
-/// before that request's result is returned; a reset that failed marks
-/// the connection broken (destroyed when given back).
+/// What a connection's reset runs before it is lent again.
 ///
-/// The default is [`Reset::Clean`]: no session state (settings, temporary
-/// tables, `LISTEN`, advisory locks, cursors, SQL-level prepared
-/// statements, a session role) reaches the next borrower, while the
-/// statements the pool prepared ([`Client::prepare_cached`]) stay valid,
-/// so a busy pool does not prepare its statements again on every checkout
-/// as it would with [`Reset::DiscardAll`]. Sent ahead of the borrower's
-/// first request, it costs the server a few statements and the borrower
-/// no round trip.
+/// The reset is sent at checkout without waiting for its answer: the
+/// borrower's first request follows it on the socket, so it costs the
+/// borrower no round trip, only the server's work. Its answer is read
+/// before that request's result is returned; a reset that failed marks the
+/// connection broken (destroyed when given back).
 ///
-/// [`Client::prepare_cached`]: crate::Client::prepare_cached
+/// The default is [`Reset::Rollback`]: the next borrower never inherits a
+/// transaction, and a pool whose borrowers open none pays nothing (as
+/// HikariCP rolls back only a connection whose commit state is dirty).
+/// Session settings, temporary tables, `LISTEN` and advisory locks do
+/// carry over, as they do in deadpool-postgres, pgxpool and HikariCP by
+/// default; [`Reset::Clean`] clears them too, at the price of a few
+/// server statements on every checkout of a used connection (on a 2-core
+/// machine that also runs the server, `SELECT 1` through the pool runs at
+/// about a third of the rate; BENCHMARKS.md).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reset {
     /// Nothing: the next borrower may see what the last one left. A
     /// connection returned inside a transaction is still destroyed.
     None,
-    /// `ROLLBACK` (a transaction opened with raw SQL, which the client
-    /// cannot see, ends).
+    /// `ROLLBACK`, after the borrower sent SQL with the word `BEGIN` or
+    /// `START` in it (a transaction block opened with raw SQL ends).
+    #[default]
     Rollback,
     /// `ROLLBACK`, then `CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT;
     /// RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD
     /// TEMP; DISCARD SEQUENCES` and `DEALLOCATE` of every SQL-level
-    /// prepared statement; the pool's own statements stay.
-    #[default]
+    /// prepared statement; the pool's own statements stay. After any use.
     Clean,
     /// `ROLLBACK`, then `DISCARD ALL` (the statement cache is emptied too).
     DiscardAll,

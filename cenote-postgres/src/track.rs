@@ -18,6 +18,12 @@ pub(crate) struct Tracker {
     in_flight: AtomicU32,
     depth: AtomicU32,
     used: AtomicBool,
+    /// A statement that may open a transaction block (`BEGIN`, `START
+    /// TRANSACTION` in its text) ran since the last reset.
+    maybe_in_transaction: AtomicBool,
+    /// A statement whose text may open one was prepared on this
+    /// connection: any prepared statement run may be it.
+    opening_prepared: AtomicBool,
     fatal: AtomicBool,
 }
 
@@ -68,6 +74,38 @@ impl Tracker {
         self.fatal.load(Relaxed)
     }
 
+    /// Notes SQL text about to be sent.
+    pub(crate) fn sql(&self, sql: &str) {
+        if may_open_transaction(sql) {
+            self.maybe_in_transaction.store(true, Relaxed);
+        }
+    }
+
+    /// Notes a statement prepared from `sql`.
+    pub(crate) fn prepared(&self, sql: &str) {
+        if may_open_transaction(sql) {
+            self.opening_prepared.store(true, Relaxed);
+        }
+    }
+
+    /// Notes a prepared statement about to run.
+    pub(crate) fn statement(&self) {
+        if self.opening_prepared.load(Relaxed) {
+            self.maybe_in_transaction.store(true, Relaxed);
+        }
+    }
+
+    /// Something unseen may have been sent (the raw client was used).
+    pub(crate) fn unseen(&self) {
+        self.used.store(true, Relaxed);
+        self.maybe_in_transaction.store(true, Relaxed);
+    }
+
+    /// Whether a transaction block may be open; clears it.
+    pub(crate) fn take_maybe_in_transaction(&self) -> bool {
+        self.maybe_in_transaction.swap(false, Relaxed)
+    }
+
     /// Whether anything was sent since the last reset; clears it.
     pub(crate) fn take_used(&self) -> bool {
         self.used.swap(false, Relaxed)
@@ -85,5 +123,29 @@ impl Request<'_> {
             }
         }
         self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Whether `sql` may open a transaction block: it has the word `BEGIN` or
+/// `START` (any case). A false positive (a column named `start`, a
+/// PL/pgSQL `BEGIN`) costs one `ROLLBACK`; nothing else opens a block.
+pub(crate) fn may_open_transaction(sql: &str) -> bool {
+    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|w| w.eq_ignore_ascii_case("begin") || w.eq_ignore_ascii_case("start"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_open_transaction;
+
+    #[test]
+    fn words_that_open_a_transaction_block() {
+        assert!(may_open_transaction("BEGIN"));
+        assert!(may_open_transaction(
+            "set x = 1; begin isolation level serializable"
+        ));
+        assert!(may_open_transaction("START TRANSACTION"));
+        assert!(!may_open_transaction("SELECT beginning, restart FROM t"));
+        assert!(!may_open_transaction("SELECT 1"));
     }
 }

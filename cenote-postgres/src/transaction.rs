@@ -92,7 +92,7 @@ impl<'a> Transaction<'a> {
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
         let tx = self.tx();
-        match route(self.mode, q, params)? {
+        match route(self.mode, self.track, q, params)? {
             Route::Statement(s) => Client::tracked(self.track, tx.query(s, params)).await,
             Route::Sql(sql) => Client::tracked(self.track, tx.query(sql, params)).await,
             Route::Unnamed(sql) => Client::tracked(self.track, tx.query_typed(sql, &[])).await,
@@ -106,7 +106,7 @@ impl<'a> Transaction<'a> {
         params: Params<'_>,
     ) -> Result<Row, Error> {
         let tx = self.tx();
-        match route(self.mode, q, params)? {
+        match route(self.mode, self.track, q, params)? {
             Route::Statement(s) => Client::tracked(self.track, tx.query_one(s, params)).await,
             Route::Sql(sql) => Client::tracked(self.track, tx.query_one(sql, params)).await,
             Route::Unnamed(sql) => Client::tracked(self.track, tx.query_typed_one(sql, &[])).await,
@@ -120,7 +120,7 @@ impl<'a> Transaction<'a> {
         params: Params<'_>,
     ) -> Result<u64, Error> {
         let tx = self.tx();
-        match route(self.mode, q, params)? {
+        match route(self.mode, self.track, q, params)? {
             Route::Statement(s) => Client::tracked(self.track, tx.execute(s, params)).await,
             Route::Sql(sql) => Client::tracked(self.track, tx.execute(sql, params)).await,
             Route::Unnamed(sql) => Client::tracked(self.track, tx.execute_typed(sql, &[])).await,
@@ -133,11 +133,13 @@ impl<'a> Transaction<'a> {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, Error> {
+        self.track.sql(sql);
         Client::tracked(self.track, self.tx().query_typed(sql, params)).await
     }
 
     /// Statements without parameters (the simple query protocol).
     pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+        self.track.sql(sql);
         Client::tracked(self.track, self.tx().batch_execute(sql)).await
     }
 
@@ -151,6 +153,7 @@ impl<'a> Transaction<'a> {
             return Ok(s.clone());
         }
         let s = Client::tracked(self.track, self.tx().prepare(sql)).await?;
+        self.track.prepared(sql);
         self.statements.lock().insert(sql.to_owned(), s.clone());
         Ok(s)
     }

@@ -265,6 +265,22 @@ async fn no_borrower_inherits_a_transaction() {
             let c = pool.get().await.unwrap();
             assert!(!in_transaction(&c).await, "{reset:?}: inside a transaction");
         }
+        // BEGIN as a cached statement, run in a later borrow.
+        {
+            let c = pool.get().await.unwrap();
+            c.prepare_cached("BEGIN").await.unwrap();
+        }
+        {
+            let c = pool.get().await.unwrap();
+            let begin = c.prepare_cached("BEGIN").await.unwrap();
+            c.execute(&begin, &[]).await.unwrap();
+        }
+        let c = pool.get().await.unwrap();
+        assert!(
+            !in_transaction(&c).await,
+            "{reset:?}: a prepared BEGIN was lent"
+        );
+        drop(c);
         // A transaction taken through the client and forgotten.
         {
             let mut c = pool.get().await.unwrap();

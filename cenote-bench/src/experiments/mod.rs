@@ -19,6 +19,7 @@ use crate::harness::{ChildSpec, Outcome};
 use crate::peers::{Impl, PoolCfg, WorkerPeer};
 use crate::{alloc, with_peer};
 
+pub mod databases;
 pub mod headline;
 pub mod objects;
 pub mod resources;
@@ -34,6 +35,7 @@ pub fn full_plan(smoke: bool, seed_opts: &seeds::SeedOpts) -> Vec<Experiment> {
     plan.extend(objects::plan(smoke));
     plan.extend(tasks::plan(smoke));
     plan.extend(resources::plan(smoke));
+    plan.extend(databases::plan(smoke));
     plan
 }
 
@@ -150,6 +152,7 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
         }
         tasks::SEMAPHORE => tasks::run_semaphore(imp, &params(spec)?),
         resources::UNCONTENDED | resources::CONTENDED => resources::run(imp, &params(spec)?),
+        databases::POSTGRES | databases::REDIS => databases::run(imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }
 }

@@ -859,7 +859,11 @@ fn nanos(d: Duration) -> u32 {
 /// region runs from the first borrower's start (each notes when it passed
 /// the gate: the thread that opened it may itself run much later) to
 /// `ended`, after the last borrower finished.
-fn contended_outcome(ended: Instant, ops: u64, borrowers: Vec<(Instant, Vec<u32>)>) -> Outcome {
+pub(super) fn contended_outcome(
+    ended: Instant,
+    ops: u64,
+    borrowers: Vec<(Instant, Vec<u32>)>,
+) -> Outcome {
     let first = borrowers.iter().map(|b| b.0).min().unwrap_or(ended);
     let wall = ended.duration_since(first);
     let mut all: Vec<u32> = borrowers.into_iter().flat_map(|b| b.1).collect();

@@ -88,6 +88,20 @@ pub enum Impl {
     /// The same floor with `cenote::limit::Semaphore`, which
     /// `cenote::resources` builds on.
     FloorCenoteSemaphore,
+    /// `deadpool_postgres::Pool`.
+    DeadpoolPostgres,
+    /// `bb8::Pool` of `bb8_postgres::PostgresConnectionManager`.
+    Bb8Postgres,
+    /// `deadpool_redis::Pool`.
+    DeadpoolRedis,
+    /// `bb8::Pool` of `bb8_redis::RedisConnectionManager`.
+    Bb8Redis,
+    /// No pool: one redis `MultiplexedConnection` shared by every task.
+    Multiplexed,
+    /// No pool: a connection of its own per task, opened before (a floor).
+    Dedicated,
+    /// No pool: a new connection per request (seed 004's no-pool case).
+    ConnectPerRequest,
 }
 
 impl Impl {
@@ -146,12 +160,19 @@ impl Impl {
             Impl::FloorTokioSemaphore => "floor-tokio-semaphore",
             Impl::FloorCenoteSemaphore => "floor-cenote-semaphore",
             Impl::R2d2 => "r2d2",
+            Impl::DeadpoolPostgres => "deadpool-postgres",
+            Impl::Bb8Postgres => "bb8-postgres",
+            Impl::DeadpoolRedis => "deadpool-redis",
+            Impl::Bb8Redis => "bb8-redis",
+            Impl::Multiplexed => "multiplexed",
+            Impl::Dedicated => "dedicated",
+            Impl::ConnectPerRequest => "connect-per-request",
         }
     }
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 29] = [
+        const ALL: [Impl; 36] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -181,6 +202,13 @@ impl Impl {
             Impl::R2d2,
             Impl::FloorTokioSemaphore,
             Impl::FloorCenoteSemaphore,
+            Impl::DeadpoolPostgres,
+            Impl::Bb8Postgres,
+            Impl::DeadpoolRedis,
+            Impl::Bb8Redis,
+            Impl::Multiplexed,
+            Impl::Dedicated,
+            Impl::ConnectPerRequest,
         ];
         ALL.into_iter().find(|i| i.name() == name)
     }
@@ -295,7 +323,14 @@ macro_rules! with_peer {
             | Impl::Qp
             | Impl::R2d2
             | Impl::FloorTokioSemaphore
-            | Impl::FloorCenoteSemaphore) => {
+            | Impl::FloorCenoteSemaphore
+            | Impl::DeadpoolPostgres
+            | Impl::Bb8Postgres
+            | Impl::DeadpoolRedis
+            | Impl::Bb8Redis
+            | Impl::Multiplexed
+            | Impl::Dedicated
+            | Impl::ConnectPerRequest) => {
                 Err(format!("{} is not a general worker pool", other.name()))
             }
         }
