@@ -14,6 +14,7 @@ use super::{count_label, Case, Column, Experiment, Quantity, Unit};
 use crate::harness::Outcome;
 use crate::peers::Impl;
 
+pub mod faults;
 mod postgres;
 mod redis_peers;
 
@@ -93,10 +94,10 @@ pub fn missing_servers() -> Option<String> {
 pub fn plan(smoke: bool) -> Vec<Experiment> {
     let (pg, rd) = urls();
     let mut plan = Vec::new();
-    if let Some(url) = pg {
+    if let Some(url) = &pg {
         plan.push(experiment(
             smoke,
-            &url,
+            url,
             POSTGRES,
             &[Work::Select1, Work::Lookup, Work::Transaction],
         ));
@@ -108,6 +109,11 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
             REDIS,
             &[Work::Ping, Work::Get100B, Work::Get100K],
         ));
+    }
+    if let Some(url) = &pg {
+        if !smoke {
+            plan.push(faults::experiment(url));
+        }
     }
     plan
 }

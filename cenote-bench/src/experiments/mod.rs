@@ -153,6 +153,7 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
         tasks::SEMAPHORE => tasks::run_semaphore(imp, &params(spec)?),
         resources::UNCONTENDED | resources::CONTENDED => resources::run(imp, &params(spec)?),
         databases::POSTGRES | databases::REDIS => databases::run(imp, &params(spec)?),
+        databases::faults::FAULTS => databases::faults::run(imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }
 }
