@@ -36,8 +36,11 @@ impl Pending {
         let mut first_error = None;
         for mut answers in sent {
             while let Some(m) = answers.next().await {
+                // A failed stream answers the same error on every poll
+                // (a closed socket): the first one ends it.
                 if let Err(e) = m {
                     first_error.get_or_insert(e);
+                    break;
                 }
             }
         }

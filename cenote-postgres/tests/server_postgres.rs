@@ -2,36 +2,15 @@
 //! dead, cancelled and dirty connections are never lent. Each test makes
 //! its own roles and objects, named `cenote_t_<pid>_…`, and drops them.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cenote::resources::GetError;
 use cenote_postgres::{Builder, Error, Pool, Reset};
-
-/// The server's URL, or `None` (and a line saying the test is skipped).
-fn url() -> Option<String> {
-    match std::env::var("CENOTE_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            eprintln!(
-                "skipped: CENOTE_PG_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
-            None
-        }
-    }
-}
-
-/// A name no other test or run uses.
-fn unique(what: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "cenote_t_{}_{}_{}",
-        std::process::id(),
-        what,
-        N.fetch_add(1, Relaxed)
-    )
-}
+use common::{unique, url};
 
 /// A plain connection outside any pool, for looking at the server.
 async fn admin(url: &str) -> tokio_postgres::Client {

@@ -4,73 +4,14 @@
 //! (a role's `idle_session_timeout`) or from `cenote-fault-proxy` between
 //! the pool and the server.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cenote::resources::GetError;
-use cenote_fault_proxy::{Proxy, Toxics};
+use cenote_fault_proxy::Toxics;
 use cenote_postgres::{Builder, Error, Pool};
-
-fn config() -> Option<tokio_postgres::Config> {
-    match std::env::var("CENOTE_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u.parse().expect("CENOTE_PG_URL")),
-        _ => {
-            eprintln!(
-                "skipped: CENOTE_PG_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(what: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "cenote_f_{}_{}_{}",
-        std::process::id(),
-        what,
-        N.fetch_add(1, Relaxed)
-    )
-}
-
-/// The server's TCP address.
-fn server(cfg: &tokio_postgres::Config) -> SocketAddr {
-    let host = match &cfg.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        #[allow(unreachable_patterns)]
-        _ => panic!("CENOTE_PG_URL must name a TCP host"),
-    };
-    let host = if host == "localhost" {
-        "127.0.0.1".to_owned()
-    } else {
-        host
-    };
-    format!(
-        "{host}:{}",
-        cfg.get_ports().first().copied().unwrap_or(5432)
-    )
-    .parse()
-    .unwrap()
-}
-
-/// A proxy in front of the server and a config that goes through it.
-async fn proxied(cfg: &tokio_postgres::Config) -> (Proxy, tokio_postgres::Config) {
-    let proxy = Proxy::start(server(cfg)).await.unwrap();
-    // A new config: `host` and `port` add to a config's lists.
-    let mut via = tokio_postgres::Config::new();
-    via.host("127.0.0.1").port(proxy.addr().port());
-    if let Some(user) = cfg.get_user() {
-        via.user(user);
-    }
-    if let Some(db) = cfg.get_dbname() {
-        via.dbname(db);
-    }
-    if let Some(pw) = cfg.get_password() {
-        via.password(pw);
-    }
-    (proxy, via)
-}
+use common::{config, proxied, unique};
 
 async fn fill(pool: &Pool, n: usize) {
     let held: Vec<_> = futures_util::future::join_all((0..n).map(|_| pool.get())).await;
@@ -225,4 +166,50 @@ async fn a_server_refused_for_two_seconds_times_out_with_the_cause_and_refills()
         .await
         .unwrap();
     assert_eq!(pool.in_use(), 0);
+}
+
+/// A connection that dies while its reset is pending fails the probe and
+/// is replaced. Run on a thread of its own and watched from a plain one:
+/// a poll that spins never yields to a timer in its own runtime.
+#[test]
+fn a_connection_that_dies_while_its_reset_is_pending_is_replaced_not_spun_on() {
+    let Some(cfg) = config() else { return };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _ = tx.send(rt.block_on(dies_while_reset_is_pending(cfg)));
+    });
+    let served = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the get hung on a dead connection's pending reset");
+    served.expect("a new connection serves the get");
+}
+
+async fn dies_while_reset_is_pending(cfg: tokio_postgres::Config) -> Result<(), String> {
+    let (proxy, via) = proxied(&cfg).await;
+    let pool = Builder::from_config(via)
+        .capacity(1)
+        .reset(cenote_postgres::Reset::Clean)
+        .check_timeout(Duration::from_millis(300))
+        .pool(|b| b.check_bypass(Duration::ZERO))
+        .build()
+        .unwrap();
+    fill(&pool, 1).await;
+    // The reset goes out at the next checkout and is never answered; the
+    // socket then dies under the probe that waits for it.
+    proxy.set(Toxics::none().black_hole());
+    let proxy = std::sync::Arc::new(proxy);
+    let killer = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            proxy.reset_all();
+            proxy.clear();
+        })
+    };
+    let c = pool.get().await.map_err(|e| e.to_string())?;
+    c.query_one("SELECT 1", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    killer.await.map_err(|e| e.to_string())
 }

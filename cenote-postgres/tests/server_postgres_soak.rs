@@ -4,12 +4,14 @@
 //! times out, nothing stays lent, and `stats()` agrees with the exported
 //! metrics.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cenote::resources::GetError;
-use cenote_fault_proxy::{Chaos, Proxy};
+use cenote_fault_proxy::Chaos;
 use cenote_postgres::Builder;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::MetricKind;
@@ -24,10 +26,7 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_tasks_on_four_connections_under_random_faults() {
-    let Ok(url) = std::env::var("CENOTE_PG_URL") else {
-        eprintln!("skipped: CENOTE_PG_URL is not set");
-        return;
-    };
+    let Some(cfg) = common::config() else { return };
     let secs: u64 = std::env::var("CENOTE_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -36,25 +35,8 @@ async fn ten_thousand_tasks_on_four_connections_under_random_faults() {
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
 
-    let cfg: tokio_postgres::Config = url.parse().unwrap();
-    let upstream = match &cfg.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) if h == "localhost" => "127.0.0.1".to_owned(),
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        #[allow(unreachable_patterns)]
-        _ => panic!("a TCP host"),
-    };
-    let upstream = format!(
-        "{upstream}:{}",
-        cfg.get_ports().first().copied().unwrap_or(5432)
-    );
-    let proxy = Arc::new(Proxy::start(upstream.parse().unwrap()).await.unwrap());
-    let mut via = tokio_postgres::Config::new();
-    via.host("127.0.0.1")
-        .port(proxy.addr().port())
-        .user(cfg.get_user().unwrap_or("postgres"));
-    if let Some(db) = cfg.get_dbname() {
-        via.dbname(db);
-    }
+    let (proxy, via) = common::proxied(&cfg).await;
+    let proxy = Arc::new(proxy);
     let acquire = Duration::from_secs(2);
     let query = Duration::from_millis(500);
     let pool = Arc::new(

@@ -91,7 +91,7 @@ pub fn experiment(url: &str) -> Experiment {
              either); cancelled-mid-query: a pg_sleep(10) cut off at 100 ms, then the next \
              borrower's SELECT 1 within 3 s (leaked = the sleep still running on the server \
              500 ms later; a recovery of 3 s or more: not served within the bound); refused-2s: through a proxy, the server refuses for 2 s under 4 \
-             looping tasks (failed = operations failed after it is back). recover = from the end \
+             looping tasks (failed = operations begun after it is back that failed). recover = from the end \
              of the fault to the first served operation."
                 .to_owned(),
             "defaults: cenote-postgres defaults (Reset::Rollback after a BEGIN; is_closed at \
@@ -459,9 +459,12 @@ async fn refused(
                 (pool.clone(), failed_after.clone(), first_ok_after.clone());
             tokio::spawn(async move {
                 while t0.elapsed() < end {
+                    // An operation counts after the server is back if it
+                    // began after that.
+                    let began = t0.elapsed();
                     let r = pool.run("SELECT 1", Duration::from_millis(500)).await;
                     let at = t0.elapsed();
-                    if at <= up_at {
+                    if began <= up_at {
                         if r.is_err() {
                             // Failing while the server is down is right;
                             // pace the retries.
