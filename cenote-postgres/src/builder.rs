@@ -165,7 +165,7 @@ impl<T> Builder<T> {
             .keepalives(true)
             .keepalives_idle(self.check_timeout.max(Duration::from_secs(1)))
             .keepalives_interval(Duration::from_secs(1))
-            .tcp_user_timeout(self.check_timeout * 3 / 4);
+            .tcp_user_timeout(self.check_timeout / 4 * 3);
         if self.require_primary {
             pg.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
         }

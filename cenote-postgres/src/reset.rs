@@ -14,9 +14,8 @@
 /// Session settings, temporary tables, `LISTEN` and advisory locks do
 /// carry over, as they do in deadpool-postgres, pgxpool and HikariCP by
 /// default; [`Reset::Clean`] clears them too, at the price of a few
-/// server statements on every checkout of a used connection (on a 2-core
-/// machine that also runs the server, `SELECT 1` through the pool runs at
-/// about a third of the rate; BENCHMARKS.md).
+/// server statements on every checkout of a used connection, which on a
+/// machine that also runs the server slows short queries several times.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reset {

@@ -417,3 +417,14 @@ fn errors_name_their_cause() {
     assert!(matches!(e, Error::Config(_)));
     assert!(std::error::Error::source(&e).is_some());
 }
+
+#[test]
+fn huge_timeouts_build_a_pool_instead_of_overflowing() {
+    let pool = Builder::new("postgres://nobody@127.0.0.1:1/none")
+        .unwrap()
+        .create_timeout(Duration::MAX)
+        .check_timeout(Duration::MAX)
+        .query_timeout(Duration::MAX)
+        .build();
+    assert!(pool.is_ok(), "{pool:?}");
+}

@@ -78,7 +78,7 @@ impl Builder {
     /// How long the checkout `PING` and the reset may take.
     pub fn check_timeout(mut self, d: Duration) -> Self {
         self.check_timeout = d;
-        self.target.user_timeout = d * 3 / 4;
+        self.target.user_timeout = d / 4 * 3;
         self
     }
 

@@ -101,7 +101,7 @@ impl Connection {
                 Some(Some(d)) => longest = longest.max(d),
             }
         }
-        Some(self.response_timeout + longest)
+        Some(self.response_timeout.saturating_add(longest))
     }
 
     /// Sends with the session tracked and the reply bounded.

@@ -423,3 +423,14 @@ async fn a_leaked_connection_is_reported_with_the_borrowers_line() {
     assert!(seen[0].0.ends_with("server_redis.rs"), "{seen:?}");
     assert_eq!(seen[0].1, line);
 }
+
+#[test]
+fn huge_timeouts_build_a_pool_instead_of_overflowing() {
+    let pool = Builder::new("redis://127.0.0.1:1")
+        .unwrap()
+        .create_timeout(Duration::MAX)
+        .check_timeout(Duration::MAX)
+        .response_timeout(Duration::MAX)
+        .build();
+    assert!(pool.is_ok(), "{pool:?}");
+}
