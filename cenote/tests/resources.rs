@@ -1498,11 +1498,25 @@ async fn histograms_record_every_get_with_its_wait() {
         .histograms(true)
         .build()
         .unwrap();
+    // One get is sure to wait: the resource is held until a second get queues.
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { drop(pool.get().await.unwrap()) }
+    });
+    within_async(async {
+        while pool.stats().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    drop(held);
+    within_async(waiter).await.unwrap();
     let tasks: Vec<_> = (0..2)
         .map(|_| {
             let pool = pool.clone();
             tokio::spawn(async move {
-                for _ in 0..500 {
+                for _ in 0..499 {
                     let r = pool.get().await.unwrap();
                     tokio::task::yield_now().await;
                     drop(r);
@@ -1515,7 +1529,7 @@ async fn histograms_record_every_get_with_its_wait() {
     }
     let st = pool.stats();
     assert_eq!(st.served_at_once + st.served_after_wait, 1_000);
-    assert!(st.served_after_wait > 0, "two tasks on one resource wait");
+    assert!(st.served_after_wait > 0, "the queued get waited");
     assert_eq!(st.wait_histogram.iter().sum::<u64>(), 1_000);
     assert!(st.wait_quantile(0.5).is_some());
 }
