@@ -13,6 +13,18 @@ use super::pool::Inner;
 use super::stats::DestroyReason;
 use super::Manager;
 
+/// Why an idle resource was not lent.
+pub(super) enum NotReady {
+    /// Destroyed: broken, expired, idle too long, failed its reset or
+    /// check, or refused by the checkout hook.
+    Destroyed,
+    /// Destroyed because its reset or check timed out (or the manager
+    /// panicked). Idle resources that hang usually share a cause (a
+    /// black-holed network), so the get creates a resource rather than
+    /// wait out one check timeout per idle resource in turn.
+    Stalled,
+}
+
 /// A failed check or reset.
 pub(super) enum CheckFailure<E> {
     Failed(E),
@@ -23,26 +35,26 @@ pub(super) enum CheckFailure<E> {
 impl<M: Manager> Inner<M> {
     /// An idle resource made ready to lend: not expired, reset, checked
     /// (unless used within the bypass window), accepted by the checkout
-    /// hook; `None` if it was destroyed instead.
+    /// hook; `Err` if it was destroyed instead.
     pub(super) async fn ready(
         self: &Arc<Self>,
         mut item: Idle<M::Resource>,
         mine: &mut Option<Arc<M::Error>>,
-    ) -> Option<Idle<M::Resource>> {
+    ) -> Result<Idle<M::Resource>, NotReady> {
         // A resource that died while idle (a closed socket) is never lent,
         // inside the check-bypass window or out of it.
         if guarded("is_broken", true, || self.manager.is_broken(&mut item.res)) {
             self.dispose(item, DestroyReason::Broken);
-            return None;
+            return Err(NotReady::Destroyed);
         }
         let now = self.now_ms();
         if item.meta.expires_ms <= now {
             self.dispose(item, DestroyReason::Expired);
-            return None;
+            return Err(NotReady::Destroyed);
         }
         if now.saturating_sub(item.meta.last_used_ms) >= self.idle_timeout_ms {
             self.dispose(item, DestroyReason::Idle);
-            return None;
+            return Err(NotReady::Destroyed);
         }
         // From here a cancelled `get` drops `held`, which destroys the
         // resource: a reset or check cut off midway leaves it unknown.
@@ -75,7 +87,7 @@ impl<M: Manager> Inner<M> {
             }
         }
         let item = held.item.take().expect("still held");
-        self.on_checkout_hook(item)
+        self.on_checkout_hook(item).ok_or(NotReady::Destroyed)
     }
 
     pub(super) fn on_checkout_hook(
@@ -103,18 +115,21 @@ impl<M: Manager> Held<'_, M> {
         mut self,
         why: CheckFailure<M::Error>,
         mine: &mut Option<Arc<M::Error>>,
-    ) -> Option<Idle<M::Resource>> {
+    ) -> Result<Idle<M::Resource>, NotReady> {
         self.inner.counters.check_failures.fetch_add(1, Relaxed);
-        if let CheckFailure::Failed(e) = why {
-            let e = Arc::new(e);
-            crate::log::debug!("cenote: a pooled resource failed its check: {e}");
-            self.inner.record_error(e.clone());
-            *mine = Some(e);
-        }
         if let Some(item) = self.item.take() {
             self.inner.dispose(item, DestroyReason::FailedCheck);
         }
-        None
+        match why {
+            CheckFailure::Failed(e) => {
+                let e = Arc::new(e);
+                crate::log::debug!("cenote: a pooled resource failed its check: {e}");
+                self.inner.record_error(e.clone());
+                *mine = Some(e);
+                Err(NotReady::Destroyed)
+            }
+            CheckFailure::TimedOut => Err(NotReady::Stalled),
+        }
     }
 }
 

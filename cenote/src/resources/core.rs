@@ -188,6 +188,19 @@ impl<R> Core<R> {
         self.size.fetch_add(1, SeqCst);
     }
 
+    /// Counts a resource about to be created while idle ones may exist
+    /// (the `min_idle` refill; a getter after a stalled check), if the
+    /// count stays within the bound; `false` if it would not. One
+    /// compare-and-swap, so two such creators never pass the bound
+    /// together; a creator under [`start_create`](Self::start_create)'s
+    /// rule always finds room left for it (see `DESIGN.md`).
+    pub fn try_start_create(&self) -> bool {
+        let max = self.max.load(SeqCst);
+        self.size
+            .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
     /// Puts a resource back in the idle store (the caller still holds its
     /// permit and releases it afterwards). Returns what the store refused,
     /// usually nothing: the resource itself when the pool is closed or

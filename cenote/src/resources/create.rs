@@ -59,13 +59,17 @@ impl<M: Manager> Inner<M> {
     /// unrun or cut off (the runtime shut down), the task still uncounts
     /// the resource it was to make (`Unmade`), so `size` never keeps a
     /// create that will not happen; the sender dropped unsent tells the
-    /// caller.
+    /// caller. `counted`: the caller took the count already
+    /// (`try_start_create`).
     pub(super) fn spawn_create(
         self: &Arc<Self>,
         lease: Lease<M>,
+        counted: bool,
     ) -> oneshot::Receiver<CreateOutcome<M>> {
         let (tx, rx) = oneshot::channel();
-        self.core.start_create();
+        if !counted {
+            self.core.start_create();
+        }
         let unmade = Unmade(Some(self.clone()));
         self.rt.handle.spawn(async move {
             // `create_one` covers the count from here.

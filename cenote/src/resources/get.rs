@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::Either;
 use tokio::sync::futures::Notified;
 
+use super::check::NotReady;
 use super::core::Idle;
 use super::create::{CreateFailure, CreateOutcome};
 use super::errors::GetError;
@@ -22,6 +23,9 @@ use super::request::AcquireSpan;
 use super::stats::DestroyReason;
 use super::timeout::{bounded, CoarseBounded, Elapsed, COARSE_FACTOR};
 use super::Manager;
+
+/// A reset or check at checkout timed out (see [`NotReady::Stalled`]).
+struct Stalled;
 
 impl<M: Manager> Inner<M> {
     /// The whole `get`, its outcome recorded on `span` (see
@@ -58,13 +62,13 @@ impl<M: Manager> Inner<M> {
             let lease = Lease::new(this);
             let inner = lease.inner();
             let mut mine = None;
-            while let Some(item) = inner.core.pop_idle() {
-                if let Some(item) = inner.ready(item, &mut mine).await {
-                    break 'get inner.clone().lend(lease, item, at);
-                }
-            }
+            let stalled = match inner.first_ready(&mut mine).await {
+                Ok(Some(item)) => break 'get inner.clone().lend(lease, item, at),
+                Ok(None) => false,
+                Err(Stalled) => true,
+            };
             let inner = inner.clone();
-            inner.checkout(lease, timeout, started, mine, at).await
+            inner.checkout(lease, timeout, started, mine, stalled, at).await
         };
         span.end(&got);
         got
@@ -181,35 +185,73 @@ impl<M: Manager> Inner<M> {
         }
     }
 
+    /// The first idle resource that passes its reset and check (the
+    /// rest destroyed on the way), `None` when nothing is idle; `Err` when
+    /// a reset or check stalled (see [`NotReady::Stalled`]).
+    #[inline]
+    async fn first_ready(
+        self: &Arc<Self>,
+        mine: &mut Option<Arc<M::Error>>,
+    ) -> Result<Option<Idle<M::Resource>>, Stalled> {
+        while let Some(item) = self.core.pop_idle() {
+            match self.ready(item, mine).await {
+                Ok(item) => return Ok(Some(item)),
+                Err(NotReady::Destroyed) => {}
+                Err(NotReady::Stalled) => return Err(Stalled),
+            }
+        }
+        Ok(None)
+    }
+
     /// With a permit: an idle resource that passes its reset and check, or
-    /// a new one.
+    /// a new one. After a stalled check (`stalled`) the next step is a
+    /// create if the count has room ([`Core::try_start_create`]; the
+    /// stalled resource's destroy made room unless another creator took
+    /// it), else the next idle resource.
+    ///
+    /// [`Core::try_start_create`]: super::core::Core::try_start_create
     async fn checkout(
         self: &Arc<Self>,
         mut lease: Lease<M>,
         timeout: Duration,
         mut started: Option<Instant>,
         mut mine: Option<Arc<M::Error>>,
+        mut stalled: bool,
         at: &'static Location<'static>,
     ) -> Result<Pooled<M>, GetError<M::Error>> {
         let mut backoff = Duration::from_millis(5);
         loop {
-            while let Some(item) = self.core.pop_idle() {
-                if let Some(item) = self.ready(item, &mut mine).await {
-                    return self.clone().lend(lease, item, at);
+            // Counted here, the create has no await before it starts.
+            let counted = std::mem::take(&mut stalled) && self.core.try_start_create();
+            if !counted {
+                match self.first_ready(&mut mine).await {
+                    Ok(Some(item)) => return self.clone().lend(lease, item, at),
+                    Ok(None) => {}
+                    Err(Stalled) => {
+                        stalled = true;
+                        continue;
+                    }
                 }
             }
             // Made before the check: a `close` after it wakes this.
             let closing = std::pin::pin!(self.closing.notified());
-            if self.core.is_closed() {
-                return Err(GetError::Closed);
+            let refused = if self.core.is_closed() {
+                Some(GetError::Closed)
+            } else if self.is_runtime_gone() {
+                Some(GetError::RuntimeGone)
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                if counted {
+                    self.core.forget();
+                }
+                return Err(e);
             }
-            if self.is_runtime_gone() {
-                return Err(GetError::RuntimeGone);
-            }
-            // Nothing idle: make one.
+            // Nothing idle (or a check stalled): make one.
             let t0 = *started.get_or_insert_with(Instant::now);
             match self
-                .create_for(lease, closing, t0, timeout, &mut mine)
+                .create_for(lease, counted, closing, t0, timeout, &mut mine)
                 .await?
             {
                 Ok(mut created) => {
@@ -238,13 +280,14 @@ impl<M: Manager> Inner<M> {
     async fn create_for(
         self: &Arc<Self>,
         lease: Lease<M>,
+        counted: bool,
         closing: Pin<&mut Notified<'_>>,
         t0: Instant,
         timeout: Duration,
         mine: &mut Option<Arc<M::Error>>,
     ) -> Result<CreateOutcome<M>, GetError<M::Error>> {
         let left = timeout.saturating_sub(t0.elapsed());
-        let rx = self.spawn_create(lease);
+        let rx = self.spawn_create(lease, counted);
         let made = futures_util::future::select(rx, closing);
         match bounded(&self.rt.handle, left, made).await {
             Err(_) => Err(self.timed_out(t0, mine.take())),

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::core::{Core, Dirty, Meta, Slot};
+use super::core::{Core, Dirty, Idle, Meta, Slot};
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use loom::thread;
 
@@ -86,6 +86,61 @@ fn borrow(pool: &Pool) -> bool {
     true
 }
 
+fn new_item(pool: &Pool) -> Idle<Arc<Res>> {
+    Box::new(Slot {
+        res: Arc::new(Res {
+            lent: AtomicBool::new(false),
+        }),
+        meta: meta(pool.next.fetch_add(1, SeqCst)),
+    })
+}
+
+fn assert_within_bound(pool: &Pool) {
+    assert!(
+        pool.core.size() <= pool.core.max(),
+        "size {} over the bound",
+        pool.core.size()
+    );
+}
+
+/// A getter whose check of an idle resource stalls (`get.rs`): the
+/// resource is destroyed, then a create if the count has room, else the
+/// next idle resource, else a create under the empty-store rule.
+fn stall_then_borrow(pool: &Pool) {
+    assert!(pool.core.wait_permit());
+    let stalled = pool.core.pop_idle().expect("filled");
+    drop(stalled);
+    pool.core.forget();
+    let item = if pool.core.try_start_create() {
+        new_item(pool)
+    } else if let Some(item) = pool.core.pop_idle() {
+        item
+    } else {
+        pool.core.start_create();
+        new_item(pool)
+    };
+    assert_within_bound(pool);
+    for _ in pool.core.put_idle(item) {
+        pool.core.forget();
+    }
+    pool.core.release();
+}
+
+/// The `min_idle` refill (`maintenance.rs`): a permit, then a create if
+/// the count has room.
+fn refill_one(pool: &Pool) {
+    if !pool.core.try_permit() {
+        return;
+    }
+    if pool.core.try_start_create() {
+        assert_within_bound(pool);
+        for _ in pool.core.put_idle(new_item(pool)) {
+            pool.core.forget();
+        }
+    }
+    pool.core.release();
+}
+
 fn pool(max: usize) -> Arc<Pool> {
     Arc::new(Pool {
         core: Core::new(max, true),
@@ -146,6 +201,27 @@ fn a_shrink_racing_returns_ends_within_the_new_bound() {
         u.join().unwrap();
         assert!(p.core.size() <= 1, "size {} over the bound", p.core.size());
         assert_eq!(p.core.size(), p.core.idle());
+    });
+}
+
+#[test]
+fn a_stalled_check_and_the_refill_create_within_the_bound() {
+    loom::model(|| {
+        let p = pool(2);
+        for _ in 0..2 {
+            p.core.start_create();
+            assert!(p.core.put_idle(new_item(&p)).is_empty());
+        }
+        let p2 = p.clone();
+        let t = thread::spawn(move || stall_then_borrow(&p2));
+        let p3 = p.clone();
+        let u = thread::spawn(move || refill_one(&p3));
+        assert!(borrow(&p));
+        t.join().unwrap();
+        u.join().unwrap();
+        assert_within_bound(&p);
+        assert_eq!(p.core.size(), p.core.idle(), "nothing counted that is not idle");
+        assert_eq!(p.core.permits_held(), 0);
     });
 }
 

@@ -214,15 +214,14 @@ impl<M: Manager> Inner<M> {
         if min_idle == 0 || now < self.refill_after_ms.load(Relaxed) {
             return;
         }
-        while !self.core.is_closed()
-            && self.core.idle() < min_idle
-            && self.core.size() < self.core.max()
-        {
+        while !self.core.is_closed() && self.core.idle() < min_idle {
             if !self.core.try_permit() {
                 break;
             }
             let lease = Lease::new(self.clone());
-            self.core.start_create();
+            if !self.core.try_start_create() {
+                break;
+            }
             match self.create_one().await {
                 Ok(item) => {
                     self.refill_failures.store(0, Relaxed);
