@@ -68,7 +68,9 @@ impl<M: Manager> Inner<M> {
                 Err(Stalled) => true,
             };
             let inner = inner.clone();
-            inner.checkout(lease, timeout, started, mine, stalled, at).await
+            inner
+                .checkout(lease, timeout, started, mine, stalled, at)
+                .await
         };
         span.end(&got);
         got
