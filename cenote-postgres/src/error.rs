@@ -40,6 +40,11 @@ pub enum Error {
     /// The connection's socket is closed.
     #[error("the connection is closed")]
     Closed,
+    /// The system's TLS library could not start (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[error("TLS could not start: {0}")]
+    Tls(#[source] native_tls::Error),
 }
 
 impl Error {
@@ -67,13 +72,16 @@ impl Error {
         }
     }
 
-    /// Whether retrying cannot help: the database or the role does not
+    /// Whether retrying cannot help: TLS was refused or the server's
+    /// certificate failed verification, or the database or the role does not
     /// exist, or authentication failed (SQLSTATE class 28 or 3D000). The
     /// first `get` reports such an error at once, with the server's
     /// message, instead of retrying until its timeout.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::Connect(e) => e.code().is_some_and(is_permanent_code),
+            Error::Connect(e) => e.code().is_some_and(is_permanent_code) || is_tls_refusal(e),
+            #[cfg(feature = "tls")]
+            Error::Tls(_) => true,
             _ => false,
         }
     }
@@ -97,6 +105,23 @@ fn describe(e: &tokio_postgres::Error) -> String {
             None => e.to_string(),
         },
     }
+}
+
+/// A TLS handshake that failed without an I/O error: the server has no
+/// TLS under `sslmode=require`, or its certificate failed verification.
+/// (tokio-postgres names its error kinds only in the message.)
+fn is_tls_refusal(e: &tokio_postgres::Error) -> bool {
+    if e.to_string() != "error performing TLS handshake" {
+        return false;
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return false;
+        }
+        cause = c.source();
+    }
+    true
 }
 
 fn is_permanent_code(code: &SqlState) -> bool {

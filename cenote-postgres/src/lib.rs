@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod client;
@@ -6,6 +7,9 @@ mod error;
 mod manager;
 mod pending;
 mod reset;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod track;
 mod transaction;
 
