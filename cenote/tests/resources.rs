@@ -556,7 +556,8 @@ async fn a_get_waits_out_one_hanging_check_not_one_per_idle_resource() {
     let st = pool.stats();
     assert_eq!((st.size, st.idle, st.destroyed_failed_check), (4, 3, 1));
     // Three more at once: each waits out one of the three hanging checks.
-    let rest: Vec<_> = within_async(futures_util::future::join_all((0..3).map(|_| pool.get()))).await;
+    let rest: Vec<_> =
+        within_async(futures_util::future::join_all((0..3).map(|_| pool.get()))).await;
     let mut lent: Vec<u64> = rest.iter().map(|r| r.as_ref().unwrap().n).collect();
     lent.sort_unstable();
     assert_eq!(lent, [5, 6, 7]);

@@ -220,7 +220,11 @@ fn a_stalled_check_and_the_refill_create_within_the_bound() {
         t.join().unwrap();
         u.join().unwrap();
         assert_within_bound(&p);
-        assert_eq!(p.core.size(), p.core.idle(), "nothing counted that is not idle");
+        assert_eq!(
+            p.core.size(),
+            p.core.idle(),
+            "nothing counted that is not idle"
+        );
         assert_eq!(p.core.permits_held(), 0);
     });
 }
