@@ -15,7 +15,7 @@ use crate::builder::{BuildError, Builder};
 use crate::conn::{ConnectConfig, Connector, Lent};
 use crate::error::Error;
 use crate::metrics::OriginMetrics;
-use crate::origin::Origin;
+use crate::origin::{Origin, OriginKey};
 use crate::origins::{OriginPool, Origins};
 use crate::retry;
 
@@ -154,17 +154,27 @@ impl Client {
     /// connection if it never left, or once if a stale keep-alive
     /// connection cut it off and it may be replayed (`retry.rs`).
     async fn send(&self, mut req: Request<Body>) -> Result<Response<ResponseBody>, Error> {
-        let origin = Origin::of(req.uri())?;
-        let (method, uri) = (req.method().clone(), Box::new(req.uri().clone()));
-        to_origin_form(&mut req, &origin);
+        // The absolute URI stays here (for errors); the wire gets the
+        // origin form.
+        let uri = std::mem::take(req.uri_mut());
+        let key = OriginKey::of(&uri)?;
+        *req.uri_mut() = uri
+            .path_and_query()
+            .map_or(Uri::from_static("/"), |pq| pq.clone().into());
+        let method = req.method().clone();
         let mut retried = false;
+        let mut host_set = req.headers().contains_key(header::HOST);
         // Connections found closed before the request went out: each is
         // destroyed, so this ends; the bound is for a server that closes
         // every new connection at once.
         let mut unsent = 0;
         let limit = self.inner.cfg.max_connections + 1;
         loop {
-            let (mut lent, op) = self.lend(&origin).await?;
+            let (mut lent, op) = self.lend(&key).await?;
+            if !host_set {
+                req.headers_mut().insert(header::HOST, op.host.clone());
+                host_set = true;
+            }
             let replay = (lent.reused() && !retried).then(|| retry::replay_of(&req));
             if let Err(source) = lent.conn().sender.ready().await {
                 drop(lent);
@@ -172,7 +182,7 @@ impl Client {
                 if unsent > limit {
                     return Err(Error::Request {
                         method,
-                        uri,
+                        uri: Box::new(uri),
                         retried,
                         source,
                     });
@@ -206,7 +216,7 @@ impl Client {
                     Some(Err(why)) => {
                         return Err(Error::NotRetried {
                             method,
-                            uri,
+                            uri: Box::new(uri),
                             why,
                             source,
                         })
@@ -216,7 +226,7 @@ impl Client {
             }
             return Err(Error::Request {
                 method,
-                uri,
+                uri: Box::new(uri),
                 retried,
                 source,
             });
@@ -225,10 +235,10 @@ impl Client {
 
     /// A connection of `origin`'s pool (made if it has none), waited for
     /// FIFO within the acquire timeout.
-    async fn lend(&self, origin: &Origin) -> Result<(Lent, Arc<OriginPool>), Error> {
+    async fn lend(&self, key: &OriginKey<'_>) -> Result<(Lent, Arc<OriginPool>), Error> {
         let mut tries = 0;
         loop {
-            let op = self.inner.origins.pool(origin, || self.new_pool(origin))?;
+            let op = self.inner.origins.pool(key, |o| self.new_pool(o))?;
             let t0 = Instant::now();
             match op.pool.get().await {
                 Ok(conn) => {
@@ -245,7 +255,7 @@ impl Client {
                 Err(GetError::Closed) if tries == 0 => tries += 1,
                 Err(source) => {
                     return Err(Error::Pool {
-                        origin: origin.to_string(),
+                        origin: key.to_origin().to_string(),
                         source,
                     })
                 }
@@ -273,28 +283,19 @@ impl Client {
                 origin: origin.to_string(),
                 source,
             })?;
-        Ok(OriginPool { pool, metrics })
+        let host = HeaderValue::from_str(&origin.host_header())
+            .expect("a host from a parsed URI is a valid header value");
+        Ok(OriginPool {
+            pool,
+            metrics,
+            host,
+        })
     }
 }
 
 /// `GET uri`, the request.
 fn get(uri: &str) -> Result<Request<Body>, Error> {
     Ok(Request::get(uri).body(Body::empty())?)
-}
-
-/// The request line in origin form (`/path?query`), and a `Host` header.
-fn to_origin_form(req: &mut Request<Body>, origin: &Origin) {
-    if !req.headers().contains_key(header::HOST) {
-        if let Ok(v) = HeaderValue::from_str(&origin.host_header()) {
-            req.headers_mut().insert(header::HOST, v);
-        }
-    }
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    *req.uri_mut() = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
 }
 
 /// The response, its body holding `lent` until its end (or returning it at

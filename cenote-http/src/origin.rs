@@ -1,7 +1,9 @@
 //! [`Origin`]: the key of a per-origin pool (scheme, host, port), read
 //! from a request's absolute URI.
 
+use std::borrow::{Borrow, Cow};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use http::Uri;
@@ -10,7 +12,7 @@ use crate::error::Error;
 
 /// Where a request goes: its scheme, host and port. Each origin has a
 /// pool of its own.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     https: bool,
     host: Arc<str>,
@@ -20,22 +22,17 @@ pub struct Origin {
 impl Origin {
     /// The origin of an absolute `http://` or `https://` URI.
     pub fn of(uri: &Uri) -> Result<Origin, Error> {
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            Some(other) => return Err(Error::UnsupportedScheme(other.to_owned())),
-            None => return Err(Error::NotAbsolute(Box::new(uri.clone()))),
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| Error::NotAbsolute(Box::new(uri.clone())))?;
-        // An IPv6 literal keeps no brackets for the connect.
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        Ok(Origin {
+        OriginKey::of(uri).map(|k| k.to_origin())
+    }
+
+    /// The origin a map key stands for.
+    pub(crate) fn of_key(key: &dyn AsKey) -> Origin {
+        let (https, host, port) = key.key();
+        Origin {
             https,
-            host: host.to_ascii_lowercase().into(),
-            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
-        })
+            host: Arc::from(host),
+            port,
+        }
     }
 
     /// Whether the scheme is `https`.
@@ -67,6 +64,90 @@ impl Origin {
         } else {
             format!("{host}:{}", self.port)
         }
+    }
+}
+
+/// An origin read from a URI without copying its host (unless it has
+/// capitals): what finds the origin's pool on every request.
+#[derive(Clone, Debug)]
+pub(crate) struct OriginKey<'a> {
+    https: bool,
+    host: Cow<'a, str>,
+    port: u16,
+}
+
+impl<'a> OriginKey<'a> {
+    pub(crate) fn of(uri: &'a Uri) -> Result<OriginKey<'a>, Error> {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => return Err(Error::UnsupportedScheme(other.to_owned())),
+            None => return Err(Error::NotAbsolute(Box::new(uri.clone()))),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| Error::NotAbsolute(Box::new(uri.clone())))?;
+        // An IPv6 literal keeps no brackets for the connect.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+        Ok(OriginKey {
+            https,
+            host,
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        })
+    }
+
+    pub(crate) fn to_origin(&self) -> Origin {
+        Origin::of_key(self)
+    }
+}
+
+/// What the map of origins hashes and compares, for [`Origin`] and
+/// [`OriginKey`] alike (a lookup by key allocates nothing).
+pub(crate) trait AsKey {
+    fn key(&self) -> (bool, &str, u16);
+}
+
+impl AsKey for Origin {
+    fn key(&self) -> (bool, &str, u16) {
+        (self.https, &self.host, self.port)
+    }
+}
+
+impl AsKey for OriginKey<'_> {
+    fn key(&self) -> (bool, &str, u16) {
+        (self.https, &self.host, self.port)
+    }
+}
+
+impl<'a> Borrow<dyn AsKey + 'a> for Origin {
+    fn borrow(&self) -> &(dyn AsKey + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn AsKey + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.key().hash(h);
+    }
+}
+
+impl PartialEq for dyn AsKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for dyn AsKey + '_ {}
+
+impl Hash for Origin {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // The same as the key's, so a lookup by key finds it.
+        self.key().hash(h);
     }
 }
 

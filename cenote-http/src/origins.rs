@@ -12,12 +12,14 @@ use parking_lot::RwLock;
 
 use crate::conn::Connector;
 use crate::metrics::OriginMetrics;
-use crate::origin::Origin;
+use crate::origin::{AsKey, Origin, OriginKey};
 
 /// One origin's pool and series.
 pub(crate) struct OriginPool {
     pub(crate) pool: Pool<Connector>,
     pub(crate) metrics: Arc<OriginMetrics>,
+    /// The `Host` header of its requests.
+    pub(crate) host: http::HeaderValue,
 }
 
 struct Entry {
@@ -41,28 +43,30 @@ impl Origins {
         }
     }
 
-    /// `origin`'s pool, made with `make` if it has none.
+    /// `key`'s pool, made with `make` if it has none.
     pub(crate) fn pool<E>(
         &self,
-        origin: &Origin,
-        make: impl FnOnce() -> Result<OriginPool, E>,
+        key: &OriginKey<'_>,
+        make: impl FnOnce(&Origin) -> Result<OriginPool, E>,
     ) -> Result<Arc<OriginPool>, E> {
         let now = self.clock.fetch_add(1, Relaxed);
-        if let Some(e) = self.map.read().get(origin) {
+        let key = key as &dyn AsKey;
+        if let Some(e) = self.map.read().get(key) {
             e.used.store(now, Relaxed);
             return Ok(e.pool.clone());
         }
         let mut map = self.map.write();
-        if let Some(e) = map.get(origin) {
+        if let Some(e) = map.get(key) {
             e.used.store(now, Relaxed);
             return Ok(e.pool.clone());
         }
         if map.len() >= self.max {
             evict_one(&mut map);
         }
-        let pool = Arc::new(make()?);
+        let origin = Origin::of_key(key);
+        let pool = Arc::new(make(&origin)?);
         map.insert(
-            origin.clone(),
+            origin,
             Entry {
                 pool: pool.clone(),
                 used: AtomicU64::new(now),
@@ -73,7 +77,10 @@ impl Origins {
 
     /// `origin`'s pool, if it has one.
     pub(crate) fn find(&self, origin: &Origin) -> Option<Arc<OriginPool>> {
-        self.map.read().get(origin).map(|e| e.pool.clone())
+        self.map
+            .read()
+            .get(origin as &dyn AsKey)
+            .map(|e| e.pool.clone())
     }
 
     /// How many origins have a pool.
