@@ -37,7 +37,7 @@ mod peers;
 mod report;
 
 use experiments::seeds::SeedOpts;
-use experiments::{databases, headline, objects, resources, tasks, workers, Experiment};
+use experiments::{databases, headline, http, objects, resources, tasks, workers, Experiment};
 use harness::{Runner, Settings};
 use report::{markdown, Machine, Record};
 
@@ -119,7 +119,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Every experiment: workers, seeds, objects, tasks and resources.
+    /// Every experiment: workers, seeds, objects, tasks, resources, databases and http.
     All,
     /// Worker-pool experiments: throughput, FnPool, idle CPU, wake latency.
     Workers,
@@ -137,10 +137,21 @@ enum Command {
     /// connection per task, one multiplexed connection and connect-per-request (reads
     /// CENOTE_PG_URL and CENOTE_REDIS_URL).
     Databases,
+    /// HTTP/1.1 clients: cenote-http against hyper-util's legacy Client, reqwest and
+    /// connect-per-request, against a local hyper server in a child process; and the
+    /// keep-alive race.
+    Http,
     /// Makes the Markdown report (--markdown) and the README table (--readme)
     /// from a JSON file written by --json, without measuring; prints its
     /// summary.
     Report(ReportArgs),
+    /// The HTTP experiment's server (used by the harness; not for people).
+    #[command(name = "__http-server", hide = true)]
+    HttpServer {
+        /// Close a connection idle this long after its last response.
+        #[arg(long, value_name = "MS")]
+        idle_close_ms: Option<u64>,
+    },
     /// Runs one measurement (used by the harness; not for people).
     #[command(name = "__child", hide = true)]
     Child {
@@ -201,6 +212,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Child { spec }) => harness::child_main(spec),
+        Some(Command::HttpServer { idle_close_ms }) => http::server::main(*idle_close_ms),
         Some(Command::Report(args)) => report_only(&cli, args),
         _ => measure(&cli),
     }
@@ -219,7 +231,10 @@ fn measure(cli: &Cli) -> ExitCode {
         Some(Command::Tasks) => tasks::plan(cli.smoke),
         Some(Command::Resources) => resources::plan(cli.smoke),
         Some(Command::Databases) => databases::plan(cli.smoke),
-        Some(Command::Report(_) | Command::Child { .. }) => unreachable!("handled in main"),
+        Some(Command::Http) => http::plan(cli.smoke),
+        Some(Command::Report(_) | Command::Child { .. } | Command::HttpServer { .. }) => {
+            unreachable!("handled in main")
+        }
     };
 
     if matches!(cli.command, Some(Command::Databases | Command::All)) || cli.smoke {

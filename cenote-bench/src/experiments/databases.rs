@@ -247,7 +247,7 @@ pub fn run(imp: Impl, p: &DbParams) -> Result<Outcome, String> {
 
 /// Times `tasks` tasks doing `ops` operations in all; `op(task)` returns
 /// its get's wait.
-async fn drive<F, Fut>(tasks: usize, ops: u64, op: F) -> Result<Outcome, String>
+pub(super) async fn drive<F, Fut>(tasks: usize, ops: u64, op: F) -> Result<Outcome, String>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Duration, String>> + Send,

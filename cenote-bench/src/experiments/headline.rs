@@ -4,7 +4,7 @@
 //! experiments. `cenote-bench` without a subcommand runs
 //! it; the summary and the README table are made of its scenarios.
 
-use super::{databases, objects, resources, seeds, tasks, workers, Experiment};
+use super::{databases, http, objects, resources, seeds, tasks, workers, Experiment};
 
 /// One headline scenario: a scenario of the full suite and the
 /// implementations it is measured with.
@@ -97,6 +97,18 @@ pub const PICKS: &[Pick] = &[
         scenario: "ping/size=4/tasks=16/20k",
         impls: &["cenote", "deadpool-redis", "bb8-redis"],
         label: "Redis: PING, 16 tasks on 4 connections",
+    },
+    Pick {
+        experiment: http::GET,
+        scenario: "1KiB/tasks=64/cap=8/40k",
+        impls: &["cenote", "hyper-util", "reqwest"],
+        label: "HTTP/1.1: GET 1 KiB, 64 tasks, cap 8",
+    },
+    Pick {
+        experiment: http::RACE,
+        scenario: "idle-close=20ms/tasks=64/3200",
+        impls: &["cenote", "hyper-util", "reqwest"],
+        label: "HTTP/1.1 keep-alive race: failed GETs of 3,200",
     },
     Pick {
         experiment: seeds::SEED002,

@@ -21,6 +21,7 @@ use crate::{alloc, with_peer};
 
 pub mod databases;
 pub mod headline;
+pub mod http;
 pub mod objects;
 pub mod resources;
 pub mod seeds;
@@ -36,6 +37,7 @@ pub fn full_plan(smoke: bool, seed_opts: &seeds::SeedOpts) -> Vec<Experiment> {
     plan.extend(tasks::plan(smoke));
     plan.extend(resources::plan(smoke));
     plan.extend(databases::plan(smoke));
+    plan.extend(http::plan(smoke));
     plan
 }
 
@@ -154,6 +156,7 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
         resources::UNCONTENDED | resources::CONTENDED => resources::run(imp, &params(spec)?),
         databases::POSTGRES | databases::REDIS => databases::run(imp, &params(spec)?),
         databases::faults::FAULTS => databases::faults::run(imp, &params(spec)?),
+        http::GET | http::RACE => http::run(&spec.experiment, imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }
 }

@@ -102,6 +102,10 @@ pub enum Impl {
     Dedicated,
     /// No pool: a new connection per request (seed 004's no-pool case).
     ConnectPerRequest,
+    /// hyper-util's legacy `Client` (HTTP/1.1, its own keep-alive pool).
+    HyperUtil,
+    /// `reqwest::Client` (HTTP/1.1 only, no TLS).
+    Reqwest,
 }
 
 impl Impl {
@@ -167,12 +171,14 @@ impl Impl {
             Impl::Multiplexed => "multiplexed",
             Impl::Dedicated => "dedicated",
             Impl::ConnectPerRequest => "connect-per-request",
+            Impl::HyperUtil => "hyper-util",
+            Impl::Reqwest => "reqwest",
         }
     }
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 36] = [
+        const ALL: [Impl; 38] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -209,6 +215,8 @@ impl Impl {
             Impl::Multiplexed,
             Impl::Dedicated,
             Impl::ConnectPerRequest,
+            Impl::HyperUtil,
+            Impl::Reqwest,
         ];
         ALL.into_iter().find(|i| i.name() == name)
     }
@@ -330,9 +338,9 @@ macro_rules! with_peer {
             | Impl::Bb8Redis
             | Impl::Multiplexed
             | Impl::Dedicated
-            | Impl::ConnectPerRequest) => {
-                Err(format!("{} is not a general worker pool", other.name()))
-            }
+            | Impl::ConnectPerRequest
+            | Impl::HyperUtil
+            | Impl::Reqwest) => Err(format!("{} is not a general worker pool", other.name())),
         }
     }};
 }
