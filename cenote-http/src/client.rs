@@ -169,8 +169,19 @@ impl Client {
         // every new connection at once.
         let mut unsent = 0;
         let limit = self.inner.cfg.max_connections + 1;
+        // After a stale connection: how long it had sat idle.
+        let mut stale_after: Option<Duration> = None;
         loop {
             let (mut lent, op) = self.lend(&key).await?;
+            if let Some(stale) = stale_after {
+                // The retry goes on a connection idle less than half as
+                // long as the one the server closed (one that idled as long
+                // may be closing too); older ones are closed on the way.
+                if lent.reused() && lent.idle_for() >= stale / 2 {
+                    lent.discard();
+                    continue;
+                }
+            }
             if !host_set {
                 req.headers_mut().insert(header::HOST, op.host.clone());
                 host_set = true;
@@ -195,6 +206,7 @@ impl Client {
                 Ok(resp) => return Ok(respond(resp, lent)),
                 Err(e) => e,
             };
+            let idle_for = lent.idle_for();
             drop(lent);
             if let Some(back) = e.take_message() {
                 req = back;
@@ -210,6 +222,7 @@ impl Client {
                     Some(Ok(copy)) => {
                         req = copy;
                         retried = true;
+                        stale_after = Some(idle_for);
                         op.metrics.retried_stale();
                         continue;
                     }

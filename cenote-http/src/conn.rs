@@ -38,6 +38,8 @@ pub struct Conn {
     pub(crate) keep_alive: bool,
     /// Requests sent on it.
     pub(crate) uses: u64,
+    /// When it was last given back (`None`: never lent).
+    returned: Option<Instant>,
     opened: Instant,
     metrics: Arc<OriginMetrics>,
 }
@@ -132,6 +134,7 @@ impl Connector {
             reusable: true,
             keep_alive: true,
             uses: 0,
+            returned: None,
             opened: Instant::now(),
             metrics: self.metrics.clone(),
         })
@@ -204,6 +207,8 @@ pub(crate) struct Lent {
     conn: Pooled<Connector>,
     metrics: Arc<OriginMetrics>,
     max_idle: usize,
+    /// How long it sat idle before this request (zero if new).
+    idle_for: Duration,
 }
 
 impl Lent {
@@ -216,11 +221,23 @@ impl Lent {
         metrics.lent(queued);
         conn.reusable = false;
         conn.uses += 1;
+        let idle_for = conn.returned.map_or(Duration::ZERO, |t| t.elapsed());
         Lent {
             conn,
             metrics,
             max_idle,
+            idle_for,
         }
+    }
+
+    /// How long it sat idle before this request.
+    pub(crate) fn idle_for(&self) -> Duration {
+        self.idle_for
+    }
+
+    /// Destroyed when given back, whatever its response did.
+    pub(crate) fn discard(mut self) {
+        self.conn.reusable = false;
     }
 
     /// Whether it served a request before this one.
@@ -244,5 +261,6 @@ impl Drop for Lent {
         if idle > self.max_idle {
             self.conn.reusable = false;
         }
+        self.conn.returned = Some(Instant::now());
     }
 }

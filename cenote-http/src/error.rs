@@ -102,8 +102,8 @@ pub enum Error {
         method: Method,
         /// The request's URI.
         uri: Box<Uri>,
-        /// Whether it had been retried once already (after a stale
-        /// keep-alive connection).
+        /// Whether it had been sent once already, on a stale keep-alive
+        /// connection.
         retried: bool,
         /// hyper's error.
         #[source]
@@ -139,7 +139,7 @@ pub enum Error {
 
 fn retried_note(retried: bool) -> &'static str {
     if retried {
-        " (after one retry on a new connection)"
+        " (after one retry)"
     } else {
         ""
     }

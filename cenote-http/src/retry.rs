@@ -2,8 +2,9 @@
 //! (`shouldRetryRequest`): a request that never left (the connection was
 //! found closed first) moves to another connection, whatever its method;
 //! one cut off on a *reused* keep-alive connection, the server having
-//! closed it as the request went out (hyper#2136), is sent once more on
-//! another connection if it is idempotent and its body can be replayed.
+//! closed it as the request went out (hyper#2136), is sent once more if it
+//! is idempotent and its body can be replayed, on a connection idle less
+//! than half as long (`client.rs`).
 
 use http::header::HeaderName;
 use http::{Method, Request};

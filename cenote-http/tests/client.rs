@@ -330,3 +330,48 @@ async fn https_to_a_plain_server_fails_the_handshake_at_once() {
     );
     assert!(cause.is_permanent(), "{e}");
 }
+
+/// A streamed request body that panics midway (user code run by the
+/// connection's task): the request fails, its connection is destroyed, and
+/// the client goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_panics_costs_its_connection_only() {
+    struct Panicking(u8);
+    impl http_body::Body for Panicking {
+        type Data = bytes::Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>>
+        {
+            self.0 += 1;
+            if self.0 > 2 {
+                panic!("a request body panicked on purpose");
+            }
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from(
+                "chunk",
+            )))))
+        }
+    }
+    let server = Server::start(Opts::default()).await;
+    let client = client();
+    let req = Request::post(server.url("/upload"))
+        .body(Body::from_stream(Panicking(0)))
+        .unwrap();
+    let e = within(client.request(req)).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Request { .. } | Error::NotRetried { .. }),
+        "{e}"
+    );
+    let r = client.get(&server.url("/")).await.unwrap();
+    r.into_body().bytes().await.unwrap();
+    let pool = client.pool(&server.url("")).unwrap();
+    assert_eq!((pool.size(), pool.in_use()), (1, 0));
+}
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("hung")
+}

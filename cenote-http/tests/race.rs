@@ -78,7 +78,30 @@ fn no_get_fails_when_the_server_closes_idle_connections_as_they_are_reused() {
             h.await.unwrap();
         }
         let opened = server.counts.opened.load(Relaxed);
-        (failed.load(Relaxed), retried(&snapshotter), opened)
+        // The series agree with the pool once the last creates and
+        // destroys are through (one snapshot per look: a snapshot drains).
+        let pool = client.pool(&url).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut queued = 0;
+        let retries = loop {
+            let snap = snapshotter.snapshot().into_vec();
+            queued += count(&snap, "http.client.request.time_in_queue");
+            let idle = gauge(&snap, "idle");
+            if gauge(&snap, "active") == 0.0 && idle as usize == pool.size() {
+                break retried(&snap);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "gauges {idle} vs {:?}",
+                pool.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(
+            queued >= total as usize,
+            "{queued} waits recorded for {total} GETs"
+        );
+        (failed.load(Relaxed), retries, opened)
     });
     eprintln!(
         "{} GETs: {failed} failed, {retries} retried, {opened} connections opened",
@@ -91,13 +114,45 @@ fn no_get_fails_when_the_server_closes_idle_connections_as_they_are_reused() {
     );
 }
 
-fn retried(s: &metrics_util::debugging::Snapshotter) -> u64 {
-    s.snapshot()
-        .into_vec()
-        .into_iter()
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+fn retried(snap: &Snapshot) -> u64 {
+    snap.iter()
         .filter(|(k, ..)| k.key().name() == "cenote.http.client.retries")
         .map(|(_, _, _, v)| match v {
-            DebugValue::Counter(n) => n,
+            DebugValue::Counter(n) => *n,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// `http.client.open_connections` with `http.connection.state = state`.
+fn gauge(snap: &Snapshot, state: &str) -> f64 {
+    snap.iter()
+        .filter(|(k, ..)| {
+            k.key().name() == "http.client.open_connections"
+                && k.key()
+                    .labels()
+                    .any(|l| l.key() == "http.connection.state" && l.value() == state)
+        })
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Gauge(g) => g.into_inner(),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// How many values the histogram `name` holds.
+fn count(snap: &Snapshot, name: &str) -> usize {
+    snap.iter()
+        .filter(|(k, ..)| k.key().name() == name)
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Histogram(h) => h.len(),
             _ => 0,
         })
         .sum()
