@@ -13,16 +13,24 @@ use super::pool::Inner;
 use super::stats::DestroyReason;
 use super::Manager;
 
-/// Why an idle resource was not lent.
-pub(super) enum NotReady {
-    /// Destroyed: broken, expired, idle too long, failed its reset or
-    /// check, or refused by the checkout hook.
-    Destroyed,
-    /// Destroyed because its reset or check timed out (or the manager
-    /// panicked). Idle resources that hang usually share a cause (a
-    /// black-holed network), so the get creates a resource rather than
-    /// wait out one check timeout per idle resource in turn.
-    Stalled,
+/// What a get learns on its way to a resource: the last create or check
+/// error (for a timeout to report), and whether a reset or check stalled
+/// (timed out, or the manager panicked). Idle resources that hang usually
+/// share a cause (a black-holed network), so after a stall the get creates
+/// a resource rather than wait out one check timeout per idle resource in
+/// turn.
+pub(super) struct Attempt<E> {
+    pub(super) mine: Option<Arc<E>>,
+    pub(super) stalled: bool,
+}
+
+impl<E> Attempt<E> {
+    pub(super) fn new() -> Self {
+        Attempt {
+            mine: None,
+            stalled: false,
+        }
+    }
 }
 
 /// A failed check or reset.
@@ -35,26 +43,27 @@ pub(super) enum CheckFailure<E> {
 impl<M: Manager> Inner<M> {
     /// An idle resource made ready to lend: not expired, reset, checked
     /// (unless used within the bypass window), accepted by the checkout
-    /// hook; `Err` if it was destroyed instead.
+    /// hook; `None` if it was destroyed instead (`attempt` says why, when
+    /// its reset or check failed).
     pub(super) async fn ready(
         self: &Arc<Self>,
         mut item: Idle<M::Resource>,
-        mine: &mut Option<Arc<M::Error>>,
-    ) -> Result<Idle<M::Resource>, NotReady> {
+        attempt: &mut Attempt<M::Error>,
+    ) -> Option<Idle<M::Resource>> {
         // A resource that died while idle (a closed socket) is never lent,
         // inside the check-bypass window or out of it.
         if guarded("is_broken", true, || self.manager.is_broken(&mut item.res)) {
             self.dispose(item, DestroyReason::Broken);
-            return Err(NotReady::Destroyed);
+            return None;
         }
         let now = self.now_ms();
         if item.meta.expires_ms <= now {
             self.dispose(item, DestroyReason::Expired);
-            return Err(NotReady::Destroyed);
+            return None;
         }
         if now.saturating_sub(item.meta.last_used_ms) >= self.idle_timeout_ms {
             self.dispose(item, DestroyReason::Idle);
-            return Err(NotReady::Destroyed);
+            return None;
         }
         // From here a cancelled `get` drops `held`, which destroys the
         // resource: a reset or check cut off midway leaves it unknown.
@@ -67,8 +76,10 @@ impl<M: Manager> Inner<M> {
             let reset = self.manager.reset(&mut item.res);
             match call(&self.rt.handle, self.cfg.check_timeout, "reset", reset).await {
                 Call::Done(()) => item.meta.dirty = Dirty::No,
-                Call::Failed(e) => return held.fail(CheckFailure::Failed(e), mine),
-                Call::TimedOut | Call::Panicked => return held.fail(CheckFailure::TimedOut, mine),
+                Call::Failed(e) => return held.fail(CheckFailure::Failed(e), attempt),
+                Call::TimedOut | Call::Panicked => {
+                    return held.fail(CheckFailure::TimedOut, attempt)
+                }
             }
         }
         if self.cfg.check_on_checkout
@@ -82,12 +93,14 @@ impl<M: Manager> Inner<M> {
             self.metrics.checked_in(started.elapsed());
             match checked {
                 Call::Done(()) => item.meta.last_used_ms = self.now_ms(),
-                Call::Failed(e) => return held.fail(CheckFailure::Failed(e), mine),
-                Call::TimedOut | Call::Panicked => return held.fail(CheckFailure::TimedOut, mine),
+                Call::Failed(e) => return held.fail(CheckFailure::Failed(e), attempt),
+                Call::TimedOut | Call::Panicked => {
+                    return held.fail(CheckFailure::TimedOut, attempt)
+                }
             }
         }
         let item = held.item.take().expect("still held");
-        self.on_checkout_hook(item).ok_or(NotReady::Destroyed)
+        self.on_checkout_hook(item)
     }
 
     pub(super) fn on_checkout_hook(
@@ -114,22 +127,22 @@ impl<M: Manager> Held<'_, M> {
     pub(super) fn fail(
         mut self,
         why: CheckFailure<M::Error>,
-        mine: &mut Option<Arc<M::Error>>,
-    ) -> Result<Idle<M::Resource>, NotReady> {
+        attempt: &mut Attempt<M::Error>,
+    ) -> Option<Idle<M::Resource>> {
         self.inner.counters.check_failures.fetch_add(1, Relaxed);
-        if let Some(item) = self.item.take() {
-            self.inner.dispose(item, DestroyReason::FailedCheck);
-        }
         match why {
             CheckFailure::Failed(e) => {
                 let e = Arc::new(e);
                 crate::log::debug!("cenote: a pooled resource failed its check: {e}");
                 self.inner.record_error(e.clone());
-                *mine = Some(e);
-                Err(NotReady::Destroyed)
+                attempt.mine = Some(e);
             }
-            CheckFailure::TimedOut => Err(NotReady::Stalled),
+            CheckFailure::TimedOut => attempt.stalled = true,
         }
+        if let Some(item) = self.item.take() {
+            self.inner.dispose(item, DestroyReason::FailedCheck);
+        }
+        None
     }
 }
 

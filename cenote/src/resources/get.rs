@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::Either;
 use tokio::sync::futures::Notified;
 
-use super::check::NotReady;
+use super::check::Attempt;
 use super::core::Idle;
 use super::create::{CreateFailure, CreateOutcome};
 use super::errors::GetError;
@@ -23,9 +23,6 @@ use super::request::AcquireSpan;
 use super::stats::DestroyReason;
 use super::timeout::{bounded, CoarseBounded, Elapsed, COARSE_FACTOR};
 use super::Manager;
-
-/// A reset or check at checkout timed out (see [`NotReady::Stalled`]).
-struct Stalled;
 
 impl<M: Manager> Inner<M> {
     /// The whole `get`, its outcome recorded on `span` (see
@@ -61,16 +58,17 @@ impl<M: Manager> Inner<M> {
             // still gives the permit back.
             let lease = Lease::new(this);
             let inner = lease.inner();
-            let mut mine = None;
-            let stalled = match inner.first_ready(&mut mine).await {
-                Ok(Some(item)) => break 'get inner.clone().lend(lease, item, at),
-                Ok(None) => false,
-                Err(Stalled) => true,
-            };
+            let mut attempt = Attempt::new();
+            while let Some(item) = inner.core.pop_idle() {
+                if let Some(item) = inner.ready(item, &mut attempt).await {
+                    break 'get inner.clone().lend(lease, item, at);
+                }
+                if attempt.stalled {
+                    break;
+                }
+            }
             let inner = inner.clone();
-            inner
-                .checkout(lease, timeout, started, mine, stalled, at)
-                .await
+            inner.checkout(lease, timeout, started, attempt, at).await
         };
         span.end(&got);
         got
@@ -187,26 +185,8 @@ impl<M: Manager> Inner<M> {
         }
     }
 
-    /// The first idle resource that passes its reset and check (the
-    /// rest destroyed on the way), `None` when nothing is idle; `Err` when
-    /// a reset or check stalled (see [`NotReady::Stalled`]).
-    #[inline]
-    async fn first_ready(
-        self: &Arc<Self>,
-        mine: &mut Option<Arc<M::Error>>,
-    ) -> Result<Option<Idle<M::Resource>>, Stalled> {
-        while let Some(item) = self.core.pop_idle() {
-            match self.ready(item, mine).await {
-                Ok(item) => return Ok(Some(item)),
-                Err(NotReady::Destroyed) => {}
-                Err(NotReady::Stalled) => return Err(Stalled),
-            }
-        }
-        Ok(None)
-    }
-
     /// With a permit: an idle resource that passes its reset and check, or
-    /// a new one. After a stalled check (`stalled`) the next step is a
+    /// a new one. After a stalled check (`attempt.stalled`) the next step is a
     /// create if the count has room ([`Core::try_start_create`]; the
     /// stalled resource's destroy made room unless another creator took
     /// it), else the next idle resource.
@@ -217,22 +197,24 @@ impl<M: Manager> Inner<M> {
         mut lease: Lease<M>,
         timeout: Duration,
         mut started: Option<Instant>,
-        mut mine: Option<Arc<M::Error>>,
-        mut stalled: bool,
+        mut attempt: Attempt<M::Error>,
         at: &'static Location<'static>,
     ) -> Result<Pooled<M>, GetError<M::Error>> {
         let mut backoff = Duration::from_millis(5);
         loop {
             // Counted here, the create has no await before it starts.
-            let counted = std::mem::take(&mut stalled) && self.core.try_start_create();
+            let counted = std::mem::take(&mut attempt.stalled) && self.core.try_start_create();
             if !counted {
-                match self.first_ready(&mut mine).await {
-                    Ok(Some(item)) => return self.clone().lend(lease, item, at),
-                    Ok(None) => {}
-                    Err(Stalled) => {
-                        stalled = true;
-                        continue;
+                while let Some(item) = self.core.pop_idle() {
+                    if let Some(item) = self.ready(item, &mut attempt).await {
+                        return self.clone().lend(lease, item, at);
                     }
+                    if attempt.stalled {
+                        break;
+                    }
+                }
+                if attempt.stalled {
+                    continue;
                 }
             }
             // Made before the check: a `close` after it wakes this.
@@ -253,7 +235,7 @@ impl<M: Manager> Inner<M> {
             // Nothing idle (or a check stalled): make one.
             let t0 = *started.get_or_insert_with(Instant::now);
             match self
-                .create_for(lease, counted, closing, t0, timeout, &mut mine)
+                .create_for(lease, counted, closing, t0, timeout, &mut attempt.mine)
                 .await?
             {
                 Ok(mut created) => {
@@ -266,10 +248,11 @@ impl<M: Manager> Inner<M> {
                 }
                 Err((failure, l)) => {
                     lease = l;
-                    self.take_create_failure(failure, &mut mine)?;
+                    self.take_create_failure(failure, &mut attempt.mine)?;
                     // Transient: try again after a pause, within the
                     // deadline (an idle resource may come back meanwhile).
-                    self.back_off(&mut backoff, t0, timeout, &mut mine).await?;
+                    self.back_off(&mut backoff, t0, timeout, &mut attempt.mine)
+                        .await?;
                 }
             }
         }

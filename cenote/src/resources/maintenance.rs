@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::call::{call, Call};
-use super::check::{CheckFailure, Held};
+use super::check::{Attempt, CheckFailure, Held};
 use super::guard::Lease;
 use super::hooks::{guarded, LeakReport};
 use super::pool::Inner;
@@ -189,7 +189,7 @@ impl<M: Manager> Inner<M> {
             };
             let item = held.item.as_mut().expect("set above");
             let check = self.manager.check(&mut item.res);
-            let mut mine = None;
+            let mut attempt = Attempt::new();
             match call(&self.rt.handle, self.cfg.check_timeout, "check", check).await {
                 Call::Done(()) => {
                     let mut item = held.item.take().expect("held");
@@ -198,9 +198,9 @@ impl<M: Manager> Inner<M> {
                         self.dispose(item, DestroyReason::Evicted);
                     }
                 }
-                Call::Failed(e) => drop(held.fail(CheckFailure::Failed(e), &mut mine)),
+                Call::Failed(e) => drop(held.fail(CheckFailure::Failed(e), &mut attempt)),
                 Call::TimedOut | Call::Panicked => {
-                    drop(held.fail(CheckFailure::TimedOut, &mut mine))
+                    drop(held.fail(CheckFailure::TimedOut, &mut attempt))
                 }
             }
             drop(lease);
