@@ -13,7 +13,7 @@ use crate::peers::Impl;
 #[derive(Clone)]
 pub enum Client {
     Cenote(cenote_http::Client),
-    HyperUtil(hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>),
+    HyperUtil(Box<hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>>),
     Reqwest(reqwest::Client),
     ConnectPerRequest,
 }
@@ -33,10 +33,10 @@ impl Client {
             Impl::HyperUtil => {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
-                Client::HyperUtil(
+                Client::HyperUtil(Box::new(
                     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                         .build(connector),
-                )
+                ))
             }
             Impl::Reqwest => Client::Reqwest(
                 reqwest::Client::builder()
