@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cenote_http::http::{Method, Request};
 use cenote_http::{Body, BuildError, Client, Error, RetrySafe};
-use common::{Opts, Server};
+use common::{fetch, Opts, Server};
 
 fn client() -> Client {
     Client::builder().build().unwrap()
@@ -38,8 +38,7 @@ async fn connection_close_and_a_half_read_body_are_never_reused() {
     let server = Server::start(Opts::default()).await;
     let client = client();
     for _ in 0..3 {
-        let r = client.get(&server.url("/close")).await.unwrap();
-        r.into_body().bytes().await.unwrap();
+        fetch(&client, &server.url("/close")).await;
     }
     assert_eq!(server.counts.opened.load(SeqCst), 3, "Connection: close");
     // A 64 KiB body dropped after its head costs its connection.
@@ -63,16 +62,8 @@ async fn a_stale_connection_is_retried_once_for_a_get_and_reported_for_a_post() 
     })
     .await;
     let client = client();
-    client
-        .get(&server.url("/"))
-        .await
-        .unwrap()
-        .into_body()
-        .bytes()
-        .await
-        .unwrap();
-    let r = client.get(&server.url("/")).await.unwrap();
-    r.into_body().bytes().await.unwrap();
+    fetch(&client, &server.url("/")).await;
+    fetch(&client, &server.url("/")).await;
     assert_eq!(
         server.counts.opened.load(SeqCst),
         2,
@@ -112,14 +103,7 @@ async fn a_stale_connection_is_retried_once_for_a_get_and_reported_for_a_post() 
         .await
         .unwrap();
     // Streamed bodies are never replayed.
-    client
-        .get(&server.url("/"))
-        .await
-        .unwrap()
-        .into_body()
-        .bytes()
-        .await
-        .unwrap();
+    fetch(&client, &server.url("/")).await;
     let streamed = Body::from_stream(http_body_util::Full::new(bytes::Bytes::from("s")));
     let put = Request::put(server.url("/x")).body(streamed).unwrap();
     let e = client.request(put).await.unwrap_err();
@@ -169,8 +153,7 @@ async fn origins_past_the_cap_are_evicted_and_their_connections_closed() {
     }
     let client = Client::builder().max_origins(4).build().unwrap();
     for s in &servers {
-        let r = client.get(&s.url("/")).await.unwrap();
-        r.into_body().bytes().await.unwrap();
+        fetch(&client, &s.url("/")).await;
         assert!(client.origins() <= 4);
     }
     assert_eq!(client.origins(), 4);
@@ -258,8 +241,7 @@ async fn a_request_dropped_midway_costs_its_connection() {
     let cut =
         tokio::time::timeout(Duration::from_millis(50), client.get(&server.url("/slow"))).await;
     assert!(cut.is_err());
-    let r = client.get(&server.url("/")).await.unwrap();
-    r.into_body().bytes().await.unwrap();
+    fetch(&client, &server.url("/")).await;
     assert_eq!(
         server.counts.opened.load(SeqCst),
         2,
@@ -364,8 +346,7 @@ async fn a_request_body_that_panics_costs_its_connection_only() {
         matches!(e, Error::Request { .. } | Error::NotRetried { .. }),
         "{e}"
     );
-    let r = client.get(&server.url("/")).await.unwrap();
-    r.into_body().bytes().await.unwrap();
+    fetch(&client, &server.url("/")).await;
     let pool = client.pool(&server.url("")).unwrap();
     assert_eq!((pool.size(), pool.in_use()), (1, 0));
 }

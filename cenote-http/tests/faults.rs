@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cenote_fault_proxy::{Proxy, Toxics};
 use cenote_http::{Client, Error};
-use common::{Opts, Server};
+use common::{fetch, Opts, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_hole_is_cut_by_the_request_timeout_and_the_acquire_timeout() {
@@ -23,14 +23,7 @@ async fn a_black_hole_is_cut_by_the_request_timeout_and_the_acquire_timeout() {
         .acquire_timeout(bound)
         .build()
         .unwrap();
-    client
-        .get(&url)
-        .await
-        .unwrap()
-        .into_body()
-        .bytes()
-        .await
-        .unwrap();
+    fetch(&client, &url).await;
     proxy.set(Toxics::none().black_hole());
     let t0 = Instant::now();
     let e = client.get(&url).await.unwrap_err();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cenote::resources::GetError;
 use cenote_postgres::{Builder, Error, Pool, Reset};
-use common::{unique, url};
+use common::{unique, url, wait_pg_sleep_gone};
 
 /// A plain connection outside any pool, for looking at the server.
 async fn admin(url: &str) -> tokio_postgres::Client {
@@ -194,22 +194,7 @@ async fn a_query_cancelled_midway_is_stopped_on_the_server() {
     c.query_one("SELECT 1", &[]).await.unwrap();
     assert!(waited < Duration::from_millis(100), "waited {waited:?}");
     // The server stopped it.
-    let t0 = Instant::now();
-    loop {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_sleep%' AND state = 'active'",
-                &[&app],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n == 0 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(2), "pg_sleep still runs");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_pg_sleep_gone(&admin, &app).await;
     assert_eq!(pool.stats().destroyed_broken, 1);
 }
 

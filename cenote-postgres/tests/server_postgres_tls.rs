@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cenote::resources::GetError;
 use cenote_postgres::tls::native_tls::TlsConnector;
 use cenote_postgres::{Builder, Error};
-use common::{config, unique};
+use common::{config, unique, wait_pg_sleep_gone};
 use tokio_postgres::config::SslMode;
 
 /// `CENOTE_PG_URL` with `sslmode=require`, or `None` when the server has no
@@ -84,22 +84,7 @@ async fn a_dropped_query_is_cancelled_over_tls() {
         let cut = tokio::time::timeout(Duration::from_millis(200), sleep).await;
         assert!(cut.is_err(), "pg_sleep(10) returned early");
     }
-    let t0 = Instant::now();
-    loop {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_sleep%' AND state = 'active'",
-                &[&app],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n == 0 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(2), "pg_sleep still runs");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_pg_sleep_gone(&admin, &app).await;
     // The next borrower gets a fresh, encrypted connection.
     let c = pool.get().await.unwrap();
     c.query_one("SELECT 1", &[]).await.unwrap();

@@ -165,3 +165,9 @@ async fn answer(path: &str) -> Response<Full<Bytes>> {
 
 /// Never-erroring service type for hyper's bound.
 pub type NoError = Infallible;
+
+/// `GET url` through `client`, the whole body read.
+pub async fn fetch(client: &cenote_http::Client, url: &str) -> Bytes {
+    let r = client.get(url).await.unwrap();
+    r.into_body().bytes().await.unwrap()
+}

@@ -65,3 +65,27 @@ pub async fn proxied(cfg: &tokio_postgres::Config) -> (Proxy, tokio_postgres::Co
     }
     (proxy, via)
 }
+
+/// Waits until the server shows no `pg_sleep` running for `app` (a
+/// cancelled query stopped), at most 2 s.
+pub async fn wait_pg_sleep_gone(admin: &tokio_postgres::Client, app: &str) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_sleep%' AND state = 'active'",
+                &[&app],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "pg_sleep still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
