@@ -38,6 +38,8 @@ mod monitor;
 mod semaphore;
 
 pub use monitor::{Monitor, MonitorError};
+#[cfg(feature = "tokio")]
+pub(crate) use semaphore::AcquireKept;
 pub use semaphore::{
     Acquire, AcquireError, AcquireOwned, OwnedPermit, Permit, ResizeError, Semaphore,
     TooManyPermits, TryAcquireError, MAX_PERMITS,

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::ptr::{self, NonNull};
 
-use crate::limit::{Acquire, Semaphore};
+use crate::limit::{AcquireKept, Semaphore};
 use crate::sync::{thread, AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
 use crossbeam_utils::CachePadded;
 
@@ -127,10 +127,10 @@ impl<R> Core<R> {
         }
     }
 
-    /// The future of a permit (FIFO, ahead of lower priorities). The caller
-    /// `keep()`s the permit it yields and later calls `release`.
-    pub fn acquire(&self, priority: i32) -> Acquire<'_> {
-        self.sem.acquire_prioritized(1, priority)
+    /// The future of a permit (FIFO, ahead of lower priorities), kept once
+    /// granted: the caller later calls `release`.
+    pub fn acquire(&self, priority: i32) -> AcquireKept<'_> {
+        AcquireKept(self.sem.acquire_prioritized(1, priority))
     }
 
     /// Blocks the calling thread for a permit (kept); `false` if the pool

@@ -25,16 +25,19 @@ use super::timeout::{bounded, CoarseBounded, Elapsed, COARSE_FACTOR};
 use super::Manager;
 
 impl<M: Manager> Inner<M> {
-    /// The whole `get`, its outcome recorded on `span` (see
+    /// The whole `get`, its outcome recorded on its span (see
     /// `request.rs`; the span lives in this future's state, so the get
-    /// needs no wrapper future around it).
+    /// needs no wrapper future around it). The span is made here, not
+    /// passed in: the first poll moves the arguments into the body's
+    /// locals, and two adjacent words written separately and copied as one
+    /// wide load miss store forwarding.
     pub(super) async fn get(
         this: Arc<Self>,
         priority: i32,
         timeout: Duration,
         at: &'static Location<'static>,
-        span: AcquireSpan,
     ) -> Result<Pooled<M>, GetError<M::Error>> {
+        let span = AcquireSpan::new(&this);
         let got = 'get: {
             if this.core.is_closed() {
                 break 'get Err(GetError::Closed);
@@ -61,7 +64,7 @@ impl<M: Manager> Inner<M> {
             let mut attempt = Attempt::new();
             while let Some(item) = inner.core.pop_idle() {
                 if let Some(item) = inner.ready(item, &mut attempt).await {
-                    break 'get inner.clone().lend(lease, item, at);
+                    break 'get Self::lend(lease, item, at);
                 }
                 if attempt.stalled {
                     break;
@@ -93,7 +96,7 @@ impl<M: Manager> Inner<M> {
             bounded(&self.rt.handle, timeout, acquire).await
         };
         match acquired {
-            Ok(Ok(permit)) => permit.keep(),
+            Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(GetError::Closed),
             Err(_) if self.is_runtime_gone() => return Err(GetError::RuntimeGone),
             Err(_) => return Err(self.timed_out(t0, None)),
@@ -162,15 +165,18 @@ impl<M: Manager> Inner<M> {
     /// it was being made ready: then it goes to `destroy` and the caller
     /// gets `Closed` (every get still under way when `close` is called
     /// fails).
+    ///
+    /// The pool is reached through the lease (no handle of its own: an
+    /// `Arc` clone and drop are two atomic read-modify-writes per get).
     #[inline]
     fn lend(
-        self: Arc<Self>,
         lease: Lease<M>,
         item: Idle<M::Resource>,
         at: &'static Location<'static>,
     ) -> Result<Pooled<M>, GetError<M::Error>> {
-        if self.core.is_closed() {
-            self.dispose(item, DestroyReason::Evicted);
+        let inner = lease.inner();
+        if inner.core.is_closed() {
+            inner.dispose(item, DestroyReason::Evicted);
             drop(lease);
             return Err(GetError::Closed);
         }
@@ -207,7 +213,7 @@ impl<M: Manager> Inner<M> {
             if !counted {
                 while let Some(item) = self.core.pop_idle() {
                     if let Some(item) = self.ready(item, &mut attempt).await {
-                        return self.clone().lend(lease, item, at);
+                        return Self::lend(lease, item, at);
                     }
                     if attempt.stalled {
                         break;
@@ -241,7 +247,7 @@ impl<M: Manager> Inner<M> {
                 Ok(mut created) => {
                     let (l, item) = created.take();
                     if let Some(item) = self.on_checkout_hook(item) {
-                        return self.clone().lend(l, item, at);
+                        return Self::lend(l, item, at);
                     }
                     // Refused by the checkout hook (and destroyed): again.
                     lease = l;

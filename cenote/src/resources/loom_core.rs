@@ -241,7 +241,7 @@ fn a_cancelled_waiter_leaves_its_permit_to_the_next() {
             let waker = noop_waker();
             let mut cx = Context::from_waker(&waker);
             match Pin::new(&mut acq).poll(&mut cx) {
-                Poll::Ready(Ok(permit)) => drop(permit),
+                Poll::Ready(Ok(())) => p2.core.release(),
                 Poll::Ready(Err(_)) => unreachable!("not closed"),
                 Poll::Pending => drop(acq),
             }

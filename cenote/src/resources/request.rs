@@ -58,11 +58,10 @@ impl<'a, M: Manager> Request<'a, M> {
         let at = Location::caller();
         let inner = self.pool.inner.clone();
         let timeout = self.timeout.unwrap_or(inner.cfg.acquire_timeout);
-        let span = AcquireSpan::new(&inner);
         // The `async fn`'s future itself: wrapped in an `async move` block,
         // its state was copied into the wrapper's on the first poll (about
         // 40 instructions of every get).
-        Inner::get(inner, self.priority, timeout, at, span)
+        Inner::get(inner, self.priority, timeout, at)
     }
 
     /// Gets a resource, blocking the calling thread (not for async code:
@@ -75,13 +74,7 @@ impl<'a, M: Manager> Request<'a, M> {
         // The only waiter is served next: it watches before it parks.
         block_on(
             &inner.rt.handle,
-            Inner::get(
-                inner.clone(),
-                self.priority,
-                timeout,
-                at,
-                AcquireSpan::new(inner),
-            ),
+            Inner::get(inner.clone(), self.priority, timeout, at),
             || inner.core.waiting() == 1,
         )
         .unwrap_or(Err(GetError::ThreadExiting))
@@ -101,7 +94,7 @@ pub(super) struct AcquireSpan(
 impl AcquireSpan {
     #[cfg(feature = "tracing")]
     #[inline]
-    fn new<M: Manager>(inner: &Inner<M>) -> AcquireSpan {
+    pub(super) fn new<M: Manager>(inner: &Inner<M>) -> AcquireSpan {
         // The global level filter first: one load, where `enabled!` looks
         // up the thread's dispatcher.
         if !tracing::level_enabled!(tracing::Level::DEBUG) {
@@ -128,7 +121,7 @@ impl AcquireSpan {
 
     #[cfg(not(feature = "tracing"))]
     #[inline]
-    fn new<M: Manager>(_inner: &Inner<M>) -> AcquireSpan {
+    pub(super) fn new<M: Manager>(_inner: &Inner<M>) -> AcquireSpan {
         AcquireSpan()
     }
 
