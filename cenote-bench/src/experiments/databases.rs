@@ -153,6 +153,9 @@ fn experiment(smoke: bool, url: &str, name: &'static str, works: &[Work]) -> Exp
                 ]
             };
             if (size, tasks) == FLOOR_CELL || smoke {
+                if postgres {
+                    imps.push(Impl::DeadpoolUnmanaged);
+                }
                 imps.push(Impl::Dedicated);
                 if matches!(work, Work::Select1 | Work::Ping) {
                     imps.push(Impl::ConnectPerRequest);
@@ -174,8 +177,10 @@ fn experiment(smoke: bool, url: &str, name: &'static str, works: &[Work]) -> Exp
              by prepare_cached; \
              deadpool-postgres: RecyclingMethod::Fast (no reset), prepare_cached; bb8-postgres: \
              defaults (test_on_check_out runs an empty query), no statement cache (tokio-postgres \
-             prepares a &str per query); dedicated: one connection per task, opened before, \
-             statements prepared once (the floor); connect-per-request: connect, run, close \
+             prepares a &str per query); deadpool-unmanaged: a deadpool unmanaged::Pool of \
+             connections (a semaphore and a locked list: no check, no reset, statements \
+             prepared once), the least any pool does; dedicated: one connection per task, \
+             opened before, statements prepared once (the floor); connect-per-request: connect, run, close \
              (seed 004's no-pool case). The table is cenote_bench_accounts, 100k rows, made \
              when missing."
                 .to_owned()

@@ -224,6 +224,29 @@ pub(super) async fn run(imp: Impl, p: &DbParams) -> Result<Outcome, String> {
             })
             .await
         }
+        Impl::DeadpoolUnmanaged => {
+            // The least a pool does: a semaphore and a locked list of
+            // connections (no check, no reset, statements prepared once):
+            // what moving connections between tasks costs by itself.
+            let pool = deadpool::unmanaged::Pool::new(p.size);
+            for _ in 0..p.size {
+                let c = connect(&url).await?;
+                let prepared = prepare(&c).await?;
+                pool.add((c, prepared)).await.map_err(|(_, e)| err(e))?;
+            }
+            drive(p.tasks, p.ops, move |t| {
+                let (pool, next) = (pool.clone(), next.clone());
+                async move {
+                    let t0 = Instant::now();
+                    let held = pool.get().await.map_err(err)?;
+                    let waited = t0.elapsed();
+                    let (c, prepared) = &*held;
+                    work(c, Some(prepared), w, next(t)).await?;
+                    Ok(waited)
+                }
+            })
+            .await
+        }
         Impl::ConnectPerRequest => {
             drive(p.tasks, p.ops, move |t| {
                 let (url, next) = (url.clone(), next.clone());
