@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+
+mod acquire;
+mod builder;
+mod clock;
+mod error;
+mod lease;
+mod renew;
+mod scripts;
+mod semaphore;
+mod shared;
+mod wake;
+
+pub use builder::Builder;
+pub use error::Error;
+pub use lease::Lease;
+pub use semaphore::Semaphore;

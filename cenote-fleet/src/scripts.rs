@@ -1,0 +1,253 @@
+//! The protocol: one Lua script per operation, run atomically by Redis, so
+//! every decision (who holds, who is next, what expired) is taken in one
+//! place on one clock (Redis's `TIME`, in microseconds).
+//!
+//! Keys, all under one hash tag (`{cenote:fleet:<name>}`), so that they
+//! live in one slot of a Redis Cluster:
+//! - `meta` (hash): `cap`, `used` (permits held), `token` (the fencing
+//!   counter), `seq` (the queue's order);
+//! - `holders` (sorted set): lease id by expiry;
+//! - `leases` (hash): lease id to `n:process`;
+//! - `queue` (sorted set): waiter id by arrival (`seq`);
+//! - `waiters` (hash): waiter id to `n:ttl:process`;
+//! - `waiting` (sorted set): waiter id by expiry (a waiter whose process
+//!   stops renewing it leaves the queue);
+//! - `granted` (hash): a grant made to a queued waiter by another call,
+//!   `token:expiry`, until its holder renews or releases it;
+//! - `wake:<process>` (list): grants pushed to a process, read with
+//!   `BLPOP` by its wake listener.
+//!
+//! A waiter's id becomes its lease's id when it is granted.
+
+use redis::Script;
+
+/// Functions every script shares: the clock, reclaiming expired leases and
+/// waiters, granting, and serving the queue in order.
+const PRELUDE: &str = r#"
+local meta, holders, leases, queue, waiters, waiting, granted =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+-- A number as an integer string (tostring would round 16 digits to 14).
+local function int(x)
+  return string.format('%.0f', x)
+end
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function used()
+  return tonumber(redis.call('HGET', meta, 'used') or '0')
+end
+local function drop_lease(id)
+  local rec = redis.call('HGET', leases, id)
+  if not rec then return 0 end
+  local n = tonumber(string.match(rec, '^(%d+):'))
+  redis.call('HDEL', leases, id)
+  redis.call('ZREM', holders, id)
+  redis.call('HDEL', granted, id)
+  redis.call('HINCRBY', meta, 'used', -n)
+  return n
+end
+local function drop_waiter(id)
+  redis.call('ZREM', queue, id)
+  redis.call('HDEL', waiters, id)
+  redis.call('ZREM', waiting, id)
+end
+local function reclaim(now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', holders, '-inf', now)) do
+    drop_lease(id)
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', waiting, '-inf', now)) do
+    drop_waiter(id)
+  end
+end
+local function grant(id, n, ttl, process, now)
+  local token = redis.call('HINCRBY', meta, 'token', 1)
+  local exp = now + ttl
+  redis.call('ZADD', holders, exp, id)
+  redis.call('HSET', leases, id, int(n) .. ':' .. process)
+  redis.call('HINCRBY', meta, 'used', n)
+  return token, exp
+end
+-- Grants the head of the queue while its permits are free (strict FIFO: a
+-- waiter never passes the one ahead of it), and pushes each grant to its
+-- process.
+local function serve(cap, now, prefix)
+  while true do
+    local head = redis.call('ZRANGE', queue, 0, 0)
+    if #head == 0 then return end
+    local id = head[1]
+    local rec = redis.call('HGET', waiters, id)
+    if not rec then
+      drop_waiter(id)
+    else
+      local n, ttl, process = string.match(rec, '^(%d+):(%d+):(.*)$')
+      n, ttl = tonumber(n), tonumber(ttl)
+      if cap - used() < n then return end
+      local token, exp = grant(id, n, ttl, process, now)
+      drop_waiter(id)
+      redis.call('HSET', granted, id, int(token) .. ':' .. int(exp))
+      local wake = prefix .. ':wake:' .. process
+      redis.call('RPUSH', wake, id .. '|' .. int(token) .. '|' .. int(exp))
+      redis.call('PEXPIRE', wake, math.floor(ttl / 1000) + 1000)
+    end
+  end
+end
+-- The soonest expiry of a lease or a waiter, from now (-1: none).
+local function next_event(now)
+  local soonest = nil
+  for _, set in ipairs({holders, waiting}) do
+    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    if #first > 0 then
+      local d = math.max(tonumber(first[2]) - now, 0)
+      if soonest == nil or d < soonest then soonest = d end
+    end
+  end
+  return soonest or -1
+end
+local function check_cap(cap)
+  local stored = redis.call('HGET', meta, 'cap')
+  if not stored then return {'NOINIT', 0, 0, 0} end
+  if tonumber(stored) ~= cap then return {'CAP', tonumber(stored), 0, 0} end
+  return nil
+end
+"#;
+
+/// Creates the semaphore's record if missing; refuses a different cap. The
+/// fencing counter never goes below `min_token` (the highest token the
+/// caller has seen), so tokens keep increasing across a lost record.
+/// ARGV: cap, min_token. Reply: `{'OK', cap, 0, now}` or
+/// `{'CAP', stored, 0, 0}`.
+const INIT: &str = r#"
+local cap, min_token = tonumber(ARGV[1]), tonumber(ARGV[2])
+if tonumber(redis.call('HGET', meta, 'token') or '0') < min_token then
+  redis.call('HSET', meta, 'token', int(min_token))
+end
+redis.call('HSETNX', meta, 'cap', cap)
+redis.call('HSETNX', meta, 'used', 0)
+redis.call('HSETNX', meta, 'token', 0)
+redis.call('HSETNX', meta, 'seq', 0)
+local bad = check_cap(cap)
+if bad then return bad end
+return {'OK', cap, 0, now_us()}
+"#;
+
+/// A grant at once, else a place in the queue (or, `try`, nothing); a
+/// queued waiter calling again picks up a grant made meanwhile.
+/// ARGV: id, n, ttl (µs), process, cap, mode (`wait` | `try`), prefix.
+/// Reply: `{'OK', token, expiry, now}`, `{'QUEUED', rank, next_event, now}`,
+/// `{'BUSY', 0, 0, now}`, `{'CAP', stored, 0, 0}`, `{'NOINIT', 0, 0, 0}`.
+const ACQUIRE: &str = r#"
+local id, n, ttl, process = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local cap, mode, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local bad = check_cap(cap)
+if bad then return bad end
+local now = now_us()
+reclaim(now)
+serve(cap, now, prefix)
+local g = redis.call('HGET', granted, id)
+if g then
+  local token, exp = string.match(g, '^(%d+):(%d+)$')
+  return {'OK', tonumber(token), tonumber(exp), now}
+end
+if not redis.call('ZSCORE', queue, id) then
+  if redis.call('ZCARD', queue) == 0 and cap - used() >= n then
+    local token, exp = grant(id, n, ttl, process, now)
+    return {'OK', token, exp, now}
+  end
+  if mode == 'try' then return {'BUSY', 0, 0, now} end
+  local seq = redis.call('HINCRBY', meta, 'seq', 1)
+  redis.call('ZADD', queue, seq, id)
+  redis.call('HSET', waiters, id, int(n) .. ':' .. int(ttl) .. ':' .. process)
+  redis.call('ZADD', waiting, now + ttl, id)
+end
+return {'QUEUED', redis.call('ZRANK', queue, id), next_event(now), now}
+"#;
+
+/// Gives a lease back and serves the queue. ARGV: id, cap, prefix.
+/// Reply: `{n, now}` (n = 0: the lease had already expired).
+const RELEASE: &str = r#"
+local id, cap, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local now = now_us()
+local n = drop_lease(id)
+reclaim(now)
+serve(cap, now, prefix)
+return {n, now}
+"#;
+
+/// A waiter gives up: out of the queue, or, if a grant raced the cancel
+/// (made by a release and pushed, or made at once by its own acquire whose
+/// reply it never read), that lease given back. The caller never made a
+/// lease of this id. ARGV: id, cap, prefix. Reply: `'CANCELLED'`,
+/// `'RELEASED'` or `'NONE'`.
+const CANCEL: &str = r#"
+local id, cap, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local now = now_us()
+local reply = 'NONE'
+if redis.call('ZSCORE', queue, id) then
+  drop_waiter(id)
+  reply = 'CANCELLED'
+elseif drop_lease(id) > 0 then
+  reply = 'RELEASED'
+end
+reclaim(now)
+serve(cap, now, prefix)
+return reply
+"#;
+
+/// One process's renewal: each of its leases still held gets `ttl` more,
+/// each of its waiters stays queued, and the fencing counter is kept at or
+/// above the highest token the process has seen (should the record be
+/// lost and made again). ARGV: ttl, cap, prefix, max token seen, leases
+/// count, then the lease ids, then the waiter ids. Reply:
+/// `{now, e1, e2, ...}`, one new expiry per lease (0: lost, it had
+/// expired).
+const RENEW: &str = r#"
+local ttl, cap, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local seen, nl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_us()
+if tonumber(redis.call('HGET', meta, 'token') or '0') < seen then
+  redis.call('HSET', meta, 'token', int(seen))
+end
+local out = {now}
+for i = 6, 5 + nl do
+  local id = ARGV[i]
+  local exp = redis.call('ZSCORE', holders, id)
+  if exp and tonumber(exp) > now then
+    redis.call('ZADD', holders, 'XX', now + ttl, id)
+    redis.call('HDEL', granted, id)
+    table.insert(out, now + ttl)
+  else
+    drop_lease(id)
+    table.insert(out, 0)
+  end
+end
+for i = 6 + nl, #ARGV do
+  redis.call('ZADD', waiting, 'XX', now + ttl, ARGV[i])
+end
+reclaim(now)
+serve(cap, now, prefix)
+return out
+"#;
+
+/// The scripts, compiled once (their SHA1 hashes computed; Redis loads a
+/// script on its first `EVALSHA` miss).
+pub(crate) struct Scripts {
+    pub(crate) init: Script,
+    pub(crate) acquire: Script,
+    pub(crate) release: Script,
+    pub(crate) cancel: Script,
+    pub(crate) renew: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Scripts {
+        let with = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        Scripts {
+            init: with(INIT),
+            acquire: with(ACQUIRE),
+            release: with(RELEASE),
+            cancel: with(CANCEL),
+            renew: with(RENEW),
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! The fleet semaphore against real Redis servers: the shared one
+//! (`CENOTE_REDIS_URL`, semaphores named `t-<pid>-<test>`, their keys
+//! deleted at the end) and private `redis-server`s for the tests that stop
+//! the server. A killed holder is a real child process (this test binary,
+//! run again in a child mode).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cenote_fleet::{Error, Semaphore};
+
+fn url() -> Option<String> {
+    let url = std::env::var("CENOTE_REDIS_URL").ok();
+    if url.is_none() {
+        eprintln!("skipped: CENOTE_REDIS_URL is not set (e.g. redis://127.0.0.1:6379)");
+    }
+    url
+}
+
+fn name(test: &str) -> String {
+    format!("t-{}-{test}", std::process::id())
+}
+
+async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Deletes every key of the semaphore `name`.
+async fn cleanup(url: &str, name: &str) {
+    let mut c = redis(url).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{cenote:fleet:{name}}}*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+/// Permits held, as Redis counts them.
+async fn used(url: &str, name: &str) -> i64 {
+    let mut c = redis(url).await;
+    let v: Option<i64> = redis::cmd("HGET")
+        .arg(format!("{{cenote:fleet:{name}}}:meta"))
+        .arg("used")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    v.unwrap_or(0)
+}
+
+/// Waiters queued, as Redis counts them.
+async fn queued(url: &str, name: &str) -> i64 {
+    let mut c = redis(url).await;
+    redis::cmd("ZCARD")
+        .arg(format!("{{cenote:fleet:{name}}}:queue"))
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+/// Waits (10 ms steps, at most 10 s) until `$cond` holds.
+macro_rules! eventually {
+    ($what:expr, $cond:expr) => {{
+        let t0 = Instant::now();
+        while !$cond {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never: {}", $what);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }};
+}
+
+async fn build(url: &str, name: &str, cap: u64, ttl: Duration) -> Semaphore {
+    Semaphore::builder(url, name, cap)
+        .ttl(ttl)
+        .response_timeout(ttl / 4)
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_holds_across_handles_and_every_task_gets_its_turn() {
+    let Some(url) = url() else { return };
+    let n = name("cap");
+    cleanup(&url, &n).await;
+    // Three handles: three processes, as far as the protocol knows.
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        handles.push(build(&url, &n, 2, Duration::from_secs(5)).await);
+    }
+    let holding = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let (sem, holding, most) = (handles[i % 3].clone(), holding.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..4 {
+                let lease = sem.acquire().await.unwrap();
+                assert!(lease.is_valid());
+                let now = holding.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                holding.fetch_sub(1, SeqCst);
+                drop(lease);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(most.load(SeqCst), 2, "the cap reached, never passed");
+    eventually!("every permit back", used(&url, &n).await == 0);
+    assert_eq!(queued(&url, &n).await, 0);
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_granted_in_the_order_they_queued_across_handles() {
+    let Some(url) = url() else { return };
+    let n = name("fifo");
+    cleanup(&url, &n).await;
+    let a = build(&url, &n, 1, Duration::from_secs(5)).await;
+    let b = build(&url, &n, 1, Duration::from_secs(5)).await;
+    let held = a.acquire().await.unwrap();
+    let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let sem = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            let lease = sem.acquire().await.unwrap();
+            order.lock().push((i, lease.token()));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }));
+        // Queued before the next one starts.
+        eventually!("queued", queued(&url, &n).await == i + 1);
+    }
+    // A newcomer does not pass the queue.
+    assert!(matches!(b.try_acquire().await, Err(Error::Busy)));
+    drop(held);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let order = order.lock().clone();
+    let who: Vec<i64> = order.iter().map(|&(i, _)| i).collect();
+    assert_eq!(who, vec![0, 1, 2, 3, 4, 5], "FIFO across handles");
+    let tokens: Vec<u64> = order.iter().map(|&(_, t)| t).collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens increase: {tokens:?}"
+    );
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_cap_for_the_same_name_is_refused() {
+    let Some(url) = url() else { return };
+    let n = name("capmismatch");
+    cleanup(&url, &n).await;
+    let _a = build(&url, &n, 3, Duration::from_secs(5)).await;
+    let err = Semaphore::builder(&url, &n, 4).build().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::CapMismatch {
+                stored: 3,
+                asked: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("cap 3, not 4"), "{err}");
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error() {
+    let Some(url) = url() else { return };
+    let n = name("badinput");
+    assert!(matches!(
+        Semaphore::builder(&url, &n, 0).build().await,
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Semaphore::builder(&url, "a{b}", 1).build().await,
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Semaphore::builder(&url, &n, 1)
+            .ttl(Duration::from_millis(1))
+            .build()
+            .await,
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Semaphore::builder("redis://127.0.0.1:1", &n, 1)
+            .build()
+            .await,
+        Err(Error::Unreachable(_))
+    ));
+    let sem = build(&url, &n, 2, Duration::from_secs(5)).await;
+    assert!(matches!(
+        sem.acquire_many(3).await,
+        Err(Error::TooMany { asked: 3, cap: 2 })
+    ));
+    assert!(matches!(
+        sem.acquire_many(0).await,
+        Err(Error::TooMany { .. })
+    ));
+    // Zero timeout: a wait that cannot be, not a hang.
+    let held = sem.acquire_many(2).await.unwrap();
+    assert!(matches!(
+        sem.acquire_timeout(Duration::ZERO).await,
+        Err(Error::TimedOut(_))
+    ));
+    drop(held);
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_record_quarantines_grants_for_one_ttl_and_tokens_keep_increasing() {
+    let Some(url) = url() else { return };
+    let n = name("quarantine");
+    cleanup(&url, &n).await;
+    let ttl = Duration::from_millis(800);
+    let a = build(&url, &n, 1, ttl).await;
+    let b = build(&url, &n, 1, ttl).await;
+    let held = a.acquire().await.unwrap();
+    let old_token = held.token();
+    // The whole record vanishes (a restart without persistence).
+    cleanup(&url, &n).await;
+    let lost_seen = Instant::now();
+    let r = b.acquire().await;
+    assert!(matches!(r, Err(Error::Quarantined { .. })), "{r:?}");
+    // The old holder learns at its next renewal that its lease is gone.
+    a.renew_now().await;
+    assert!(!held.is_valid());
+    drop(held);
+    // Nothing is granted before one TTL has passed since the loss was seen.
+    loop {
+        match b.acquire().await {
+            Err(Error::Quarantined { until }) => {
+                assert!(until >= lost_seen + ttl);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(lease) => {
+                assert!(lost_seen.elapsed() >= ttl);
+                // b had seen no token; a's renewal carried its own.
+                assert!(
+                    lease.token() > old_token,
+                    "{} after {old_token}",
+                    lease.token()
+                );
+                break;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_times_out_or_is_dropped_leaves_the_queue() {
+    let Some(url) = url() else { return };
+    let n = name("cancel");
+    cleanup(&url, &n).await;
+    let sem = build(&url, &n, 1, Duration::from_secs(5)).await;
+    let held = sem.acquire().await.unwrap();
+    let r = sem.acquire_timeout(Duration::from_millis(100)).await;
+    assert!(matches!(r, Err(Error::TimedOut(_))), "{r:?}");
+    let dropped = tokio::spawn({
+        let sem = sem.clone();
+        async move { sem.acquire().await }
+    });
+    eventually!("queued", queued(&url, &n).await == 1);
+    dropped.abort();
+    eventually!("left the queue", queued(&url, &n).await == 0);
+    drop(held);
+    eventually!("released", used(&url, &n).await == 0);
+    // Nobody is left waiting: the permit is free at once.
+    let again = sem.try_acquire().await.unwrap();
+    drop(again);
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_timeouts_and_drops_leaks_no_permit() {
+    let Some(url) = url() else { return };
+    let n = name("storm");
+    cleanup(&url, &n).await;
+    let a = build(&url, &n, 3, Duration::from_secs(3)).await;
+    let b = build(&url, &n, 3, Duration::from_secs(3)).await;
+    let mut tasks = Vec::new();
+    for i in 0..60u64 {
+        let sem = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            for j in 0..5u64 {
+                let wait = Duration::from_millis((i * 7 + j * 13) % 40);
+                if let Ok(lease) = sem.acquire_timeout(wait).await {
+                    if (i + j) % 100 == 0 {
+                        // A panicking holder: its lease drops while unwinding.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let _held = lease;
+                            panic!("a holder's panic");
+                        }));
+                        assert!(r.is_err());
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            }
+        }));
+    }
+    // Some are cut off midway.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    for t in tasks.iter().step_by(5) {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    eventually!("every permit back", used(&url, &n).await == 0);
+    eventually!("nobody queued", queued(&url, &n).await == 0);
+    let all = a.acquire_many(3).await.unwrap();
+    drop(all);
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_redis_no_longer_has_is_lost_and_its_work_cancelled() {
+    let Some(url) = url() else { return };
+    let n = name("lost");
+    cleanup(&url, &n).await;
+    let sem = build(&url, &n, 1, Duration::from_secs(5)).await;
+    let lease = sem.acquire().await.unwrap();
+    assert!(lease.is_valid());
+    let deadline = lease.deadline().unwrap();
+    assert!(deadline <= Instant::now() + Duration::from_secs(5));
+    // Its entry vanishes (as when a holder stalled past the TTL and the
+    // lease was reclaimed).
+    let mut c = redis(&url).await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{{cenote:fleet:{n}}}:holders"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let work = lease.run_until_lost(std::future::pending::<()>());
+    let renew = sem.renew_now();
+    let (r, ()) = tokio::join!(work, renew);
+    assert!(matches!(r, Err(Error::LeaseLost)));
+    assert!(!lease.is_valid());
+    assert!(lease.deadline().is_none());
+    assert!(matches!(lease.release().await, Err(Error::LeaseLost)));
+    cleanup(&url, &n).await;
+}
+
+/// A private redis-server on a free port, killed when dropped.
+struct Private {
+    port: u16,
+    child: Child,
+}
+
+impl Private {
+    fn start() -> Private {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Private { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_gone_the_lease_is_lost_at_its_local_deadline_not_before() {
+    if url().is_none() {
+        return;
+    }
+    let server = Private::start();
+    let ttl = Duration::from_millis(600);
+    let sem = build(&server.url(), "gone", 1, ttl).await;
+    let lease = sem.acquire().await.unwrap();
+    let deadline = lease.deadline().unwrap();
+    drop(server);
+    let t0 = Instant::now();
+    let r = lease.run_until_lost(std::future::pending::<()>()).await;
+    assert!(matches!(r, Err(Error::LeaseLost)));
+    // Cut off at the deadline (renewals failed), not at the first failure.
+    assert!(Instant::now() >= deadline);
+    assert!(
+        t0.elapsed() <= ttl + Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+    // A call meanwhile says the server is unreachable, within the response
+    // timeout.
+    let t0 = Instant::now();
+    assert!(matches!(
+        sem.try_acquire().await,
+        Err(Error::Unreachable(_))
+    ));
+    assert!(t0.elapsed() < ttl);
+}
+
+/// The child mode: holds one permit of the semaphore named in
+/// `CENOTE_FLEET_CHILD` until killed.
+#[test]
+fn child_holder() {
+    let Ok(spec) = std::env::var("CENOTE_FLEET_CHILD") else {
+        return;
+    };
+    let (url, n) = spec.split_once('|').unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let sem = build(url, n, 1, Duration::from_secs(1)).await;
+        let _lease = sem.acquire().await.unwrap();
+        println!("holding");
+        std::future::pending::<()>().await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holders_permit_goes_to_the_next_waiter_within_the_ttl() {
+    let Some(url) = url() else { return };
+    let n = name("sigkill");
+    cleanup(&url, &n).await;
+    let ttl = Duration::from_secs(1);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_holder", "--nocapture", "--test-threads=1"])
+        .env("CENOTE_FLEET_CHILD", format!("{url}|{n}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually!("the child holds", used(&url, &n).await == 1);
+    let sem = build(&url, &n, 1, ttl).await;
+    let waiter = tokio::spawn({
+        let sem = sem.clone();
+        async move { sem.acquire().await }
+    });
+    eventually!("queued", queued(&url, &n).await == 1);
+    child.kill().unwrap();
+    let killed = Instant::now();
+    child.wait().unwrap();
+    let lease = waiter.await.unwrap().unwrap();
+    let woken = killed.elapsed();
+    // The child's last renewal may have been just before the kill.
+    assert!(
+        woken <= ttl + Duration::from_millis(100),
+        "woken after {woken:?}"
+    );
+    drop(lease);
+    cleanup(&url, &n).await;
+}
+
+#[test]
+fn the_blocking_acquire_works_from_a_plain_thread_and_refuses_a_current_thread_runtime() {
+    let Some(url) = url() else { return };
+    let n = name("blocking");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sem = rt.block_on(async {
+        cleanup(&url, &n).await;
+        build(&url, &n, 1, Duration::from_secs(5)).await
+    });
+    let lease = std::thread::spawn({
+        let sem = sem.clone();
+        move || sem.acquire_blocking()
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert!(lease.is_valid());
+    drop(lease);
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = single.block_on(async { sem.acquire_blocking() });
+    assert!(matches!(r, Err(Error::InsideRuntime)));
+    rt.block_on(cleanup(&url, &n));
+}
