@@ -37,7 +37,9 @@ mod peers;
 mod report;
 
 use experiments::seeds::SeedOpts;
-use experiments::{databases, headline, http, objects, resources, tasks, workers, Experiment};
+use experiments::{
+    databases, fleet, headline, http, objects, resources, tasks, workers, Experiment,
+};
 use harness::{Runner, Settings};
 use report::{markdown, Machine, Record};
 
@@ -141,6 +143,10 @@ enum Command {
     /// connect-per-request, against a local hyper server in a child process; and the
     /// keep-alive race.
     Http,
+    /// cenote-fleet's fleet-wide semaphore on Redis: acquire + release against a PING, and
+    /// grants per second from 1 and 4 processes against a Lua-script ceiling (reads
+    /// CENOTE_REDIS_URL).
+    Fleet,
     /// Makes the Markdown report (--markdown) and the README table (--readme)
     /// from a JSON file written by --json, without measuring; prints its
     /// summary.
@@ -151,6 +157,13 @@ enum Command {
         /// Close a connection idle this long after its last response.
         #[arg(long, value_name = "MS")]
         idle_close_ms: Option<u64>,
+    },
+    /// One of the fleet experiment's extra processes (used by the harness;
+    /// not for people).
+    #[command(name = "__fleet-worker", hide = true)]
+    FleetWorker {
+        /// What to run, as JSON.
+        spec: String,
     },
     /// Runs one measurement (used by the harness; not for people).
     #[command(name = "__child", hide = true)]
@@ -213,6 +226,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Child { spec }) => harness::child_main(spec),
         Some(Command::HttpServer { idle_close_ms }) => http::server::main(*idle_close_ms),
+        Some(Command::FleetWorker { spec }) => fleet::worker_main(spec),
         Some(Command::Report(args)) => report_only(&cli, args),
         _ => measure(&cli),
     }
@@ -232,13 +246,24 @@ fn measure(cli: &Cli) -> ExitCode {
         Some(Command::Resources) => resources::plan(cli.smoke),
         Some(Command::Databases) => databases::plan(cli.smoke),
         Some(Command::Http) => http::plan(cli.smoke),
-        Some(Command::Report(_) | Command::Child { .. } | Command::HttpServer { .. }) => {
+        Some(Command::Fleet) => fleet::plan(cli.smoke),
+        Some(
+            Command::Report(_)
+            | Command::Child { .. }
+            | Command::HttpServer { .. }
+            | Command::FleetWorker { .. },
+        ) => {
             unreachable!("handled in main")
         }
     };
 
     if matches!(cli.command, Some(Command::Databases | Command::All)) || cli.smoke {
         if let Some(why) = databases::missing_servers() {
+            eprintln!("{why}");
+        }
+    }
+    if matches!(cli.command, Some(Command::Fleet | Command::All)) || cli.smoke {
+        if let Some(why) = fleet::missing_server() {
             eprintln!("{why}");
         }
     }

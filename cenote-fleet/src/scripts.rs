@@ -15,7 +15,7 @@
 //! - `granted` (hash): a grant made to a queued waiter by another call,
 //!   `token:expiry`, until its holder renews or releases it;
 //! - `wake:<process>` (list): grants pushed to a process, read with
-//!   `BLPOP` by its wake listener.
+//!   `BLMPOP` by its wake listener.
 //!
 //! A waiter's id becomes its lease's id when it is granted.
 

@@ -1,6 +1,7 @@
 //! The wake listener: one task per handle, on a connection of its own,
 //! reading the grants that other processes' calls push to this process's
-//! list (`BLPOP`, one second at a time), and handing each to its waiter.
+//! list (`BLMPOP`, every grant waiting at once, blocking one second at a
+//! time), and handing each to its waiter.
 //! With no waiter here it sends nothing to Redis.
 
 use std::sync::Weak;
@@ -10,9 +11,12 @@ use redis::aio::ConnectionManager;
 
 use crate::shared::{Grant, Shared};
 
-/// How long one `BLPOP` blocks: an idle waiting process costs Redis one
+/// How long one `BLMPOP` blocks: an idle waiting process costs Redis one
 /// call per this.
 const BLOCK: Duration = Duration::from_secs(1);
+
+/// The most grants one read takes off the list.
+const BATCH: usize = 512;
 
 pub(crate) async fn run(shared: Weak<Shared>, mut conn: ConnectionManager, key: String) {
     loop {
@@ -27,13 +31,23 @@ pub(crate) async fn run(shared: Weak<Shared>, mut conn: ConnectionManager, key: 
                 continue;
             }
         }
-        let popped: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
-            .arg(&key)
+        // Every grant waiting in the list in one round trip: under load the
+        // listener would otherwise deliver one grant per round trip.
+        let popped: redis::RedisResult<Option<(String, Vec<String>)>> = redis::cmd("BLMPOP")
             .arg(BLOCK.as_secs_f64())
+            .arg(1)
+            .arg(&key)
+            .arg("LEFT")
+            .arg("COUNT")
+            .arg(BATCH)
             .query_async(&mut conn)
             .await;
         match popped {
-            Ok(Some((_, message))) => deliver(&shared, &message),
+            Ok(Some((_, messages))) => {
+                for m in &messages {
+                    deliver(&shared, m);
+                }
+            }
             Ok(None) => {}
             // Redis restarting or unreachable: the connection reconnects;
             // waiters meanwhile fall back on their own polls.

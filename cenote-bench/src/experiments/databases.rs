@@ -258,6 +258,21 @@ where
     Fut: std::future::Future<Output = Result<Duration, String>> + Send,
 {
     let each = (ops / tasks as u64).max(1);
+    let all = loops(tasks, each, op).await?;
+    Ok(contended_outcome(Instant::now(), each * tasks as u64, all))
+}
+
+/// Runs `tasks` tasks of `each` operations, started together; each task's
+/// start and its waits (ns).
+pub(super) async fn loops<F, Fut>(
+    tasks: usize,
+    each: u64,
+    op: F,
+) -> Result<Vec<(Instant, Vec<u32>)>, String>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<Duration, String>> + Send,
+{
     let gate = std::sync::Arc::new(tokio::sync::Barrier::new(tasks + 1));
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
@@ -279,5 +294,5 @@ where
     for h in handles {
         all.push(h.await.map_err(|e| e.to_string())??);
     }
-    Ok(contended_outcome(Instant::now(), each * tasks as u64, all))
+    Ok(all)
 }

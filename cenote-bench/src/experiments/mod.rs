@@ -20,6 +20,7 @@ use crate::peers::{Impl, PoolCfg, WorkerPeer};
 use crate::{alloc, with_peer};
 
 pub mod databases;
+pub mod fleet;
 pub mod headline;
 pub mod http;
 pub mod objects;
@@ -38,6 +39,7 @@ pub fn full_plan(smoke: bool, seed_opts: &seeds::SeedOpts) -> Vec<Experiment> {
     plan.extend(resources::plan(smoke));
     plan.extend(databases::plan(smoke));
     plan.extend(http::plan(smoke));
+    plan.extend(fleet::plan(smoke));
     plan
 }
 
@@ -157,6 +159,7 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
         databases::POSTGRES | databases::REDIS => databases::run(imp, &params(spec)?),
         databases::faults::FAULTS => databases::faults::run(imp, &params(spec)?),
         http::GET | http::RACE => http::run(&spec.experiment, imp, &params(spec)?),
+        fleet::DIRECT => fleet::run(imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }
 }

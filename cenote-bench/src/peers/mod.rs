@@ -106,6 +106,11 @@ pub enum Impl {
     HyperUtil,
     /// `reqwest::Client` (HTTP/1.1 only, no TLS).
     Reqwest,
+    /// No semaphore: `PING` round trips (the floor of any Redis call).
+    RedisPing,
+    /// No semaphore: a trivial three-command Lua script per call (the
+    /// ceiling of a one-script-per-call protocol on that Redis).
+    LuaCeiling,
 }
 
 impl Impl {
@@ -173,12 +178,14 @@ impl Impl {
             Impl::ConnectPerRequest => "connect-per-request",
             Impl::HyperUtil => "hyper-util",
             Impl::Reqwest => "reqwest",
+            Impl::RedisPing => "redis-ping",
+            Impl::LuaCeiling => "lua-ceiling",
         }
     }
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 38] = [
+        const ALL: [Impl; 40] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -217,6 +224,8 @@ impl Impl {
             Impl::ConnectPerRequest,
             Impl::HyperUtil,
             Impl::Reqwest,
+            Impl::RedisPing,
+            Impl::LuaCeiling,
         ];
         ALL.into_iter().find(|i| i.name() == name)
     }
@@ -340,7 +349,9 @@ macro_rules! with_peer {
             | Impl::Dedicated
             | Impl::ConnectPerRequest
             | Impl::HyperUtil
-            | Impl::Reqwest) => Err(format!("{} is not a general worker pool", other.name())),
+            | Impl::Reqwest
+            | Impl::RedisPing
+            | Impl::LuaCeiling) => Err(format!("{} is not a general worker pool", other.name())),
         }
     }};
 }
