@@ -1,7 +1,8 @@
 //! A TCP proxy for fault tests, with toxiproxy's toxics: latency,
 //! bandwidth, black hole, reset peer, slow close, limit data, and the
 //! server down and up. Each is switched at run time, for every connection
-//! or for one.
+//! or for one. Also a private `redis-server` ([`RedisServer`]) for the
+//! tests that stop or restart their server.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -22,8 +23,10 @@
 mod chaos;
 mod link;
 mod proxy;
+mod redis_server;
 mod toxics;
 
 pub use chaos::Chaos;
 pub use proxy::{ConnId, Proxy};
+pub use redis_server::RedisServer;
 pub use toxics::Toxics;

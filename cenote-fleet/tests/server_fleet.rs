@@ -4,11 +4,12 @@
 //! the server. A killed holder is a real child process (this test binary,
 //! run again in a child mode).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cenote_fault_proxy::RedisServer;
 use cenote_fleet::{Error, Semaphore};
 
 fn url() -> Option<String> {
@@ -367,60 +368,12 @@ async fn a_lease_redis_no_longer_has_is_lost_and_its_work_cancelled() {
     cleanup(&url, &n).await;
 }
 
-/// A private redis-server on a free port, killed when dropped.
-struct Private {
-    port: u16,
-    child: Child,
-}
-
-impl Private {
-    fn start() -> Private {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Private { port, child }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Private {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_gone_the_lease_is_lost_at_its_local_deadline_not_before() {
     if url().is_none() {
         return;
     }
-    let server = Private::start();
+    let server = RedisServer::start();
     let ttl = Duration::from_millis(600);
     let sem = build(&server.url(), "gone", 1, ttl).await;
     let lease = sem.acquire().await.unwrap();

@@ -2,11 +2,11 @@
 //! private `redis-server`s: killed, blocked and dirty connections are never
 //! lent. Keys are prefixed `cenote:t:<pid>:`.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cenote_fault_proxy::RedisServer;
 use cenote_redis::{Builder, Pool};
 use redis::AsyncCommands;
 
@@ -230,77 +230,13 @@ async fn a_blpop_longer_than_the_response_timeout_succeeds() {
     assert!(t0.elapsed() < Duration::from_millis(100));
 }
 
-/// A private redis-server on a free port, stopped when dropped.
-struct Private {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Private {
-    fn start_on(port: u16) -> Private {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Private {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn start() -> Private {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Private::start_on(port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Private {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_under_load_is_survived() {
     // Needs only redis-server, not the shared server.
     if url().is_none() {
         return;
     }
-    let mut server = Private::start();
+    let mut server = RedisServer::start();
     let pool = Arc::new(
         Builder::new(&server.url())
             .unwrap()
@@ -347,11 +283,11 @@ async fn a_server_restart_under_load_is_survived() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let port = server.port;
+    let port = server.port();
     server.stop();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = ok.load(Relaxed);
-    let _server = Private::start_on(port);
+    let _server = RedisServer::start_on(port);
     // Recovered: operations succeed again within a second.
     let t0 = Instant::now();
     while ok.load(Relaxed) < before + 100 {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::databases::loops;
 use super::resources::contended_outcome;
-use super::{count_label, Case, Column, Experiment, Quantity, Unit};
+use super::{column, count_label, Case, Experiment, Quantity, Unit};
 use crate::harness::Outcome;
 use crate::peers::Impl;
 
@@ -130,15 +130,6 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
         ],
         cases,
     }]
-}
-
-fn column(key: &'static str, header: &'static str, unit: Unit, chart: bool) -> Column {
-    Column {
-        key,
-        header,
-        unit,
-        chart,
-    }
 }
 
 /// One prepared process's share of the work.

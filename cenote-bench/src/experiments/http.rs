@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{count_label, Case, Column, Experiment, Quantity, Unit};
+use super::{column, count_label, Case, Experiment, Quantity, Unit};
 use crate::harness::Outcome;
 use crate::peers::Impl;
 
@@ -125,15 +125,6 @@ fn race_experiment(smoke: bool) -> Experiment {
             column("opened", "opened", Unit::Plain(0), false),
         ],
         cases,
-    }
-}
-
-fn column(key: &'static str, header: &'static str, unit: Unit, chart: bool) -> Column {
-    Column {
-        key,
-        header,
-        unit,
-        chart,
     }
 }
 

@@ -68,6 +68,16 @@ pub struct Experiment {
     pub cases: Vec<Case>,
 }
 
+/// A table column (and, with `chart`, a chart) of the metric `key`.
+pub(crate) fn column(key: &'static str, header: &'static str, unit: Unit, chart: bool) -> Column {
+    Column {
+        key,
+        header,
+        unit,
+        chart,
+    }
+}
+
 /// One row to measure: a scenario run by one implementation.
 #[derive(Clone, Debug)]
 pub struct Case {
