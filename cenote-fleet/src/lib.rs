@@ -4,6 +4,7 @@ mod acquire;
 mod builder;
 mod clock;
 mod error;
+mod gate;
 mod lease;
 mod renew;
 mod scripts;
@@ -13,5 +14,6 @@ mod wake;
 
 pub use builder::Builder;
 pub use error::Error;
+pub use gate::{Fleeted, GateError, Gated};
 pub use lease::Lease;
 pub use semaphore::Semaphore;

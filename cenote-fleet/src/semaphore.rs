@@ -1,5 +1,6 @@
 //! [`Semaphore`]: the handle to one fleet-wide semaphore.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use crate::acquire::acquire;
 use crate::builder::Builder;
 use crate::error::Error;
+use crate::gate::Gated;
 use crate::lease::Lease;
 use crate::shared::Shared;
 use crate::{renew, wake};
@@ -142,6 +144,25 @@ impl Semaphore {
             tokio::task::block_in_place(wait)
         } else {
             wait()
+        }
+    }
+
+    /// `manager`, gated by this semaphore: each resource the pool builds
+    /// from it holds one fleet permit for its whole life, so the pools of
+    /// every process together keep at most `cap` resources.
+    pub fn gate<M>(&self, manager: M) -> Gated<M> {
+        Gated::new(manager, self.clone())
+    }
+
+    /// `work`, run under one fleet permit: waits for it (at most the
+    /// acquire timeout), then runs `work` until it ends or the lease is
+    /// lost ([`Error::LeaseLost`], `work` dropped). For a `tasks` pool:
+    /// `pool.spawn(fleet.gated(work))`.
+    pub fn gated<F: Future>(&self, work: F) -> impl Future<Output = Result<F::Output, Error>> {
+        let this = self.clone();
+        async move {
+            let lease = this.acquire().await?;
+            lease.run_until_lost(work).await
         }
     }
 

@@ -12,84 +12,8 @@ use std::time::{Duration, Instant};
 use cenote_fault_proxy::RedisServer;
 use cenote_fleet::{Error, Semaphore};
 
-fn url() -> Option<String> {
-    let url = std::env::var("CENOTE_REDIS_URL").ok();
-    if url.is_none() {
-        eprintln!("skipped: CENOTE_REDIS_URL is not set (e.g. redis://127.0.0.1:6379)");
-    }
-    url
-}
-
-fn name(test: &str) -> String {
-    format!("t-{}-{test}", std::process::id())
-}
-
-async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// Deletes every key of the semaphore `name`.
-async fn cleanup(url: &str, name: &str) {
-    let mut c = redis(url).await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{{cenote:fleet:{name}}}*"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
-}
-
-/// Permits held, as Redis counts them.
-async fn used(url: &str, name: &str) -> i64 {
-    let mut c = redis(url).await;
-    let v: Option<i64> = redis::cmd("HGET")
-        .arg(format!("{{cenote:fleet:{name}}}:meta"))
-        .arg("used")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    v.unwrap_or(0)
-}
-
-/// Waiters queued, as Redis counts them.
-async fn queued(url: &str, name: &str) -> i64 {
-    let mut c = redis(url).await;
-    redis::cmd("ZCARD")
-        .arg(format!("{{cenote:fleet:{name}}}:queue"))
-        .query_async(&mut c)
-        .await
-        .unwrap()
-}
-
-/// Waits (10 ms steps, at most 10 s) until `$cond` holds.
-macro_rules! eventually {
-    ($what:expr, $cond:expr) => {{
-        let t0 = Instant::now();
-        while !$cond {
-            assert!(t0.elapsed() < Duration::from_secs(10), "never: {}", $what);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }};
-}
-
-async fn build(url: &str, name: &str, cap: u64, ttl: Duration) -> Semaphore {
-    Semaphore::builder(url, name, cap)
-        .ttl(ttl)
-        .response_timeout(ttl / 4)
-        .build()
-        .await
-        .unwrap()
-}
+mod common;
+use common::{build, cleanup, name, queued, redis, url, used};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cap_holds_across_handles_and_every_task_gets_its_turn() {
