@@ -38,6 +38,7 @@ impl Queued {
             waiters.insert(id.clone(), waiting.clone());
             waiters.len() == 1
         };
+        shared.metrics.waiters.increment(1.0);
         if first {
             shared.waiter_added.notify_one();
         }
@@ -50,9 +51,10 @@ impl Queued {
     }
 
     /// The waiter became a lease (or never queued): nothing to undo.
-    fn settle(mut self, lease: Option<Grant>, permits: u64) -> Option<Lease> {
+    fn settle(mut self, lease: Option<Grant>, permits: u64, since: Instant) -> Option<Lease> {
         self.armed = false;
         let grant = lease?;
+        self.shared.metrics.granted(since.elapsed());
         let deadline = self
             .shared
             .clock
@@ -71,6 +73,7 @@ impl Queued {
 impl Drop for Queued {
     fn drop(&mut self) {
         self.shared.waiters.lock().remove(&self.id);
+        self.shared.metrics.waiters.decrement(1.0);
         if self.armed {
             let (shared, id) = (self.shared.clone(), self.id.clone());
             shared.rt.clone().spawn(async move {
@@ -88,12 +91,13 @@ pub(crate) async fn acquire(shared: &Arc<Shared>, n: u64, try_only: bool) -> Res
             cap: shared.cap,
         });
     }
+    let since = Instant::now();
     let queued = Queued::new(shared);
     loop {
         let nap = match shared.acquire(&queued.id, n, try_only).await? {
-            Acquired::Granted(g) => return Ok(queued.settle(Some(g), n).expect("granted")),
+            Acquired::Granted(g) => return Ok(queued.settle(Some(g), n, since).expect("granted")),
             Acquired::Busy => {
-                queued.settle(None, n);
+                queued.settle(None, n, since);
                 return Err(Error::Busy);
             }
             Acquired::NoRecord => unreachable!("recovered by Shared::acquire"),
@@ -108,7 +112,7 @@ pub(crate) async fn acquire(shared: &Arc<Shared>, n: u64, try_only: bool) -> Res
         }
         let pushed = queued.waiting.grant.lock().take();
         if let Some(g) = pushed {
-            return Ok(queued.settle(Some(g), n).expect("granted"));
+            return Ok(queued.settle(Some(g), n, since).expect("granted"));
         }
     }
 }

@@ -38,8 +38,11 @@ impl LeaseState {
         });
     }
 
-    pub(crate) fn lose(&self) {
-        self.deadline.send_replace(None);
+    /// Marks it lost; whether it was still valid (a loss, not an end).
+    pub(crate) fn lose(&self) -> bool {
+        self.deadline
+            .send_replace(None)
+            .is_some_and(|d| Instant::now() < d)
     }
 }
 
@@ -159,6 +162,7 @@ impl Lease {
     pub async fn release(mut self) -> Result<(), Error> {
         self.released = true;
         self.shared.leases.lock().remove(&self.state.id);
+        self.shared.metrics.holders.decrement(1.0);
         let valid = self.is_valid();
         let held = self.shared.release(&self.state.id).await?;
         if held && valid {
@@ -175,6 +179,7 @@ impl Drop for Lease {
             return;
         }
         self.shared.leases.lock().remove(&self.state.id);
+        self.shared.metrics.holders.decrement(1.0);
         self.state.lose();
         let (shared, id) = (self.shared.clone(), self.state.id.clone());
         // In the background: a drop never waits on the network. If the

@@ -6,6 +6,7 @@ mod clock;
 mod error;
 mod gate;
 mod lease;
+mod metrics;
 mod renew;
 mod scripts;
 mod semaphore;

@@ -25,15 +25,17 @@ pub(crate) async fn run(shared: Weak<Shared>) {
     }
 }
 
-/// One round: the leases still valid here and the waiters queued.
+/// One round: leases whose deadline passed are lost; the ones still valid
+/// here are renewed, and the waiters kept queued.
 pub(crate) async fn renew_once(shared: &Shared) {
-    let leases: Vec<Arc<LeaseState>> = shared
-        .leases
-        .lock()
-        .values()
-        .filter(|l| l.valid_until().is_some())
-        .cloned()
-        .collect();
+    let all: Vec<Arc<LeaseState>> = shared.leases.lock().values().cloned().collect();
+    let (leases, expired): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|l| l.valid_until().is_some());
+    for lease in expired {
+        if lease.deadline.send_replace(None).is_some() {
+            shared.metrics.losses.increment(1);
+        }
+    }
     let waiters: Vec<String> = shared.waiters.lock().keys().cloned().collect();
     if leases.is_empty() && waiters.is_empty() {
         return;
@@ -44,7 +46,11 @@ pub(crate) async fn renew_once(shared: &Shared) {
     for (lease, expiry) in leases.iter().zip(expiries) {
         match expiry.and_then(|e| shared.clock.local(e)) {
             Some(until) if until > Instant::now() => lease.extend(until),
-            _ => lease.lose(),
+            _ => {
+                if lease.lose() {
+                    shared.metrics.losses.increment(1);
+                }
+            }
         }
     }
 }

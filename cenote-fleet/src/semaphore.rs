@@ -105,7 +105,10 @@ impl Semaphore {
     pub async fn acquire_many_timeout(&self, n: u64, timeout: Duration) -> Result<Lease, Error> {
         match tokio::time::timeout(timeout, acquire(&self.shared, n, false)).await {
             Ok(r) => r,
-            Err(_) => Err(Error::TimedOut(timeout)),
+            Err(_) => {
+                self.shared.metrics.timeouts.increment(1);
+                Err(Error::TimedOut(timeout))
+            }
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use crate::clock::RedisClock;
 use crate::error::Error;
 use crate::lease::LeaseState;
+use crate::metrics::FleetMetrics;
 use crate::scripts::Scripts;
 
 /// A grant made to a queued waiter by another process's call, pushed to
@@ -73,6 +74,7 @@ pub(crate) struct Shared {
     /// Wakes the listener when the first waiter arrives.
     pub(crate) waiter_added: Notify,
     pub(crate) leases: Mutex<HashMap<String, Arc<LeaseState>>>,
+    pub(crate) metrics: FleetMetrics,
 }
 
 impl Shared {
@@ -93,7 +95,6 @@ impl Shared {
         .map(|k| format!("{prefix}:{k}"));
         let process = format!("{:016x}-{}", rand_u64(), std::process::id());
         Shared {
-            name,
             cap,
             ttl,
             acquire_timeout,
@@ -111,6 +112,8 @@ impl Shared {
             waiters: Mutex::new(HashMap::new()),
             waiter_added: Notify::new(),
             leases: Mutex::new(HashMap::new()),
+            metrics: FleetMetrics::new(&name),
+            name,
         }
     }
 
@@ -201,10 +204,10 @@ impl Shared {
     /// before the loss has ended by then: its renewals find it gone, and
     /// its local deadline is at most one TTL after its last renewal.
     async fn recover(&self) -> Result<(), Error> {
-        let until = *self
-            .quarantine
-            .lock()
-            .get_or_insert_with(|| Instant::now() + self.ttl);
+        let until = *self.quarantine.lock().get_or_insert_with(|| {
+            self.metrics.quarantines.increment(1);
+            Instant::now() + self.ttl
+        });
         if Instant::now() < until {
             return Err(Error::Quarantined { until });
         }

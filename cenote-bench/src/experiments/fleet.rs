@@ -261,7 +261,8 @@ async fn measure(imp: Impl, p: &FleetParams, name: &str) -> Result<Outcome, Stri
             .map_err(|e| format!("a worker process never got ready: {e}"))?;
     }
     if p.processes > 1 {
-        let go: Vec<u8> = vec![1; p.processes - 1];
+        // One element per worker (a Vec<u8> would be one binary value).
+        let go: Vec<&str> = vec!["go"; p.processes - 1];
         let _: () = redis::cmd("RPUSH")
             .arg(go_key(name))
             .arg(go)
