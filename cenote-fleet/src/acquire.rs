@@ -14,7 +14,8 @@ use crate::shared::{Acquired, Grant, Shared, Waiting};
 /// itself (a lost notification: the listener's connection dropped).
 const SAFETY_POLL: Duration = Duration::from_secs(5);
 
-/// Ranks that watch the soonest expiry themselves: the head, which a
+/// Ranks that watch the soonest expiry themselves (the acquire script
+/// sends it to these ranks only): the head, which a
 /// reclaimed lease serves first, and the one behind it, in case the head's
 /// process is gone (its entry expires).
 const WATCHING_RANKS: u64 = 2;

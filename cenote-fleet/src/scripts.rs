@@ -34,8 +34,15 @@ local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+-- Permits held: read once per script, then kept in step with the writes.
+local held = nil
 local function used()
-  return tonumber(redis.call('HGET', meta, 'used') or '0')
+  if held == nil then held = tonumber(redis.call('HGET', meta, 'used') or '0') end
+  return held
+end
+local function add_used(n)
+  redis.call('HINCRBY', meta, 'used', n)
+  if held ~= nil then held = held + n end
 end
 local function drop_lease(id)
   local rec = redis.call('HGET', leases, id)
@@ -44,7 +51,7 @@ local function drop_lease(id)
   redis.call('HDEL', leases, id)
   redis.call('ZREM', holders, id)
   redis.call('HDEL', granted, id)
-  redis.call('HINCRBY', meta, 'used', -n)
+  add_used(-n)
   return n
 end
 local function drop_waiter(id)
@@ -65,7 +72,7 @@ local function grant(id, n, ttl, process, now)
   local exp = now + ttl
   redis.call('ZADD', holders, exp, id)
   redis.call('HSET', leases, id, int(n) .. ':' .. process)
-  redis.call('HINCRBY', meta, 'used', n)
+  add_used(n)
   return token, exp
 end
 -- Grants the head of the queue while its permits are free (strict FIFO: a
@@ -73,6 +80,8 @@ end
 -- process.
 local function serve(cap, now, prefix)
   while true do
+    -- Nothing free: nobody to look at (the usual case under contention).
+    if cap - used() <= 0 then return end
     local head = redis.call('ZRANGE', queue, 0, 0)
     if #head == 0 then return end
     local id = head[1]
@@ -150,7 +159,7 @@ if g then
   return {'OK', tonumber(token), tonumber(exp), now}
 end
 if not redis.call('ZSCORE', queue, id) then
-  if redis.call('ZCARD', queue) == 0 and cap - used() >= n then
+  if cap - used() >= n and redis.call('ZCARD', queue) == 0 then
     local token, exp = grant(id, n, ttl, process, now)
     return {'OK', token, exp, now}
   end
@@ -160,7 +169,11 @@ if not redis.call('ZSCORE', queue, id) then
   redis.call('HSET', waiters, id, int(n) .. ':' .. int(ttl) .. ':' .. process)
   redis.call('ZADD', waiting, now + ttl, id)
 end
-return {'QUEUED', redis.call('ZRANK', queue, id), next_event(now), now}
+-- Only the first two watch the soonest expiry (see acquire.rs).
+local rank = redis.call('ZRANK', queue, id)
+local soonest = -1
+if rank < 2 then soonest = next_event(now) end
+return {'QUEUED', rank, soonest, now}
 "#;
 
 /// Gives a lease back and serves the queue. ARGV: id, cap, prefix.
