@@ -13,7 +13,7 @@ use cenote_fault_proxy::RedisServer;
 use cenote_fleet::{Error, Semaphore};
 
 mod common;
-use common::{build, cleanup, name, queued, redis, url, used};
+use common::{build, cleanup, forget_leases, name, queued, url, used};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cap_holds_across_handles_and_every_task_gets_its_turn() {
@@ -276,12 +276,7 @@ async fn a_lease_redis_no_longer_has_is_lost_and_its_work_cancelled() {
     assert!(deadline <= Instant::now() + Duration::from_secs(5));
     // Its entry vanishes (as when a holder stalled past the TTL and the
     // lease was reclaimed).
-    let mut c = redis(&url).await;
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{{cenote:fleet:{n}}}:holders"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    forget_leases(&url, &n).await;
     let work = lease.run_until_lost(std::future::pending::<()>());
     let renew = sem.renew_now();
     let (r, ()) = tokio::join!(work, renew);

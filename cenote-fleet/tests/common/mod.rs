@@ -44,6 +44,18 @@ pub async fn cleanup(url: &str, name: &str) {
     }
 }
 
+/// Deletes the record of every lease of `name` from Redis, as when a
+/// stalled holder's lease expired and was reclaimed: the next renewal
+/// finds each one gone.
+pub async fn forget_leases(url: &str, name: &str) {
+    let mut c = redis(url).await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{{cenote:fleet:{name}}}:holders"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
 /// Permits held, as Redis counts them.
 pub async fn used(url: &str, name: &str) -> i64 {
     let mut c = redis(url).await;
