@@ -59,7 +59,12 @@ fn get_experiment(smoke: bool) -> Experiment {
                 cap,
                 ops,
             };
-            let mut imps = vec![Impl::Cenote, Impl::HyperUtil, Impl::Reqwest];
+            let mut imps = vec![
+                Impl::Cenote,
+                Impl::HyperUtil,
+                Impl::HyperUtilCapped,
+                Impl::Reqwest,
+            ];
             if path == "/1k" && tasks == 16 {
                 imps.push(Impl::ConnectPerRequest);
             }
@@ -76,7 +81,10 @@ fn get_experiment(smoke: bool) -> Experiment {
              and read each whole body; the server (hyper, HTTP/1.1 keep-alive) runs in a child \
              process of its own, on the same cores. cenote: cenote-http, at most cap \
              connections per origin; hyper-util (legacy Client) and reqwest have no cap (the \
-             cap column does not apply to them); connect-per-request: a TCP connect, the \
+             cap column does not apply to them); hyper-util-capped: hyper-util behind a tokio \
+             Semaphore of cap permits held from the request until the body is read, which is \
+             how its users cap it (requests in flight, not connections: a connection goes back \
+             to its pool after the permit, so it may open a few more); connect-per-request: a TCP connect, the \
              HTTP/1.1 handshake and one GET per request. opened: the connections the server \
              accepted in the run."
                 .to_owned(),

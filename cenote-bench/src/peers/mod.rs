@@ -104,6 +104,9 @@ pub enum Impl {
     ConnectPerRequest,
     /// hyper-util's legacy `Client` (HTTP/1.1, its own keep-alive pool).
     HyperUtil,
+    /// hyper-util's legacy `Client` behind a tokio `Semaphore` of `cap`
+    /// permits held until the body is read: how a user caps it.
+    HyperUtilCapped,
     /// `reqwest::Client` (HTTP/1.1 only, no TLS).
     Reqwest,
     /// No semaphore: `PING` round trips (the floor of any Redis call).
@@ -177,6 +180,7 @@ impl Impl {
             Impl::Dedicated => "dedicated",
             Impl::ConnectPerRequest => "connect-per-request",
             Impl::HyperUtil => "hyper-util",
+            Impl::HyperUtilCapped => "hyper-util-capped",
             Impl::Reqwest => "reqwest",
             Impl::RedisPing => "redis-ping",
             Impl::LuaCeiling => "lua-ceiling",
@@ -185,7 +189,7 @@ impl Impl {
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 40] = [
+        const ALL: [Impl; 41] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -223,6 +227,7 @@ impl Impl {
             Impl::Dedicated,
             Impl::ConnectPerRequest,
             Impl::HyperUtil,
+            Impl::HyperUtilCapped,
             Impl::Reqwest,
             Impl::RedisPing,
             Impl::LuaCeiling,
@@ -349,6 +354,7 @@ macro_rules! with_peer {
             | Impl::Dedicated
             | Impl::ConnectPerRequest
             | Impl::HyperUtil
+            | Impl::HyperUtilCapped
             | Impl::Reqwest
             | Impl::RedisPing
             | Impl::LuaCeiling) => Err(format!("{} is not a general worker pool", other.name())),

@@ -1,6 +1,7 @@
 //! The HTTP clients measured, behind one `get`: cenote-http, hyper-util's
 //! legacy `Client`, reqwest, and a new connection per request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,17 +11,23 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::peers::Impl;
 
+type HyperUtil = hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>;
+
 #[derive(Clone)]
 pub enum Client {
     Cenote(cenote_http::Client),
-    HyperUtil(Box<hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>>),
+    HyperUtil(Box<HyperUtil>),
+    /// hyper-util with a semaphore of `cap` permits held from the request
+    /// until its body is read.
+    HyperUtilCapped(Box<HyperUtil>, Arc<tokio::sync::Semaphore>),
     Reqwest(reqwest::Client),
     ConnectPerRequest,
 }
 
 impl Client {
     /// `imp`'s client, capped at `cap` connections per origin where it
-    /// has a cap (hyper-util and reqwest have none).
+    /// has a cap (hyper-util and reqwest have none; hyper-util-capped
+    /// caps requests in flight, and so roughly its connections).
     pub fn new(imp: Impl, cap: usize) -> Result<Client, String> {
         Ok(match imp {
             Impl::Cenote => Client::Cenote(
@@ -30,14 +37,11 @@ impl Client {
                     .build()
                     .map_err(|e| e.to_string())?,
             ),
-            Impl::HyperUtil => {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                Client::HyperUtil(Box::new(
-                    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                        .build(connector),
-                ))
-            }
+            Impl::HyperUtil => Client::HyperUtil(Box::new(hyper_util())),
+            Impl::HyperUtilCapped => Client::HyperUtilCapped(
+                Box::new(hyper_util()),
+                Arc::new(tokio::sync::Semaphore::new(cap)),
+            ),
             Impl::Reqwest => Client::Reqwest(
                 reqwest::Client::builder()
                     .tcp_nodelay(true)
@@ -60,13 +64,10 @@ impl Client {
                     .map_err(|e| e.to_string())?
                     .len())
             }
-            Client::HyperUtil(c) => {
-                let uri = url
-                    .parse()
-                    .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-                let r = c.get(uri).await.map_err(|e| format!("{e:?}"))?;
-                let body = r.into_body().collect().await.map_err(|e| e.to_string())?;
-                Ok(body.to_bytes().len())
+            Client::HyperUtil(c) => hyper_util_get(c, url).await,
+            Client::HyperUtilCapped(c, cap) => {
+                let _permit = cap.acquire().await.map_err(|e| e.to_string())?;
+                hyper_util_get(c, url).await
             }
             Client::Reqwest(c) => {
                 let r = c.get(url).send().await.map_err(|e| format!("{e:?}"))?;
@@ -75,6 +76,21 @@ impl Client {
             Client::ConnectPerRequest => connect_and_get(url).await,
         }
     }
+}
+
+fn hyper_util() -> HyperUtil {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector)
+}
+
+async fn hyper_util_get(c: &HyperUtil, url: &str) -> Result<usize, String> {
+    let uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let r = c.get(uri).await.map_err(|e| format!("{e:?}"))?;
+    let body = r.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok(body.to_bytes().len())
 }
 
 /// Connect, one GET, close.
