@@ -101,7 +101,9 @@ pub(crate) async fn acquire(shared: &Arc<Shared>, n: u64, try_only: bool) -> Res
                 queued.settle(None, n, since);
                 return Err(Error::Busy);
             }
-            Acquired::NoRecord => unreachable!("recovered by Shared::acquire"),
+            Acquired::NoRecord | Acquired::Quarantined(_) => {
+                unreachable!("an error of Shared::acquire")
+            }
             Acquired::Queued { rank, next_event } => match next_event {
                 Some(d) if rank < WATCHING_RANKS => (d + Duration::from_millis(1)).min(SAFETY_POLL),
                 _ => SAFETY_POLL,

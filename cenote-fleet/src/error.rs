@@ -29,10 +29,12 @@ pub enum Error {
         /// The cap this handle was built with.
         asked: u64,
     },
-    /// The semaphore's record is gone from Redis (deleted, evicted, or lost
-    /// in a restart without persistence): nothing is granted until one TTL
-    /// after the loss was seen, when every lease granted before it has
-    /// ended; then the record is made again.
+    /// The semaphore's record was lost from Redis (deleted, evicted, or
+    /// lost in a restart without persistence) and made again: nothing is
+    /// granted until one TTL after the loss was seen (or after the
+    /// server's restart), when every lease granted before it has ended.
+    /// `try_acquire` says so; a waiting acquire queues and is served then,
+    /// within its timeout.
     #[error("the fleet semaphore's record was lost in Redis; no grants until {until:?}")]
     Quarantined {
         /// When grants resume (this process's clock).

@@ -5,7 +5,8 @@
 //! Keys, all under one hash tag (`{cenote:fleet:<name>}`), so that they
 //! live in one slot of a Redis Cluster:
 //! - `meta` (hash): `cap`, `used` (permits held), `token` (the fencing
-//!   counter), `seq` (the queue's order);
+//!   counter), `seq` (the queue's order), and, for one TTL after the
+//!   record was made again, `quarantine` (when grants may resume);
 //! - `holders` (sorted set): lease id by expiry;
 //! - `leases` (hash): lease id to `n:process`;
 //! - `queue` (sorted set): waiter id by arrival (`seq`);
@@ -44,6 +45,12 @@ local function add_used(n)
   redis.call('HINCRBY', meta, 'used', n)
   if held ~= nil then held = held + n end
 end
+-- Time left (µs) before grants may resume after a loss; nil: none.
+local function quarantined(now)
+  local q = tonumber(redis.call('HGET', meta, 'quarantine') or '0')
+  if q > now then return q - now end
+  return nil
+end
 local function drop_lease(id)
   local rec = redis.call('HGET', leases, id)
   if not rec then return 0 end
@@ -79,8 +86,9 @@ end
 -- waiter never passes the one ahead of it), and pushes each grant to its
 -- process.
 local function serve(cap, now, prefix)
+  -- Nothing free: nobody to look at (the usual case under contention).
+  if cap - used() <= 0 or quarantined(now) then return end
   while true do
-    -- Nothing free: nobody to look at (the usual case under contention).
     if cap - used() <= 0 then return end
     local head = redis.call('ZRANGE', queue, 0, 0)
     if #head == 0 then return end
@@ -101,7 +109,8 @@ local function serve(cap, now, prefix)
     end
   end
 end
--- The soonest expiry of a lease or a waiter, from now (-1: none).
+-- The soonest expiry of a lease or a waiter, or the quarantine's end, from
+-- now (-1: none).
 local function next_event(now)
   local soonest = nil
   for _, set in ipairs({holders, waiting}) do
@@ -111,6 +120,9 @@ local function next_event(now)
       if soonest == nil or d < soonest then soonest = d end
     end
   end
+  -- Grants resume then: the head calls again.
+  local q = quarantined(now)
+  if q and (soonest == nil or q < soonest) then soonest = q end
   return soonest or -1
 end
 local function check_cap(cap)
@@ -123,28 +135,35 @@ end
 
 /// Creates the semaphore's record if missing; refuses a different cap. The
 /// fencing counter never goes below `min_token` (the highest token the
-/// caller has seen), so tokens keep increasing across a lost record.
-/// ARGV: cap, min_token. Reply: `{'OK', cap, 0, now}` or
-/// `{'CAP', stored, 0, 0}`.
+/// caller has seen), so tokens keep increasing across a lost record. A
+/// record made here grants nothing for `quarantine` µs (a loss may have
+/// left holders that Redis no longer knows).
+/// ARGV: cap, min_token, quarantine. Reply: `{'OK', cap, quarantine left,
+/// now}` or `{'CAP', stored, 0, 0}`.
 const INIT: &str = r#"
-local cap, min_token = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cap, min_token, q = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if tonumber(redis.call('HGET', meta, 'token') or '0') < min_token then
   redis.call('HSET', meta, 'token', int(min_token))
 end
-redis.call('HSETNX', meta, 'cap', cap)
+if redis.call('HSETNX', meta, 'cap', cap) == 1 and q > 0 then
+  redis.call('HSET', meta, 'quarantine', int(now_us() + q))
+end
 redis.call('HSETNX', meta, 'used', 0)
 redis.call('HSETNX', meta, 'token', 0)
 redis.call('HSETNX', meta, 'seq', 0)
 local bad = check_cap(cap)
 if bad then return bad end
-return {'OK', cap, 0, now_us()}
+local now = now_us()
+return {'OK', cap, quarantined(now) or 0, now}
 "#;
 
 /// A grant at once, else a place in the queue (or, `try`, nothing); a
-/// queued waiter calling again picks up a grant made meanwhile.
+/// queued waiter calling again picks up a grant made meanwhile. In
+/// quarantine nothing is granted at once: a waiter queues, `try` is told.
 /// ARGV: id, n, ttl (µs), process, cap, mode (`wait` | `try`), prefix.
 /// Reply: `{'OK', token, expiry, now}`, `{'QUEUED', rank, next_event, now}`,
-/// `{'BUSY', 0, 0, now}`, `{'CAP', stored, 0, 0}`, `{'NOINIT', 0, 0, 0}`.
+/// `{'BUSY', 0, 0, now}`, `{'QUARANTINED', time left, 0, now}`,
+/// `{'CAP', stored, 0, 0}`, `{'NOINIT', 0, 0, 0}`.
 const ACQUIRE: &str = r#"
 local id, n, ttl, process = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local cap, mode, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -159,7 +178,10 @@ if g then
   return {'OK', tonumber(token), tonumber(exp), now}
 end
 if not redis.call('ZSCORE', queue, id) then
-  if cap - used() >= n and redis.call('ZCARD', queue) == 0 then
+  -- In quarantine a waiter queues (served when it ends); `try` is told.
+  local q = quarantined(now)
+  if q and mode == 'try' then return {'QUARANTINED', q, 0, now} end
+  if not q and cap - used() >= n and redis.call('ZCARD', queue) == 0 then
     local token, exp = grant(id, n, ttl, process, now)
     return {'OK', token, exp, now}
   end
@@ -209,32 +231,45 @@ return reply
 
 /// One process's renewal: each of its leases still held gets `ttl` more,
 /// each of its waiters stays queued, and the fencing counter is kept at or
-/// above the highest token the process has seen (should the record be
-/// lost and made again). ARGV: ttl, cap, prefix, max token seen, leases
-/// count, then the lease ids, then the waiter ids. Reply:
-/// `{now, e1, e2, ...}`, one new expiry per lease (0: lost, it had
-/// expired).
+/// above the highest token the process has seen. A record found gone is
+/// made again, quarantined for one TTL; in quarantine a lease Redis lost
+/// (its holder still holds it: it renews only leases valid locally) is
+/// registered again, so a loss ends no holder's work. ARGV: ttl, cap,
+/// prefix, max token seen, leases count, process, then the lease ids, then
+/// their permit counts, then the waiter ids. Reply: `{now, e1, e2, ...}`,
+/// one new expiry per lease (0: lost, it had expired).
 const RENEW: &str = r#"
 local ttl, cap, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local seen, nl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local seen, nl, process = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local now = now_us()
+if redis.call('HSETNX', meta, 'cap', cap) == 1 then
+  redis.call('HSETNX', meta, 'used', 0)
+  redis.call('HSETNX', meta, 'seq', 0)
+  redis.call('HSET', meta, 'quarantine', int(now + ttl))
+end
 if tonumber(redis.call('HGET', meta, 'token') or '0') < seen then
   redis.call('HSET', meta, 'token', int(seen))
 end
+local q = quarantined(now)
 local out = {now}
-for i = 6, 5 + nl do
-  local id = ARGV[i]
+for i = 1, nl do
+  local id, n = ARGV[6 + i], tonumber(ARGV[6 + nl + i])
   local exp = redis.call('ZSCORE', holders, id)
   if exp and tonumber(exp) > now then
     redis.call('ZADD', holders, 'XX', now + ttl, id)
     redis.call('HDEL', granted, id)
+    table.insert(out, now + ttl)
+  elseif q and not exp then
+    redis.call('ZADD', holders, now + ttl, id)
+    redis.call('HSET', leases, id, int(n) .. ':' .. process)
+    add_used(n)
     table.insert(out, now + ttl)
   else
     drop_lease(id)
     table.insert(out, 0)
   end
 end
-for i = 6 + nl, #ARGV do
+for i = 7 + 2 * nl, #ARGV do
   redis.call('ZADD', waiting, 'XX', now + ttl, ARGV[i])
 end
 reclaim(now)

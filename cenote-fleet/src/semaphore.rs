@@ -62,7 +62,8 @@ impl Semaphore {
             conn,
             rt.clone(),
         ));
-        shared.init().await?;
+        let quarantine = shared.restart_quarantine().await;
+        shared.init(quarantine).await?;
         rt.spawn(renew::run(Arc::downgrade(&shared)));
         rt.spawn(wake::run(
             Arc::downgrade(&shared),

@@ -45,6 +45,9 @@ pub(crate) enum Acquired {
         next_event: Option<Duration>,
     },
     Busy,
+    /// The record was made again after a loss: nothing is granted for
+    /// this long.
+    Quarantined(Duration),
     /// The semaphore's record is gone.
     NoRecord,
 }
@@ -67,9 +70,6 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// The highest fencing token this handle has seen.
     max_token: AtomicU64,
-    /// Set when the record was found gone: nothing is granted through this
-    /// handle before then (see `DESIGN.md`, "A lost record").
-    quarantine: Mutex<Option<Instant>>,
     pub(crate) waiters: Mutex<HashMap<String, Arc<Waiting>>>,
     /// Wakes the listener when the first waiter arrives.
     pub(crate) waiter_added: Notify,
@@ -108,7 +108,6 @@ impl Shared {
             rt,
             next_id: AtomicU64::new(1),
             max_token: AtomicU64::new(0),
-            quarantine: Mutex::new(None),
             waiters: Mutex::new(HashMap::new()),
             waiter_added: Notify::new(),
             leases: Mutex::new(HashMap::new()),
@@ -151,15 +150,39 @@ impl Shared {
         }
     }
 
-    /// Creates the semaphore's record if missing; checks the cap.
-    pub(crate) async fn init(&self) -> Result<(), Error> {
+    /// Creates the semaphore's record if missing, to grant nothing for
+    /// `quarantine` if this call made it; checks the cap. Returns the
+    /// quarantine left (whoever started it).
+    pub(crate) async fn init(&self, quarantine: Duration) -> Result<Duration, Error> {
         let mut inv = self.invocation(&self.scripts.init);
-        inv.arg(self.cap).arg(self.max_token.load(Relaxed));
+        inv.arg(self.cap)
+            .arg(self.max_token.load(Relaxed))
+            .arg(quarantine.as_micros() as u64);
         let sent = Instant::now();
         let reply: (String, i64, i64, i64) = self.run(inv).await?;
         self.status(&reply)?;
         self.clock.sample(sent, reply.3);
-        Ok(())
+        Ok(Duration::from_micros(reply.2.max(0) as u64))
+    }
+
+    /// How long a record made now must grant nothing: a server up for
+    /// less than one TTL may have restarted without persistence and
+    /// forgotten leases whose holders still hold them (up to one TTL after
+    /// their last renewal), so grants wait until it has been up one TTL.
+    /// Unknown uptime counts as a restart.
+    pub(crate) async fn restart_quarantine(&self) -> Duration {
+        let mut conn = self.conn.clone();
+        let mut info = redis::cmd("INFO");
+        info.arg("server");
+        let reply = info.query_async::<String>(&mut conn);
+        let uptime = match tokio::time::timeout(self.response_timeout, reply).await {
+            Ok(Ok(text)) => uptime(&text),
+            _ => None,
+        };
+        match uptime {
+            Some(up) => self.ttl.saturating_sub(up),
+            None => self.ttl,
+        }
     }
 
     /// Maps the replies every script may give for a missing record or
@@ -176,8 +199,9 @@ impl Shared {
     }
 
     /// A grant, a place in the queue, or (`try_only`) `Busy`. A record
-    /// found gone starts a quarantine of one TTL, after which the record is
-    /// made again.
+    /// found gone is made again, quarantined for one TTL (see `DESIGN.md`,
+    /// "A lost record"): a waiter queues, to be served when it ends; a
+    /// `try_only` caller is told.
     pub(crate) async fn acquire(
         &self,
         id: &str,
@@ -186,34 +210,26 @@ impl Shared {
     ) -> Result<Acquired, Error> {
         match self.acquire_once(id, n, try_only).await? {
             Acquired::NoRecord => {
-                self.recover().await?;
+                self.metrics.quarantines.increment(1);
+                let left = self.init(self.ttl).await?;
+                if try_only {
+                    return Err(self.quarantined(left));
+                }
+                // Queued, to be served when the quarantine ends.
                 match self.acquire_once(id, n, try_only).await? {
-                    // Deleted again at once: try later.
-                    Acquired::NoRecord => Err(Error::Quarantined {
-                        until: Instant::now() + self.ttl,
-                    }),
+                    Acquired::NoRecord => Err(self.quarantined(left)),
                     a => Ok(a),
                 }
             }
+            Acquired::Quarantined(left) => Err(self.quarantined(left)),
             a => Ok(a),
         }
     }
 
-    /// After the record was found gone: `Quarantined` until one TTL has
-    /// passed since, then the record is made again. Every lease granted
-    /// before the loss has ended by then: its renewals find it gone, and
-    /// its local deadline is at most one TTL after its last renewal.
-    async fn recover(&self) -> Result<(), Error> {
-        let until = *self.quarantine.lock().get_or_insert_with(|| {
-            self.metrics.quarantines.increment(1);
-            Instant::now() + self.ttl
-        });
-        if Instant::now() < until {
-            return Err(Error::Quarantined { until });
+    fn quarantined(&self, left: Duration) -> Error {
+        Error::Quarantined {
+            until: Instant::now() + left,
         }
-        self.init().await?;
-        *self.quarantine.lock() = None;
-        Ok(())
     }
 
     async fn acquire_once(&self, id: &str, n: u64, try_only: bool) -> Result<Acquired, Error> {
@@ -241,6 +257,9 @@ impl Shared {
                 next_event: u64::try_from(reply.2).ok().map(Duration::from_micros),
             }),
             "BUSY" => Ok(Acquired::Busy),
+            "QUARANTINED" => Ok(Acquired::Quarantined(Duration::from_micros(
+                reply.1.max(0) as u64
+            ))),
             "NOINIT" => Ok(Acquired::NoRecord),
             other => Err(Error::Protocol(other.to_owned())),
         }
@@ -284,9 +303,13 @@ impl Shared {
             .arg(self.cap)
             .arg(&self.prefix)
             .arg(self.max_token.load(Relaxed))
-            .arg(leases.len());
+            .arg(leases.len())
+            .arg(&self.process);
         for l in leases {
             inv.arg(&l.id);
+        }
+        for l in leases {
+            inv.arg(l.permits);
         }
         for w in waiters {
             inv.arg(w);
@@ -299,6 +322,14 @@ impl Shared {
         self.clock.sample(sent, now);
         Ok(exps.iter().map(|&e| (e > 0).then_some(e)).collect())
     }
+}
+
+/// `uptime_in_seconds` of an `INFO server` reply.
+fn uptime(info: &str) -> Option<Duration> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs)
 }
 
 /// 64 random bits from the OS's hasher seeds (no RNG dependency for one
