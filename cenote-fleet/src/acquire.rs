@@ -10,15 +10,13 @@ use crate::error::Error;
 use crate::lease::Lease;
 use crate::shared::{Acquired, Grant, Shared, Waiting};
 
-/// How long a waiter behind others waits for a push before asking Redis
-/// itself (a lost notification: the listener's connection dropped).
-const SAFETY_POLL: Duration = Duration::from_secs(5);
-
 /// Ranks that watch the soonest expiry themselves (the acquire script
-/// sends it to these ranks only): the head, which a
-/// reclaimed lease serves first, and the one behind it, in case the head's
-/// process is gone (its entry expires).
-const WATCHING_RANKS: u64 = 2;
+/// sends it to these ranks only): the head, which a reclaimed lease serves
+/// first, and the one behind it, in case the head's process is gone (its
+/// entry expires). Every other waiter sleeps until a push, or until its
+/// process's renewal hands it a grant, tells it its rank reached these,
+/// or finds its entry lost.
+pub(crate) const WATCHING_RANKS: u64 = 2;
 
 /// A waiter registered in this process (and maybe queued in Redis): on
 /// drop, unless it became a lease, it leaves the queue in the background,
@@ -105,13 +103,19 @@ pub(crate) async fn acquire(shared: &Arc<Shared>, n: u64, try_only: bool) -> Res
                 unreachable!("an error of Shared::acquire")
             }
             Acquired::Queued { rank, next_event } => match next_event {
-                Some(d) if rank < WATCHING_RANKS => (d + Duration::from_millis(1)).min(SAFETY_POLL),
-                _ => SAFETY_POLL,
+                Some(d) if rank < WATCHING_RANKS => Some(d + Duration::from_millis(1)),
+                _ => None,
             },
+        };
+        let watch = async {
+            match nap {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             () = queued.waiting.woken.notified() => {}
-            () = tokio::time::sleep(nap) => {}
+            () = watch => {}
         }
         let pushed = queued.waiting.grant.lock().take();
         if let Some(g) = pushed {

@@ -2,8 +2,11 @@
 //! installs a recorder), labelled `semaphore`: gauges `cenote.fleet.holders`
 //! (leases this process holds) and `cenote.fleet.waiters` (its callers
 //! queued); counters `cenote.fleet.grants`, `cenote.fleet.timeouts`,
-//! `cenote.fleet.losses` (leases lost) and `cenote.fleet.quarantines`
-//! (lost records seen); the histogram `cenote.fleet.wait` (seconds from
+//! `cenote.fleet.losses` (leases lost), `cenote.fleet.quarantines` (losses
+//! of Redis's writes seen: a record gone, or a lease missing from it) and
+//! `cenote.fleet.overshoot` (leases refused when registering again after a
+//! loss, the cap being full: each was held past the cap until then); the
+//! histogram `cenote.fleet.wait` (seconds from
 //! acquire to grant).
 
 use std::time::Duration;
@@ -18,6 +21,7 @@ pub(crate) struct FleetMetrics {
     pub(crate) timeouts: Counter,
     pub(crate) losses: Counter,
     pub(crate) quarantines: Counter,
+    pub(crate) overshoot: Counter,
     wait: Histogram,
 }
 
@@ -31,6 +35,7 @@ impl FleetMetrics {
             timeouts: metrics::counter!("cenote.fleet.timeouts", &label),
             losses: metrics::counter!("cenote.fleet.losses", &label),
             quarantines: metrics::counter!("cenote.fleet.quarantines", &label),
+            overshoot: metrics::counter!("cenote.fleet.overshoot", &label),
             wait: metrics::histogram!("cenote.fleet.wait", &label),
         }
     }

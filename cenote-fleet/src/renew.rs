@@ -1,13 +1,18 @@
 //! The renewer: one task per handle that renews all of its leases (and
-//! keeps its waiters queued) in one script every third of the TTL. A
+//! keeps its waiters queued) in one script every third of the TTL. The
+//! same call hands each waiter a grant whose notification was lost, wakes
+//! the head waiters to watch the soonest expiry, and has a waiter whose
+//! entry was lost queue again: no waiter polls. A
 //! failed renewal loses nothing by itself: a lease is lost when its local
 //! deadline passes, or when Redis says it expired.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use crate::acquire::WATCHING_RANKS;
 use crate::lease::LeaseState;
-use crate::shared::Shared;
+use crate::shared::{Renewed, Shared, WaiterState};
 
 pub(crate) async fn run(shared: Weak<Shared>) {
     let Some(period) = shared.upgrade().map(|s| s.ttl / 3) else {
@@ -26,8 +31,24 @@ pub(crate) async fn run(shared: Weak<Shared>) {
 }
 
 /// One round: leases whose deadline passed are lost; the ones still valid
-/// here are renewed, and the waiters kept queued.
+/// here are renewed, and the waiters kept queued. A valid lease Redis has
+/// no record of (and that was not released meanwhile: a release takes it
+/// out of the map before it goes to Redis) shows that writes were lost:
+/// the loss is reported and the round run again, which registers the
+/// leases again in the quarantine the report started.
 pub(crate) async fn renew_once(shared: &Shared) {
+    for _ in 0..2 {
+        if !round(shared).await {
+            return;
+        }
+        if shared.report_loss().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One renewal; whether it found a loss.
+async fn round(shared: &Shared) -> bool {
     let all: Vec<Arc<LeaseState>> = shared.leases.lock().values().cloned().collect();
     let (leases, expired): (Vec<_>, Vec<_>) =
         all.into_iter().partition(|l| l.valid_until().is_some());
@@ -38,13 +59,35 @@ pub(crate) async fn renew_once(shared: &Shared) {
     }
     let waiters: Vec<String> = shared.waiters.lock().keys().cloned().collect();
     if leases.is_empty() && waiters.is_empty() {
-        return;
+        return false;
     }
-    let Ok(expiries) = shared.renew(&leases, &waiters).await else {
-        return;
+    let Ok((renewed, waiting)) = shared.renew(&leases, &waiters).await else {
+        return false;
     };
-    for (lease, expiry) in leases.iter().zip(expiries) {
-        match expiry.and_then(|e| shared.clock.local(e)) {
+    for (id, w) in waiters.iter().zip(waiting) {
+        match w {
+            WaiterState::Granted(g) => shared.deliver(id, g),
+            WaiterState::Queued(rank) if rank < WATCHING_RANKS => shared.nudge(id),
+            WaiterState::Queued(_) => {}
+            WaiterState::Gone => shared.nudge(id),
+        }
+    }
+    let mut loss = false;
+    for (lease, r) in leases.iter().zip(renewed) {
+        let until = match r {
+            Renewed::Until(e) => shared.clock.local(e),
+            Renewed::Missing if held(shared, lease) => {
+                loss = true;
+                continue;
+            }
+            Renewed::Refused => {
+                shared.losses.refused.fetch_add(1, Relaxed);
+                shared.metrics.overshoot.increment(1);
+                None
+            }
+            Renewed::Missing | Renewed::Expired => None,
+        };
+        match until {
             Some(until) if until > Instant::now() => lease.extend(until),
             _ => {
                 if lease.lose() {
@@ -53,4 +96,10 @@ pub(crate) async fn renew_once(shared: &Shared) {
             }
         }
     }
+    loss
+}
+
+/// Still this process's and valid: not released while the renewal ran.
+fn held(shared: &Shared, lease: &Arc<LeaseState>) -> bool {
+    lease.valid_until().is_some() && shared.leases.lock().contains_key(&lease.id)
 }

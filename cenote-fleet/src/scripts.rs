@@ -51,6 +51,15 @@ local function quarantined(now)
   if q > now then return q - now end
   return nil
 end
+-- The record was made again (`cap` just set): lease records that
+-- outlived it (an eviction of `meta` alone) are forgotten, so that `used`
+-- counts only leases registered again, and grants wait until `resume`.
+local function remake(resume)
+  redis.call('DEL', holders, leases, granted)
+  redis.call('HSET', meta, 'used', 0, 'quarantine', int(resume))
+  redis.call('HSETNX', meta, 'seq', 0)
+  redis.call('HSETNX', meta, 'token', 0)
+end
 local function drop_lease(id)
   local rec = redis.call('HGET', leases, id)
   if not rec then return 0 end
@@ -145,12 +154,9 @@ local cap, min_token, q = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]
 if tonumber(redis.call('HGET', meta, 'token') or '0') < min_token then
   redis.call('HSET', meta, 'token', int(min_token))
 end
-if redis.call('HSETNX', meta, 'cap', cap) == 1 and q > 0 then
-  redis.call('HSET', meta, 'quarantine', int(now_us() + q))
+if redis.call('HSETNX', meta, 'cap', cap) == 1 then
+  remake(now_us() + q)
 end
-redis.call('HSETNX', meta, 'used', 0)
-redis.call('HSETNX', meta, 'token', 0)
-redis.call('HSETNX', meta, 'seq', 0)
 local bad = check_cap(cap)
 if bad then return bad end
 local now = now_us()
@@ -230,22 +236,25 @@ return reply
 "#;
 
 /// One process's renewal: each of its leases still held gets `ttl` more,
-/// each of its waiters stays queued, and the fencing counter is kept at or
+/// each of its waiters stays queued (or learns of its grant), and the fencing counter is kept at or
 /// above the highest token the process has seen. A record found gone is
 /// made again, quarantined for one TTL; in quarantine a lease Redis lost
 /// (its holder still holds it: it renews only leases valid locally) is
-/// registered again, so a loss ends no holder's work. ARGV: ttl, cap,
-/// prefix, max token seen, leases count, process, then the lease ids, then
-/// their permit counts, then the waiter ids. Reply: `{now, e1, e2, ...}`,
-/// one new expiry per lease (0: lost, it had expired).
+/// registered again while the cap has room, so a loss ends no holder's
+/// work, and refused once the cap is full (the holders past the cap after
+/// a partial loss). ARGV: ttl, cap, prefix, max token seen, leases count,
+/// process, then the lease ids, then their permit counts, then the waiter
+/// ids. Reply: `{now, e1, e2, ...}`, per lease its new expiry, `0` if it
+/// had expired, `-1` if Redis has no record of it (outside quarantine: a
+/// loss, unless released meanwhile), `-2` if refused for the cap; then
+/// per waiter two numbers: `token, expiry` if granted (its notification
+/// may have been lost), `0, rank` if queued, `-1, 0` if not queued.
 const RENEW: &str = r#"
 local ttl, cap, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local seen, nl, process = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local now = now_us()
 if redis.call('HSETNX', meta, 'cap', cap) == 1 then
-  redis.call('HSETNX', meta, 'used', 0)
-  redis.call('HSETNX', meta, 'seq', 0)
-  redis.call('HSET', meta, 'quarantine', int(now + ttl))
+  remake(now + ttl)
 end
 if tonumber(redis.call('HGET', meta, 'token') or '0') < seen then
   redis.call('HSET', meta, 'token', int(seen))
@@ -255,26 +264,67 @@ local out = {now}
 for i = 1, nl do
   local id, n = ARGV[6 + i], tonumber(ARGV[6 + nl + i])
   local exp = redis.call('ZSCORE', holders, id)
-  if exp and tonumber(exp) > now then
+  -- Half a lease (one of its two keys evicted) counts as missing.
+  local whole = exp and redis.call('HEXISTS', leases, id) == 1
+  if whole and tonumber(exp) > now then
     redis.call('ZADD', holders, 'XX', now + ttl, id)
     redis.call('HDEL', granted, id)
     table.insert(out, now + ttl)
-  elseif q and not exp then
+  elseif whole then
+    drop_lease(id)
+    table.insert(out, 0)
+  elseif not q then
+    table.insert(out, -1)
+  elseif used() + n <= cap then
     redis.call('ZADD', holders, now + ttl, id)
     redis.call('HSET', leases, id, int(n) .. ':' .. process)
     add_used(n)
     table.insert(out, now + ttl)
   else
-    drop_lease(id)
-    table.insert(out, 0)
+    table.insert(out, -2)
   end
-end
-for i = 7 + 2 * nl, #ARGV do
-  redis.call('ZADD', waiting, 'XX', now + ttl, ARGV[i])
 end
 reclaim(now)
 serve(cap, now, prefix)
+-- Each waiter: its grant (a lost notification), its rank, or gone.
+for i = 7 + 2 * nl, #ARGV do
+  local id = ARGV[i]
+  local g = redis.call('HGET', granted, id)
+  local rank = redis.call('ZRANK', queue, id)
+  if g then
+    local token, exp = string.match(g, '^(%d+):(%d+)$')
+    table.insert(out, tonumber(token))
+    table.insert(out, tonumber(exp))
+  elseif rank then
+    redis.call('ZADD', waiting, 'XX', now + ttl, id)
+    table.insert(out, 0)
+    table.insert(out, rank)
+  else
+    table.insert(out, -1)
+    table.insert(out, 0)
+  end
+end
 return out
+"#;
+
+/// A holder found its valid lease missing from a record that exists: some
+/// writes were lost (an AOF `everysec` restart, a failover, an eviction of
+/// some keys). The leases Redis has may disagree with the holders, so
+/// they are all forgotten and the record quarantined for one TTL; live
+/// holders register again at their renewals, up to the cap. Nothing
+/// changes if a quarantine is already running. The queue stays. ARGV:
+/// ttl, max token seen. Reply: quarantine left (µs).
+const LOST: &str = r#"
+local ttl, seen = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = now_us()
+local q = quarantined(now)
+if q then return q end
+remake(now + ttl)
+if tonumber(redis.call('HGET', meta, 'token') or '0') < seen then
+  redis.call('HSET', meta, 'token', int(seen))
+end
+redis.call('HINCRBY', meta, 'losses', 1)
+return ttl
 "#;
 
 /// The scripts, compiled once (their SHA1 hashes computed; Redis loads a
@@ -285,6 +335,7 @@ pub(crate) struct Scripts {
     pub(crate) release: Script,
     pub(crate) cancel: Script,
     pub(crate) renew: Script,
+    pub(crate) lost: Script,
 }
 
 impl Scripts {
@@ -296,6 +347,7 @@ impl Scripts {
             release: with(RELEASE),
             cancel: with(CANCEL),
             renew: with(RENEW),
+            lost: with(LOST),
         }
     }
 }

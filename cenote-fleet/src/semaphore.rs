@@ -12,6 +12,7 @@ use crate::builder::Builder;
 use crate::error::Error;
 use crate::gate::Gated;
 use crate::lease::Lease;
+use crate::losses::Losses;
 use crate::shared::Shared;
 use crate::{renew, wake};
 
@@ -174,5 +175,12 @@ impl Semaphore {
     /// TTL in the background).
     pub async fn renew_now(&self) {
         renew::renew_once(&self.shared).await;
+    }
+
+    /// What this handle saw of Redis losing the semaphore's writes: the
+    /// losses it found and its leases refused for the cap afterwards (the
+    /// overshoot a partial loss caused here).
+    pub fn losses(&self) -> Losses {
+        self.shared.losses.snapshot()
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use crate::clock::RedisClock;
 use crate::error::Error;
 use crate::lease::LeaseState;
+use crate::losses::LossCounts;
 use crate::metrics::FleetMetrics;
 use crate::scripts::Scripts;
 
@@ -75,6 +76,7 @@ pub(crate) struct Shared {
     pub(crate) waiter_added: Notify,
     pub(crate) leases: Mutex<HashMap<String, Arc<LeaseState>>>,
     pub(crate) metrics: FleetMetrics,
+    pub(crate) losses: LossCounts,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ impl Shared {
             waiter_added: Notify::new(),
             leases: Mutex::new(HashMap::new()),
             metrics: FleetMetrics::new(&name),
+            losses: LossCounts::default(),
             name,
         }
     }
@@ -211,6 +214,7 @@ impl Shared {
         match self.acquire_once(id, n, try_only).await? {
             Acquired::NoRecord => {
                 self.metrics.quarantines.increment(1);
+                self.losses.detected.fetch_add(1, Relaxed);
                 let left = self.init(self.ttl).await?;
                 if try_only {
                     return Err(self.quarantined(left));
@@ -265,6 +269,24 @@ impl Shared {
         }
     }
 
+    /// Hands `grant` to waiter `id` of this process. No waiter: it was
+    /// dropped, and its cancel gives the grant back.
+    pub(crate) fn deliver(&self, id: &str, grant: Grant) {
+        let waiting = self.waiters.lock().get(id).cloned();
+        if let Some(w) = waiting {
+            *w.grant.lock() = Some(grant);
+            w.woken.notify_one();
+        }
+    }
+
+    /// Wakes waiter `id` of this process to ask Redis again.
+    pub(crate) fn nudge(&self, id: &str) {
+        let waiting = self.waiters.lock().get(id).cloned();
+        if let Some(w) = waiting {
+            w.woken.notify_one();
+        }
+    }
+
     /// Notes a grant's token (the highest one is carried into a record
     /// made again).
     pub(crate) fn seen(&self, g: Grant) -> Grant {
@@ -291,13 +313,13 @@ impl Shared {
         Ok(())
     }
 
-    /// Renews `leases` and keeps `waiters` queued; the new expiry of each
-    /// lease (`None`: lost).
+    /// Renews `leases` and keeps `waiters` queued; what Redis said of
+    /// each lease.
     pub(crate) async fn renew(
         &self,
         leases: &[Arc<LeaseState>],
         waiters: &[String],
-    ) -> Result<Vec<Option<i64>>, Error> {
+    ) -> Result<(Vec<Renewed>, Vec<WaiterState>), Error> {
         let mut inv = self.invocation(&self.scripts.renew);
         inv.arg(self.ttl_us())
             .arg(self.cap)
@@ -320,7 +342,72 @@ impl Shared {
             .split_first()
             .ok_or_else(|| Error::Protocol("empty renewal reply".to_owned()))?;
         self.clock.sample(sent, now);
-        Ok(exps.iter().map(|&e| (e > 0).then_some(e)).collect())
+        if exps.len() != leases.len() + 2 * waiters.len() {
+            return Err(Error::Protocol(
+                "renewal reply of the wrong length".to_owned(),
+            ));
+        }
+        let (lease_part, waiter_part) = exps.split_at(leases.len());
+        let renewed = lease_part.iter().map(|&e| Renewed::from_reply(e)).collect();
+        let waiting = waiter_part
+            .chunks(2)
+            .map(|w| match (w[0], w[1]) {
+                (token, exp) if token > 0 => WaiterState::Granted(self.seen(Grant {
+                    token: token as u64,
+                    expires_us: exp,
+                })),
+                (0, rank) => WaiterState::Queued(rank as u64),
+                _ => WaiterState::Gone,
+            })
+            .collect();
+        Ok((renewed, waiting))
+    }
+
+    /// Some writes were lost (a valid lease missing from a record that
+    /// exists): every lease record is forgotten and the record quarantined
+    /// for one TTL (see `DESIGN.md`, "A partial loss").
+    pub(crate) async fn report_loss(&self) -> Result<(), Error> {
+        let mut inv = self.invocation(&self.scripts.lost);
+        inv.arg(self.ttl_us()).arg(self.max_token.load(Relaxed));
+        let _: i64 = self.run(inv).await?;
+        self.metrics.quarantines.increment(1);
+        self.losses.detected.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+/// What a renewal said of one waiter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WaiterState {
+    /// Granted (its notification may have been lost).
+    Granted(Grant),
+    /// Still queued, at this rank.
+    Queued(u64),
+    /// Not queued (the queue was lost): it must queue again.
+    Gone,
+}
+
+/// What a renewal said of one lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewed {
+    /// Held until then (µs on Redis's clock).
+    Until(i64),
+    /// It had expired on Redis's clock.
+    Expired,
+    /// Redis has no record of it.
+    Missing,
+    /// Registered again after a loss, it found the cap full.
+    Refused,
+}
+
+impl Renewed {
+    fn from_reply(e: i64) -> Renewed {
+        match e {
+            -1 => Renewed::Missing,
+            -2 => Renewed::Refused,
+            e if e > 0 => Renewed::Until(e),
+            _ => Renewed::Expired,
+        }
     }
 }
 

@@ -50,7 +50,8 @@ pub(crate) async fn run(shared: Weak<Shared>, mut conn: ConnectionManager, key: 
             }
             Ok(None) => {}
             // Redis restarting or unreachable: the connection reconnects;
-            // waiters meanwhile fall back on their own polls.
+            // a grant pushed meanwhile reaches its waiter through the next
+            // renewal.
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
@@ -68,10 +69,5 @@ fn deliver(shared: &Weak<Shared>, message: &str) {
     let (Ok(token), Ok(expires_us)) = (token.parse(), expires.parse()) else {
         return;
     };
-    let waiting = shared.waiters.lock().get(id).cloned();
-    // No waiter: it was dropped, and its cancel gives the grant back.
-    if let Some(w) = waiting {
-        *w.grant.lock() = Some(shared.seen(Grant { token, expires_us }));
-        w.woken.notify_one();
-    }
+    shared.deliver(id, shared.seen(Grant { token, expires_us }));
 }

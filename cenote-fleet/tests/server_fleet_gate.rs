@@ -11,7 +11,7 @@ use cenote::resources::{Manager, Pool};
 use cenote_fleet::{Error, GateError};
 
 mod common;
-use common::{build, cleanup, forget_leases, name, url, used};
+use common::{build, cleanup, expire_leases, name, url, used};
 
 /// Counts the resources alive at once (a stand-in for connections).
 #[derive(Clone, Default)]
@@ -104,7 +104,7 @@ async fn a_resource_whose_lease_is_lost_is_destroyed_not_lent_again() {
     let (first, token) = (**r, r.lease().token());
     drop(r);
     // The lease vanishes from Redis; the next renewal says so.
-    forget_leases(&url, &n).await;
+    expire_leases(&url, &n).await;
     fleet.renew_now().await;
     let r = pool.get().await.unwrap();
     assert_ne!(**r, first, "the resource of a lost lease was lent");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 mod common;
-use common::{build, cleanup, forget_leases, name, url};
+use common::{build, cleanup, expire_leases, name, url};
 
 /// Running totals of a semaphore's series. A look at the recorder drains
 /// it (counters, gauges and histograms start again from zero), so each
@@ -77,7 +77,7 @@ async fn the_series_follow_grants_waits_timeouts_and_losses() {
     assert_eq!(seen.get("cenote.fleet.waiters"), 0.0);
     assert_eq!(seen.get("cenote.fleet.grants"), 2.0);
     // Lost: its entry gone from Redis, found at the next renewal.
-    forget_leases(&url, &n).await;
+    expire_leases(&url, &n).await;
     sem.renew_now().await;
     assert!(!second.is_valid());
     assert_eq!(seen.get("cenote.fleet.losses"), 1.0);

@@ -44,16 +44,29 @@ pub async fn cleanup(url: &str, name: &str) {
     }
 }
 
-/// Deletes the record of every lease of `name` from Redis, as when a
-/// stalled holder's lease expired and was reclaimed: the next renewal
-/// finds each one gone.
-pub async fn forget_leases(url: &str, name: &str) {
+/// Ends every lease of `name` on Redis's clock (its expiry set in the
+/// past), as when a stalled holder's lease expired and was reclaimed: the
+/// next renewal finds each one expired.
+pub async fn expire_leases(url: &str, name: &str) {
     let mut c = redis(url).await;
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{{cenote:fleet:{name}}}:holders"))
+    let key = format!("{{cenote:fleet:{name}}}:holders");
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(-1)
         .query_async(&mut c)
         .await
         .unwrap();
+    for id in ids {
+        let _: () = redis::cmd("ZADD")
+            .arg(&key)
+            .arg("XX")
+            .arg(1)
+            .arg(id)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
 }
 
 /// Permits held, as Redis counts them.
