@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cenote_fault_proxy::RedisServer;
+use cenote_fault_proxy::{Proxy, RedisServer, Toxics};
 use cenote_fleet::{Error, Semaphore};
 
 mod common;
-use common::{build, cleanup, expire_leases, name, queued, url, used};
+use common::{addr, build, cleanup, expire_leases, name, queued, url, used};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cap_holds_across_handles_and_every_task_gets_its_turn() {
@@ -180,29 +180,34 @@ async fn a_waiter_that_times_out_or_is_dropped_leaves_the_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_storm_of_timeouts_and_drops_leaks_no_permit() {
+async fn a_storm_of_timeouts_drops_and_panics_leaks_no_permit() {
     let Some(url) = url() else { return };
     let n = name("storm");
     cleanup(&url, &n).await;
-    let a = build(&url, &n, 3, Duration::from_secs(3)).await;
-    let b = build(&url, &n, 3, Duration::from_secs(3)).await;
+    // A TTL far above the wait below: every permit must come back by its
+    // release, not by its expiry.
+    let ttl = Duration::from_secs(60);
+    let a = build(&url, &n, 3, ttl).await;
+    let b = build(&url, &n, 3, ttl).await;
     let mut tasks = Vec::new();
     for i in 0..60u64 {
         let sem = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             for j in 0..5u64 {
                 let wait = Duration::from_millis((i * 7 + j * 13) % 40);
-                if let Ok(lease) = sem.acquire_timeout(wait).await {
-                    if (i + j) % 100 == 0 {
-                        // A panicking holder: its lease drops while unwinding.
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            let _held = lease;
-                            panic!("a holder's panic");
-                        }));
-                        assert!(r.is_err());
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                let Ok(lease) = sem.acquire_timeout(wait).await else {
+                    continue;
+                };
+                match (i + j) % 50 {
+                    // A holder's panic: the task unwinds with the lease.
+                    0 => panic!("a holder's panic"),
+                    // A panic in the work the lease guards.
+                    25 => {
+                        let _ = lease
+                            .run_until_lost(async { panic!("the guarded work's panic") })
+                            .await;
                     }
+                    _ => tokio::time::sleep(Duration::from_millis(1)).await,
                 }
             }
         }));
@@ -212,9 +217,14 @@ async fn a_storm_of_timeouts_and_drops_leaks_no_permit() {
     for t in tasks.iter().step_by(5) {
         t.abort();
     }
+    let mut panicked = 0;
     for t in tasks {
-        let _ = t.await;
+        if t.await.is_err_and(|e| e.is_panic()) {
+            panicked += 1;
+        }
     }
+    assert!(panicked > 0, "no holder panicked");
+    // Well within TTL/3.
     eventually!("every permit back", used(&url, &n).await == 0);
     eventually!("nobody queued", queued(&url, &n).await == 0);
     let all = a.acquire_many(3).await.unwrap();
@@ -274,6 +284,37 @@ async fn with_redis_gone_the_lease_is_lost_at_its_local_deadline_not_before() {
         Err(Error::Unreachable(_))
     ));
     assert!(t0.elapsed() < ttl);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_holder_stops_its_work_before_anyone_else_is_granted() {
+    let Some(url) = url() else { return };
+    let n = name("blackhole");
+    cleanup(&url, &n).await;
+    let ttl = Duration::from_secs(1);
+    let proxy = Proxy::start(addr(&url)).await.unwrap();
+    let cut_off = build(&format!("redis://{}", proxy.addr()), &n, 1, ttl).await;
+    let next = build(&url, &n, 1, ttl).await;
+    let lease = cut_off.acquire().await.unwrap();
+    let token = lease.token();
+    let work = tokio::spawn(async move {
+        let r = lease.run_until_lost(std::future::pending::<()>()).await;
+        (r, Instant::now())
+    });
+    let waiter = tokio::spawn(async move { next.acquire().await });
+    eventually!("queued", queued(&url, &n).await == 1);
+    // The holder's packets go nowhere: its renewals are never answered.
+    proxy.set(Toxics::none().black_hole());
+    let (r, stopped) = work.await.unwrap();
+    assert!(matches!(r, Err(Error::LeaseLost)), "{r:?}");
+    let successor = waiter.await.unwrap().unwrap();
+    let granted = Instant::now();
+    assert!(stopped < granted, "the work ran on past the next grant");
+    assert!(successor.token() > token);
+    assert_eq!(cut_off.losses().detected, 0);
+    drop(successor);
+    proxy.clear();
+    cleanup(&url, &n).await;
 }
 
 /// The child mode: holds one permit of the semaphore named in

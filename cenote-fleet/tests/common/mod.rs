@@ -15,6 +15,16 @@ pub fn url() -> Option<String> {
     url
 }
 
+/// The `host:port` of a `redis://host:port[/db]` URL.
+pub fn addr(url: &str) -> std::net::SocketAddr {
+    let rest = url.trim_start_matches("redis://");
+    let host_port = rest.split('/').next().unwrap();
+    std::net::ToSocketAddrs::to_socket_addrs(host_port)
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
 pub fn name(test: &str) -> String {
     format!("t-{}-{test}", std::process::id())
 }
