@@ -75,7 +75,8 @@ impl Drop for Queued {
         self.shared.metrics.waiters.decrement(1.0);
         if self.armed {
             let (shared, id) = (self.shared.clone(), self.id.clone());
-            shared.rt.clone().spawn(async move {
+            let background = shared.background.clone();
+            background.spawn(&shared.rt.clone(), async move {
                 let _ = shared.cancel(&id).await;
             });
         }

@@ -184,7 +184,8 @@ impl Drop for Lease {
         let (shared, id) = (self.shared.clone(), self.state.id.clone());
         // In the background: a drop never waits on the network. If the
         // runtime is gone, the lease expires after its TTL.
-        shared.rt.clone().spawn(async move {
+        let background = shared.background.clone();
+        background.spawn(&shared.rt.clone(), async move {
             let _ = shared.release(&id).await;
         });
     }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod acquire;
+mod background;
 mod builder;
 mod clock;
 mod error;

@@ -177,6 +177,17 @@ impl Semaphore {
         renew::renew_once(&self.shared).await;
     }
 
+    /// Waits, at most `timeout`, until the releases of dropped leases and
+    /// the cancels of dropped waiters sent in the background have been
+    /// answered by Redis. Call it before the process exits: a release
+    /// that never reaches Redis leaves its permits held until the lease's
+    /// TTL. Leases still held stay held.
+    pub async fn shutdown_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        tokio::time::timeout(timeout, self.shared.background.idle())
+            .await
+            .map_err(|_| Error::TimedOut(timeout))
+    }
+
     /// What this handle saw of Redis losing the semaphore's writes: the
     /// losses it found and its leases refused for the cap afterwards (the
     /// overshoot a partial loss caused here).

@@ -13,6 +13,7 @@ use redis::{Script, ScriptInvocation};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
+use crate::background::Background;
 use crate::clock::RedisClock;
 use crate::error::Error;
 use crate::lease::LeaseState;
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) leases: Mutex<HashMap<String, Arc<LeaseState>>>,
     pub(crate) metrics: FleetMetrics,
     pub(crate) losses: LossCounts,
+    /// Releases and cancels sent in the background.
+    pub(crate) background: Arc<Background>,
 }
 
 impl Shared {
@@ -115,6 +118,7 @@ impl Shared {
             leases: Mutex::new(HashMap::new()),
             metrics: FleetMetrics::new(&name),
             losses: LossCounts::default(),
+            background: Arc::default(),
             name,
         }
     }

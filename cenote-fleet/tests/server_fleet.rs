@@ -233,6 +233,33 @@ async fn a_storm_of_timeouts_drops_and_panics_leaks_no_permit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_the_releases_and_cancels_sent_in_the_background() {
+    let Some(url) = url() else { return };
+    let n = name("shutdown");
+    cleanup(&url, &n).await;
+    let sem = build(&url, &n, 4, Duration::from_secs(30)).await;
+    let leases = [
+        sem.acquire().await.unwrap(),
+        sem.acquire().await.unwrap(),
+        sem.acquire_many(2).await.unwrap(),
+    ];
+    // A waiter dropped while queued: its cancel goes in the background too.
+    let waiter = tokio::spawn({
+        let sem = sem.clone();
+        async move { sem.acquire().await }
+    });
+    eventually!("queued", queued(&url, &n).await == 1);
+    waiter.abort();
+    let _ = waiter.await;
+    drop(leases);
+    sem.shutdown_timeout(Duration::from_secs(5)).await.unwrap();
+    // Nothing left to wait for: all reached Redis.
+    assert_eq!(used(&url, &n).await, 0);
+    assert_eq!(queued(&url, &n).await, 0);
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_redis_no_longer_has_is_lost_and_its_work_cancelled() {
     let Some(url) = url() else { return };
     let n = name("lost");

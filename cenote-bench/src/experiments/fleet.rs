@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod handoff;
+
+use handoff::{Turn, Turns};
+
 use super::databases::loops;
 use super::resources::contended_outcome;
 use super::{column, count_label, Case, Experiment, Quantity, Unit};
@@ -35,6 +39,17 @@ pub struct FleetParams {
     pub cap: u64,
     /// Operations in all (grants, script calls or pings).
     pub ops: u64,
+    /// Record each grant's turn (token, grant and release times), for the
+    /// hand-off latency.
+    #[serde(default)]
+    pub handoff: bool,
+}
+
+/// What a worker process reports.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WorkerOut {
+    waits: Vec<u32>,
+    turns: Vec<Turn>,
 }
 
 /// What a worker process is told.
@@ -72,6 +87,7 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
         tasks: 1,
         cap: 10,
         ops: if smoke { 100 } else { 4_000 },
+        handoff: false,
     };
     let scenario = format!("uncontended/cap=10/{}", count_label(one.ops));
     for imp in [Impl::Cenote, Impl::RedisPing] {
@@ -98,6 +114,7 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
             tasks,
             cap,
             ops: if smoke { 320 } else { 20_000 },
+            handoff: false,
         };
         let scenario = format!(
             "procs={processes}/tasks={tasks}/cap={cap}/{}",
@@ -106,6 +123,22 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
         for imp in [Impl::Cenote, Impl::LuaCeiling] {
             cases.push(Case::new(&scenario, imp, &p));
         }
+    }
+    let handoff: &[usize] = if smoke { &[1] } else { &[1, 4] };
+    for &processes in handoff {
+        let p = FleetParams {
+            url: url.clone(),
+            processes,
+            tasks: 16,
+            cap: 1,
+            ops: if smoke { 100 } else { 4_000 },
+            handoff: true,
+        };
+        let scenario = format!(
+            "handoff/procs={processes}/tasks=16/cap=1/{}",
+            count_label(p.ops)
+        );
+        cases.push(Case::new(&scenario, Impl::Cenote, &p));
     }
     vec![Experiment {
         name: DIRECT,
@@ -120,6 +153,11 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
              rate is the ceiling of grants. Per op: a grant (cenote), a call (lua-ceiling), a \
              PING (redis-ping). wait: the acquire's time (the call's for the peers)."
                 .to_owned(),
+            "handoff: one permit, 16 tasks per process, each releasing at once: every grant \
+             goes to a queued waiter, in any process. wake: from the start of a release to \
+             the grant of the next token (the wall clock, shared by the processes); compare \
+             with the PING round trip of the uncontended rows."
+                .to_owned(),
         ],
         headline: Quantity::PerOp,
         per_op_title: "time per operation (wall / ops; 1 / throughput)",
@@ -127,6 +165,8 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
             column("ops_per_s", "ops/s", Unit::Plain(0), false),
             column("wait_p50_us", "wait p50", Unit::Micros, false),
             column("wait_p99_us", "wait p99", Unit::Micros, true),
+            column("wake_p50_us", "wake p50", Unit::Micros, false),
+            column("wake_p99_us", "wake p99", Unit::Micros, true),
         ],
         cases,
     }]
@@ -134,7 +174,8 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
 
 /// One prepared process's share of the work.
 enum Runner {
-    Cenote(cenote_fleet::Semaphore),
+    /// The semaphore, and where turns go if they are recorded.
+    Cenote(cenote_fleet::Semaphore, Option<Turns>),
     Ping(redis::aio::MultiplexedConnection),
     Lua(redis::aio::MultiplexedConnection, redis::Script, String),
 }
@@ -152,6 +193,7 @@ impl Runner {
                     .build()
                     .await
                     .map_err(err)?,
+                p.handoff.then(Turns::default),
             ),
             Impl::RedisPing => Runner::Ping(
                 client
@@ -171,10 +213,20 @@ impl Runner {
         })
     }
 
-    /// `tasks` tasks doing `each` operations; each task's start and waits.
-    async fn run(self, tasks: usize, each: u64) -> Result<Vec<(Instant, Vec<u32>)>, String> {
+    /// `tasks` tasks doing `each` operations; each task's start and
+    /// waits, and the turns recorded.
+    async fn run(
+        self,
+        tasks: usize,
+        each: u64,
+    ) -> Result<(Vec<(Instant, Vec<u32>)>, Vec<Turn>), String> {
+        let turns = match &self {
+            Runner::Cenote(_, t) => t.clone(),
+            _ => None,
+        };
         let runner = std::sync::Arc::new(self);
-        loops(tasks, each, move |_| {
+        let kept = runner.clone();
+        let waits = loops(tasks, each, move |_| {
             let runner = runner.clone();
             async move {
                 let t0 = Instant::now();
@@ -182,13 +234,31 @@ impl Runner {
                 Ok(t0.elapsed())
             }
         })
-        .await
+        .await?;
+        // The last leases' releases reach Redis before the process ends
+        // (otherwise their permits stay held for the TTL, and the other
+        // processes wait).
+        if let Runner::Cenote(sem, _) = &*kept {
+            sem.shutdown_timeout(Duration::from_secs(5))
+                .await
+                .map_err(err)?;
+        }
+        Ok((waits, turns.map(|t| t.take()).unwrap_or_default()))
     }
 
     async fn once(&self) -> Result<(), String> {
         match self {
-            Runner::Cenote(sem) => {
+            Runner::Cenote(sem, turns) => {
                 let lease = sem.acquire().await.map_err(err)?;
+                if let Some(turns) = turns {
+                    let granted_us = handoff::now_us();
+                    let token = lease.token();
+                    turns.push(Turn {
+                        token,
+                        granted_us,
+                        released_us: handoff::now_us(),
+                    });
+                }
                 drop(lease);
             }
             Runner::Ping(c) => {
@@ -271,7 +341,7 @@ async fn measure(imp: Impl, p: &FleetParams, name: &str) -> Result<Outcome, Stri
             .map_err(err)?;
     }
     let go = Instant::now();
-    let mut all = runner.run(p.tasks, each).await?;
+    let (mut all, mut turns) = runner.run(p.tasks, each).await?;
     for w in workers {
         let out = tokio::task::spawn_blocking(move || w.wait_with_output())
             .await
@@ -287,10 +357,18 @@ async fn measure(imp: Impl, p: &FleetParams, name: &str) -> Result<Outcome, Stri
                     String::from_utf8_lossy(&out.stderr)
                 )
             })?;
-        let waits: Vec<u32> = serde_json::from_str(line).map_err(err)?;
-        all.push((go, waits));
+        let out: WorkerOut = serde_json::from_str(line).map_err(err)?;
+        all.push((go, out.waits));
+        turns.extend(out.turns);
     }
-    Ok(contended_outcome(Instant::now(), total, all))
+    let outcome = contended_outcome(Instant::now(), total, all);
+    if !p.handoff {
+        return Ok(outcome);
+    }
+    let wakes = handoff::handoffs(turns);
+    Ok(outcome
+        .metric("wake_p50_us", handoff::quantile(&wakes, 0.5))
+        .metric("wake_p99_us", handoff::quantile(&wakes, 0.99)))
 }
 
 fn start_worker(spec: &WorkerSpec) -> Result<std::process::Child, String> {
@@ -306,7 +384,7 @@ fn start_worker(spec: &WorkerSpec) -> Result<std::process::Child, String> {
 /// A worker process: prepares, says it is ready, waits for the go, runs
 /// its share and prints its waits.
 pub fn worker_main(spec: &str) -> std::process::ExitCode {
-    let result = (|| -> Result<Vec<u32>, String> {
+    let result = (|| -> Result<WorkerOut, String> {
         let spec: WorkerSpec = serde_json::from_str(spec).map_err(err)?;
         let imp = Impl::from_name(&spec.imp).ok_or("unknown impl")?;
         let p = &spec.params;
@@ -334,15 +412,18 @@ pub fn worker_main(spec: &str) -> std::process::ExitCode {
                 .query_async(&mut conn)
                 .await
                 .map_err(err)?;
-            let all = runner.run(p.tasks, each).await?;
-            Ok(all.into_iter().flat_map(|(_, w)| w).collect())
+            let (all, turns) = runner.run(p.tasks, each).await?;
+            Ok(WorkerOut {
+                waits: all.into_iter().flat_map(|(_, w)| w).collect(),
+                turns,
+            })
         })
     })();
     match result {
-        Ok(waits) => {
+        Ok(out) => {
             println!(
                 "{WORKER_TAG}{}",
-                serde_json::to_string(&waits).unwrap_or_default()
+                serde_json::to_string(&out).unwrap_or_default()
             );
             std::process::ExitCode::SUCCESS
         }
