@@ -35,10 +35,16 @@ local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
--- Permits held: read once per script, then kept in step with the writes.
-local held = nil
+-- The cap, permits held and the quarantine's end: read once per script
+-- (one call), then kept in step with the writes.
+local held, resume_at, stored_cap = nil, nil, nil
+local function load()
+  local m = redis.call('HMGET', meta, 'used', 'quarantine', 'cap')
+  held, resume_at = tonumber(m[1] or '0'), tonumber(m[2] or '0')
+  stored_cap = m[3] and tonumber(m[3])
+end
 local function used()
-  if held == nil then held = tonumber(redis.call('HGET', meta, 'used') or '0') end
+  if held == nil then load() end
   return held
 end
 local function add_used(n)
@@ -47,8 +53,8 @@ local function add_used(n)
 end
 -- Time left (µs) before grants may resume after a loss; nil: none.
 local function quarantined(now)
-  local q = tonumber(redis.call('HGET', meta, 'quarantine') or '0')
-  if q > now then return q - now end
+  if held == nil then load() end
+  if resume_at > now then return resume_at - now end
   return nil
 end
 -- The record was made again (`cap` just set): lease records that
@@ -57,6 +63,7 @@ end
 local function remake(resume)
   redis.call('DEL', holders, leases, granted)
   redis.call('HSET', meta, 'used', 0, 'quarantine', int(resume))
+  held = nil
   redis.call('HSETNX', meta, 'seq', 0)
   redis.call('HSETNX', meta, 'token', 0)
 end
@@ -135,9 +142,9 @@ local function next_event(now)
   return soonest or -1
 end
 local function check_cap(cap)
-  local stored = redis.call('HGET', meta, 'cap')
-  if not stored then return {'NOINIT', 0, 0, 0} end
-  if tonumber(stored) ~= cap then return {'CAP', tonumber(stored), 0, 0} end
+  if held == nil then load() end
+  if not stored_cap then return {'NOINIT', 0, 0, 0} end
+  if stored_cap ~= cap then return {'CAP', stored_cap, 0, 0} end
   return nil
 end
 "#;
