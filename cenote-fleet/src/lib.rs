@@ -13,6 +13,7 @@ mod renew;
 mod scripts;
 mod semaphore;
 mod shared;
+mod trace;
 mod wake;
 
 pub use builder::Builder;

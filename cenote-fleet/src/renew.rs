@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::acquire::WATCHING_RANKS;
 use crate::lease::LeaseState;
 use crate::shared::{Renewed, Shared, WaiterState};
+use crate::trace;
 
 pub(crate) async fn run(shared: Weak<Shared>) {
     let Some(period) = shared.upgrade().map(|s| s.ttl / 3) else {
@@ -55,6 +56,7 @@ async fn round(shared: &Shared) -> bool {
     for lease in expired {
         if lease.deadline.send_replace(None).is_some() {
             shared.metrics.losses.increment(1);
+            trace::lease_lost(&shared.name, lease.token, "not renewed before its deadline");
         }
     }
     let waiters: Vec<String> = shared.waiters.lock().keys().cloned().collect();
@@ -74,8 +76,8 @@ async fn round(shared: &Shared) -> bool {
     }
     let mut loss = false;
     for (lease, r) in leases.iter().zip(renewed) {
-        let until = match r {
-            Renewed::Until(e) => shared.clock.local(e),
+        let (until, why) = match r {
+            Renewed::Until(e) => (shared.clock.local(e), "its renewal came too late"),
             Renewed::Missing if held(shared, lease) => {
                 loss = true;
                 continue;
@@ -83,15 +85,19 @@ async fn round(shared: &Shared) -> bool {
             Renewed::Refused => {
                 shared.losses.refused.fetch_add(1, Relaxed);
                 shared.metrics.overshoot.increment(1);
-                None
+                (
+                    None,
+                    "refused after a loss: the cap was full (an overshoot)",
+                )
             }
-            Renewed::Missing | Renewed::Expired => None,
+            Renewed::Missing | Renewed::Expired => (None, "expired on Redis's clock"),
         };
         match until {
             Some(until) if until > Instant::now() => lease.extend(until),
             _ => {
                 if lease.lose() {
                     shared.metrics.losses.increment(1);
+                    trace::lease_lost(&shared.name, lease.token, why);
                 }
             }
         }

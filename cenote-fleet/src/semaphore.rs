@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -14,6 +14,7 @@ use crate::gate::Gated;
 use crate::lease::Lease;
 use crate::losses::Losses;
 use crate::shared::Shared;
+use crate::trace::AcquireSpan;
 use crate::{renew, wake};
 
 /// A semaphore whose cap holds across every process that uses it, kept in
@@ -105,13 +106,18 @@ impl Semaphore {
     /// `n` permits, waiting at most `timeout`. A call dropped or timed out
     /// leaves the queue (a grant that raced it is given back).
     pub async fn acquire_many_timeout(&self, n: u64, timeout: Duration) -> Result<Lease, Error> {
-        match tokio::time::timeout(timeout, acquire(&self.shared, n, false)).await {
+        let span = AcquireSpan::new(&self.shared.name, n);
+        let since = Instant::now();
+        let bounded = tokio::time::timeout(timeout, acquire(&self.shared, n, false));
+        let got = match span.run(bounded).await {
             Ok(r) => r,
             Err(_) => {
                 self.shared.metrics.timeouts.increment(1);
                 Err(Error::TimedOut(timeout))
             }
-        }
+        };
+        span.end(&got, since.elapsed());
+        got
     }
 
     /// One permit if one is free now and nobody is queued ahead
@@ -122,7 +128,11 @@ impl Semaphore {
 
     /// `n` permits if free now and nobody is queued ahead.
     pub async fn try_acquire_many(&self, n: u64) -> Result<Lease, Error> {
-        acquire(&self.shared, n, true).await
+        let span = AcquireSpan::new(&self.shared.name, n);
+        let since = Instant::now();
+        let got = span.run(acquire(&self.shared, n, true)).await;
+        span.end(&got, since.elapsed());
+        got
     }
 
     /// [`acquire`](Self::acquire), blocking the calling thread. On a

@@ -20,6 +20,7 @@ use crate::lease::LeaseState;
 use crate::losses::LossCounts;
 use crate::metrics::FleetMetrics;
 use crate::scripts::Scripts;
+use crate::trace;
 
 /// A grant made to a queued waiter by another process's call, pushed to
 /// this one.
@@ -219,6 +220,7 @@ impl Shared {
             Acquired::NoRecord => {
                 self.metrics.quarantines.increment(1);
                 self.losses.detected.fetch_add(1, Relaxed);
+                trace::state_lost(&self.name, "the whole record");
                 let left = self.init(self.ttl).await?;
                 if try_only {
                     return Err(self.quarantined(left));
@@ -376,6 +378,7 @@ impl Shared {
         let _: i64 = self.run(inv).await?;
         self.metrics.quarantines.increment(1);
         self.losses.detected.fetch_add(1, Relaxed);
+        trace::state_lost(&self.name, "a lease this process holds");
         Ok(())
     }
 }
