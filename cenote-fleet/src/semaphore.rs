@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::gate::Gated;
 use crate::lease::Lease;
 use crate::losses::Losses;
+use crate::share::LocalShare;
 use crate::shared::Shared;
 use crate::trace::AcquireSpan;
 use crate::{renew, wake};
@@ -22,7 +23,7 @@ use crate::{renew, wake};
 /// tasks (its leases still release when dropped).
 #[derive(Clone)]
 pub struct Semaphore {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Semaphore {
@@ -196,6 +197,14 @@ impl Semaphore {
         tokio::time::timeout(timeout, self.shared.background.idle())
             .await
             .map_err(|_| Error::TimedOut(timeout))
+    }
+
+    /// This process's share of the semaphore, served locally (see
+    /// [`LocalShare`]): blocks of at most `max_block` permits leased from
+    /// the fleet as local demand needs them, each given back once all its
+    /// permits have been free for `idle`.
+    pub fn local_share(&self, max_block: u64, idle: Duration) -> Result<LocalShare, Error> {
+        LocalShare::start(self.clone(), max_block, idle)
     }
 
     /// What this handle saw of Redis losing the semaphore's writes: the

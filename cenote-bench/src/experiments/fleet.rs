@@ -43,6 +43,10 @@ pub struct FleetParams {
     /// hand-off latency.
     #[serde(default)]
     pub handoff: bool,
+    /// Local-share mode: blocks of at most this many permits served
+    /// locally (0: direct mode).
+    #[serde(default)]
+    pub share_block: u64,
 }
 
 /// What a worker process reports.
@@ -88,6 +92,7 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
         cap: 10,
         ops: if smoke { 100 } else { 4_000 },
         handoff: false,
+        share_block: 0,
     };
     let scenario = format!("uncontended/cap=10/{}", count_label(one.ops));
     for imp in [Impl::Cenote, Impl::RedisPing] {
@@ -115,6 +120,7 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
             cap,
             ops: if smoke { 320 } else { 20_000 },
             handoff: false,
+            share_block: 0,
         };
         let scenario = format!(
             "procs={processes}/tasks={tasks}/cap={cap}/{}",
@@ -123,6 +129,27 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
         for imp in [Impl::Cenote, Impl::LuaCeiling] {
             cases.push(Case::new(&scenario, imp, &p));
         }
+    }
+    let shared_cells: &[(usize, u64)] = if smoke {
+        &[(1, 100)]
+    } else {
+        &[(1, 100), (4, 100)]
+    };
+    for &(processes, cap) in shared_cells {
+        let p = FleetParams {
+            url: url.clone(),
+            processes,
+            tasks: 16,
+            cap,
+            ops: if smoke { 10_000 } else { 4_000_000 },
+            handoff: false,
+            share_block: cap / processes as u64,
+        };
+        let scenario = format!(
+            "local-share/procs={processes}/tasks=16/cap={cap}/{}",
+            count_label(p.ops)
+        );
+        cases.push(Case::new(&scenario, Impl::Cenote, &p));
     }
     let handoff: &[usize] = if smoke { &[1] } else { &[1, 4] };
     for &processes in handoff {
@@ -133,6 +160,7 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
             cap: 1,
             ops: if smoke { 100 } else { 4_000 },
             handoff: true,
+            share_block: 0,
         };
         let scenario = format!(
             "handoff/procs={processes}/tasks=16/cap=1/{}",
@@ -158,6 +186,11 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
              the grant of the next token (the wall clock, shared by the processes); compare \
              with the PING round trip of the uncontended rows."
                 .to_owned(),
+            "local-share: each process serves its tasks from a LocalShare (blocks of at most \
+             cap / procs permits leased from the fleet, idle 1 s), each task taking and \
+             dropping a local permit in a loop; ops/s is per process when procs=1, and for \
+             all processes together otherwise."
+                .to_owned(),
         ],
         headline: Quantity::PerOp,
         per_op_title: "time per operation (wall / ops; 1 / throughput)",
@@ -176,6 +209,8 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
 enum Runner {
     /// The semaphore, and where turns go if they are recorded.
     Cenote(cenote_fleet::Semaphore, Option<Turns>),
+    /// A local share of the semaphore (kept alive by it).
+    Share(cenote_fleet::LocalShare, cenote_fleet::Semaphore),
     Ping(redis::aio::MultiplexedConnection),
     Lua(redis::aio::MultiplexedConnection, redis::Script, String),
 }
@@ -187,14 +222,21 @@ impl Runner {
     async fn new(imp: Impl, p: &FleetParams, name: &str) -> Result<Runner, String> {
         let client = redis::Client::open(p.url.as_str()).map_err(err)?;
         Ok(match imp {
-            Impl::Cenote => Runner::Cenote(
-                cenote_fleet::Semaphore::builder(&p.url, name, p.cap)
+            Impl::Cenote => {
+                let sem = cenote_fleet::Semaphore::builder(&p.url, name, p.cap)
                     .acquire_timeout(Duration::from_secs(60))
                     .build()
                     .await
-                    .map_err(err)?,
-                p.handoff.then(Turns::default),
-            ),
+                    .map_err(err)?;
+                if p.share_block > 0 {
+                    let share = sem
+                        .local_share(p.share_block, Duration::from_secs(1))
+                        .map_err(err)?;
+                    Runner::Share(share, sem)
+                } else {
+                    Runner::Cenote(sem, p.handoff.then(Turns::default))
+                }
+            }
             Impl::RedisPing => Runner::Ping(
                 client
                     .get_multiplexed_async_connection()
@@ -238,7 +280,16 @@ impl Runner {
         // The last leases' releases reach Redis before the process ends
         // (otherwise their permits stay held for the TTL, and the other
         // processes wait).
-        if let Runner::Cenote(sem, _) = &*kept {
+        let sem = match std::sync::Arc::try_unwrap(kept) {
+            Ok(Runner::Cenote(sem, _)) => Some(sem),
+            // The share's blocks go back as it drops.
+            Ok(Runner::Share(share, sem)) => {
+                drop(share);
+                Some(sem)
+            }
+            _ => None,
+        };
+        if let Some(sem) = sem {
             sem.shutdown_timeout(Duration::from_secs(5))
                 .await
                 .map_err(err)?;
@@ -260,6 +311,10 @@ impl Runner {
                     });
                 }
                 drop(lease);
+            }
+            Runner::Share(share, _) => {
+                let permit = share.acquire().await.map_err(err)?;
+                drop(permit);
             }
             Runner::Ping(c) => {
                 let _: String = redis::cmd("PING")

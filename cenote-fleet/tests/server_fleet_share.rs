@@ -1,0 +1,192 @@
+//! Local-share mode on the shared Redis: blocks of permits leased by each
+//! process and served locally. The cap holds across the shares, blocks go
+//! back when idle and rotate between busy processes, and a lost block
+//! voids the local permits it may back.
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cenote_fleet::{Error, LocalShare};
+
+mod common;
+use common::{build, cleanup, expire_leases, name, url, used};
+
+/// `tasks` tasks taking `rounds` local permits each, holding each for
+/// `hold`; counts the most holders at once across every share given the
+/// same `holding`, and each share's grants in `done`.
+async fn load(
+    share: LocalShare,
+    tasks: u64,
+    rounds: u64,
+    hold: Duration,
+    holding: Arc<AtomicU64>,
+    most: Arc<AtomicU64>,
+    done: Arc<AtomicU64>,
+) {
+    let mut all = Vec::new();
+    for _ in 0..tasks {
+        let (share, holding, most, done) =
+            (share.clone(), holding.clone(), most.clone(), done.clone());
+        all.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                let permit = share.acquire().await.unwrap();
+                assert!(permit.is_valid());
+                most.fetch_max(holding.fetch_add(1, SeqCst) + 1, SeqCst);
+                tokio::time::sleep(hold).await;
+                holding.fetch_sub(1, SeqCst);
+                done.fetch_add(1, SeqCst);
+                drop(permit);
+            }
+        }));
+    }
+    for t in all {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shares_keep_the_cap_and_give_their_blocks_back_when_idle() {
+    let Some(url) = url() else { return };
+    let n = name("share");
+    cleanup(&url, &n).await;
+    let a = build(&url, &n, 6, Duration::from_secs(5)).await;
+    let b = build(&url, &n, 6, Duration::from_secs(5)).await;
+    let idle = Duration::from_millis(200);
+    let (sa, sb) = (
+        a.local_share(4, idle).unwrap(),
+        b.local_share(4, idle).unwrap(),
+    );
+    let holding = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
+    let (da, db) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let hold = Duration::from_millis(1);
+    tokio::join!(
+        load(
+            sa.clone(),
+            10,
+            40,
+            hold,
+            holding.clone(),
+            most.clone(),
+            da.clone()
+        ),
+        load(
+            sb.clone(),
+            10,
+            40,
+            hold,
+            holding.clone(),
+            most.clone(),
+            db.clone()
+        ),
+    );
+    assert!(
+        most.load(SeqCst) <= 6,
+        "{} holders at once",
+        most.load(SeqCst)
+    );
+    assert_eq!(da.load(SeqCst) + db.load(SeqCst), 800);
+    assert!(sa.held() + sb.held() <= 6);
+    // Idle: every block goes back.
+    eventually!("blocks given back", sa.held() + sb.held() == 0);
+    eventually!("Redis counts none held", used(&url, &n).await == 0);
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_share_rotates_its_blocks_so_another_is_served() {
+    let Some(url) = url() else { return };
+    let n = name("rotate");
+    cleanup(&url, &n).await;
+    let a = build(&url, &n, 4, Duration::from_secs(5)).await;
+    let b = build(&url, &n, 4, Duration::from_secs(5)).await;
+    let idle = Duration::from_millis(50);
+    let (sa, sb) = (
+        a.local_share(4, idle).unwrap(),
+        b.local_share(4, idle).unwrap(),
+    );
+    let holding = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
+    let (da, db) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // a takes the whole cap and never idles; b asks after it.
+    let busy = tokio::spawn(load(
+        sa.clone(),
+        8,
+        u64::MAX,
+        Duration::from_millis(2),
+        holding.clone(),
+        most.clone(),
+        da.clone(),
+    ));
+    eventually!("a holds the cap", sa.held() == 4);
+    // b gets its turn: a's block rotates out (every 8 idle periods).
+    load(
+        sb.clone(),
+        4,
+        20,
+        Duration::from_millis(1),
+        holding,
+        most.clone(),
+        db.clone(),
+    )
+    .await;
+    busy.abort();
+    let _ = busy.await;
+    assert_eq!(db.load(SeqCst), 80);
+    assert!(
+        most.load(SeqCst) <= 4,
+        "{} holders at once",
+        most.load(SeqCst)
+    );
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_block_voids_the_local_permits() {
+    let Some(url) = url() else { return };
+    let n = name("shareloss");
+    cleanup(&url, &n).await;
+    let sem = build(&url, &n, 2, Duration::from_secs(5)).await;
+    let share = sem.local_share(2, Duration::from_secs(10)).unwrap();
+    let permit = share.acquire().await.unwrap();
+    assert!(permit.is_valid());
+    assert!(permit.token() > 0);
+    // The block's lease ends on Redis's clock.
+    expire_leases(&url, &n).await;
+    sem.renew_now().await;
+    tokio::time::timeout(Duration::from_secs(5), permit.lost())
+        .await
+        .unwrap();
+    assert!(!permit.is_valid());
+    assert_eq!(share.held(), 0);
+    drop(permit);
+    // A new block serves the next caller.
+    let next = share.acquire().await.unwrap();
+    assert!(next.is_valid());
+    drop(next);
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_are_refused() {
+    let Some(url) = url() else { return };
+    let n = name("sharebad");
+    cleanup(&url, &n).await;
+    let sem = build(&url, &n, 3, Duration::from_secs(5)).await;
+    assert!(matches!(
+        sem.local_share(0, Duration::from_secs(1)),
+        Err(Error::TooMany { .. })
+    ));
+    assert!(matches!(
+        sem.local_share(4, Duration::from_secs(1)),
+        Err(Error::TooMany { .. })
+    ));
+    assert!(matches!(
+        sem.local_share(2, Duration::ZERO),
+        Err(Error::Config(_))
+    ));
+    let share = sem.local_share(2, Duration::from_secs(1)).unwrap();
+    assert!(matches!(share.try_acquire(), Err(Error::Busy)));
+    cleanup(&url, &n).await;
+}
