@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 mod handoff;
+mod node_peer;
 
 use handoff::{Turn, Turns};
 
@@ -130,6 +131,30 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
             cases.push(Case::new(&scenario, imp, &p));
         }
     }
+    // Against redis-semaphore: fewer grants (it polls every 10 ms).
+    let peer_cells: &[(usize, usize, u64)] = if smoke {
+        &[]
+    } else {
+        &[(1, 16, 10), (4, 16, 10), (1, 64, 100)]
+    };
+    for &(processes, tasks, cap) in peer_cells {
+        let p = FleetParams {
+            url: url.clone(),
+            processes,
+            tasks,
+            cap,
+            ops: 2_000,
+            handoff: false,
+            share_block: 0,
+        };
+        let scenario = format!(
+            "vs-redis-semaphore/procs={processes}/tasks={tasks}/cap={cap}/{}",
+            count_label(p.ops)
+        );
+        for imp in [Impl::Cenote, Impl::RedisSemaphore] {
+            cases.push(Case::new(&scenario, imp, &p));
+        }
+    }
     let shared_cells: &[(usize, u64)] = if smoke {
         &[(1, 100)]
     } else {
@@ -185,6 +210,10 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
              goes to a queued waiter, in any process. wake: from the start of a release to \
              the grant of the next token (the wall clock, shared by the processes); compare \
              with the PING round trip of the uncontended rows."
+                .to_owned(),
+            "redis-semaphore: the npm package (5.8.0, on ioredis) in Node.js processes, one \
+             Semaphore object per acquire (lockTimeout 10 s, its default retry interval of \
+             10 ms), installed by the bench into ~/.cache/cenote-bench/node on first use."
                 .to_owned(),
             "local-share: each process serves its tasks from a LocalShare (blocks of at most \
              cap / procs permits leased from the fleet, idle 1 s), each task taking and \
@@ -349,6 +378,9 @@ fn go_key(name: &str) -> String {
 
 /// Runs one case in this (child) process, starting the other processes.
 pub fn run(imp: Impl, p: &FleetParams) -> Result<Outcome, String> {
+    if imp == Impl::RedisSemaphore {
+        return run_node(p);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -358,6 +390,38 @@ pub fn run(imp: Impl, p: &FleetParams) -> Result<Outcome, String> {
     rt.block_on(cleanup(&p.url, &name));
     std::mem::forget(rt);
     outcome
+}
+
+/// redis-semaphore: `processes` Node processes, each with `tasks` tasks
+/// and its share of the grants.
+fn run_node(p: &FleetParams) -> Result<Outcome, String> {
+    let runner = node_peer::prepare()?;
+    let name = format!("bench-{}", std::process::id());
+    let key = format!("{{cenote:bench:{name}}}:redis-semaphore");
+    let share = (p.ops / p.processes as u64).max(1);
+    let children = (0..p.processes)
+        .map(|_| node_peer::start(&runner, &p.url, &key, p.cap, p.tasks, share))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs = children
+        .into_iter()
+        .map(node_peer::finish)
+        .collect::<Result<Vec<_>, _>>()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(err)?;
+    rt.block_on(cleanup(&p.url, &name));
+    let first = runs.iter().map(|r| r.start_ms).min().unwrap_or(0);
+    let last = runs.iter().map(|r| r.end_ms).max().unwrap_or(first);
+    let wall = Duration::from_millis(last.saturating_sub(first).max(1));
+    let waits: Vec<u32> = runs
+        .into_iter()
+        .flat_map(|r| r.waits_us)
+        .map(|us| us.saturating_mul(1_000))
+        .collect();
+    let ops = waits.len() as u64;
+    let ended = Instant::now();
+    Ok(contended_outcome(ended, ops, vec![(ended - wall, waits)]))
 }
 
 async fn measure(imp: Impl, p: &FleetParams, name: &str) -> Result<Outcome, String> {

@@ -109,6 +109,9 @@ pub enum Impl {
     HyperUtilCapped,
     /// `reqwest::Client` (HTTP/1.1 only, no TLS).
     Reqwest,
+    /// redis-semaphore (npm) on Node.js: leases scored by the client's
+    /// clock, acquire retried every 10 ms.
+    RedisSemaphore,
     /// No semaphore: `PING` round trips (the floor of any Redis call).
     RedisPing,
     /// No semaphore: a trivial three-command Lua script per call (the
@@ -182,6 +185,7 @@ impl Impl {
             Impl::HyperUtil => "hyper-util",
             Impl::HyperUtilCapped => "hyper-util-capped",
             Impl::Reqwest => "reqwest",
+            Impl::RedisSemaphore => "redis-semaphore",
             Impl::RedisPing => "redis-ping",
             Impl::LuaCeiling => "lua-ceiling",
         }
@@ -189,7 +193,7 @@ impl Impl {
 
     /// The implementation called `name`.
     pub fn from_name(name: &str) -> Option<Impl> {
-        const ALL: [Impl; 41] = [
+        const ALL: [Impl; 42] = [
             Impl::Cenote,
             Impl::CenoteFn,
             Impl::ThreadPerTask,
@@ -229,6 +233,7 @@ impl Impl {
             Impl::HyperUtil,
             Impl::HyperUtilCapped,
             Impl::Reqwest,
+            Impl::RedisSemaphore,
             Impl::RedisPing,
             Impl::LuaCeiling,
         ];
@@ -356,6 +361,7 @@ macro_rules! with_peer {
             | Impl::HyperUtil
             | Impl::HyperUtilCapped
             | Impl::Reqwest
+            | Impl::RedisSemaphore
             | Impl::RedisPing
             | Impl::LuaCeiling) => Err(format!("{} is not a general worker pool", other.name())),
         }
