@@ -165,6 +165,13 @@ enum Command {
         /// What to run, as JSON.
         spec: String,
     },
+    /// A holder process of the fleet fault experiment (used by the
+    /// harness; not for people).
+    #[command(name = "__fleet-holder", hide = true)]
+    FleetHolder {
+        /// What to run, as JSON.
+        spec: String,
+    },
     /// Runs one measurement (used by the harness; not for people).
     #[command(name = "__child", hide = true)]
     Child {
@@ -227,6 +234,7 @@ fn main() -> ExitCode {
         Some(Command::Child { spec }) => harness::child_main(spec),
         Some(Command::HttpServer { idle_close_ms }) => http::server::main(*idle_close_ms),
         Some(Command::FleetWorker { spec }) => fleet::worker_main(spec),
+        Some(Command::FleetHolder { spec }) => fleet::faults::holder_main(spec),
         Some(Command::Report(args)) => report_only(&cli, args),
         _ => measure(&cli),
     }
@@ -251,7 +259,8 @@ fn measure(cli: &Cli) -> ExitCode {
             Command::Report(_)
             | Command::Child { .. }
             | Command::HttpServer { .. }
-            | Command::FleetWorker { .. },
+            | Command::FleetWorker { .. }
+            | Command::FleetHolder { .. },
         ) => {
             unreachable!("handled in main")
         }

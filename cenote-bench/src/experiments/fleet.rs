@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod faults;
 mod handoff;
 mod node_peer;
 
@@ -193,11 +194,18 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
         );
         cases.push(Case::new(&scenario, Impl::Cenote, &p));
     }
-    vec![Experiment {
-        name: DIRECT,
-        title: "cenote-fleet on Redis: acquire + release, and grants per second across processes"
-            .to_owned(),
-        notes: vec![
+    let mut plan = Vec::new();
+    if !smoke {
+        plan.push(faults::experiment(&url));
+    }
+    plan.insert(
+        0,
+        Experiment {
+            name: DIRECT,
+            title:
+                "cenote-fleet on Redis: acquire + release, and grants per second across processes"
+                    .to_owned(),
+            notes: vec![
             "cenote: cenote-fleet (ttl 10 s), each task acquires one permit and drops the lease \
              (released in the background), in a loop; tasks per process on a multi-thread tokio \
              runtime; with procs=4, four processes started together. redis-ping: PING round \
@@ -221,17 +229,19 @@ pub fn plan(smoke: bool) -> Vec<Experiment> {
              all processes together otherwise."
                 .to_owned(),
         ],
-        headline: Quantity::PerOp,
-        per_op_title: "time per operation (wall / ops; 1 / throughput)",
-        columns: vec![
-            column("ops_per_s", "ops/s", Unit::Plain(0), false),
-            column("wait_p50_us", "wait p50", Unit::Micros, false),
-            column("wait_p99_us", "wait p99", Unit::Micros, true),
-            column("wake_p50_us", "wake p50", Unit::Micros, false),
-            column("wake_p99_us", "wake p99", Unit::Micros, true),
-        ],
-        cases,
-    }]
+            headline: Quantity::PerOp,
+            per_op_title: "time per operation (wall / ops; 1 / throughput)",
+            columns: vec![
+                column("ops_per_s", "ops/s", Unit::Plain(0), false),
+                column("wait_p50_us", "wait p50", Unit::Micros, false),
+                column("wait_p99_us", "wait p99", Unit::Micros, true),
+                column("wake_p50_us", "wake p50", Unit::Micros, false),
+                column("wake_p99_us", "wake p99", Unit::Micros, true),
+            ],
+            cases,
+        },
+    );
+    plan
 }
 
 /// One prepared process's share of the work.

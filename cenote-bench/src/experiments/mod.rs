@@ -170,6 +170,7 @@ pub fn run_case(spec: &ChildSpec) -> Result<Outcome, String> {
         databases::faults::FAULTS => databases::faults::run(imp, &params(spec)?),
         http::GET | http::RACE => http::run(&spec.experiment, imp, &params(spec)?),
         fleet::DIRECT => fleet::run(imp, &params(spec)?),
+        fleet::faults::FAULTS => fleet::faults::run(imp, &params(spec)?),
         other => Err(format!("unknown experiment {other}")),
     }
 }

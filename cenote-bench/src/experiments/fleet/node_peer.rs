@@ -43,6 +43,41 @@ async function task() {
 })().catch((e) => { console.error(String(e)); process.exit(1); });
 "#;
 
+/// A holder for the fault table: `tasks` tasks acquire, count themselves
+/// in the hash `count_key` on the counting Redis (field `id`), work 300 to
+/// 900 ms or until redis-semaphore reports the lock lost (`onLockLost`),
+/// uncount and release, for `run_ms`.
+const HOLDER: &str = r#"
+const { Semaphore } = require('redis-semaphore');
+const Redis = require('ioredis');
+const [url, name, cap, tasks, leaseMs, runMs, countUrl, countKey, id] = process.argv.slice(2);
+const client = new Redis(url, { maxRetriesPerRequest: 1 });
+const counter = new Redis(countUrl);
+client.on('error', () => {});
+process.on('unhandledRejection', () => {});
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const t0 = Date.now();
+async function task(seed) {
+  let i = seed;
+  while (Date.now() - t0 < Number(runMs)) {
+    i++;
+    let lost;
+    const lostP = new Promise((r) => { lost = r; });
+    const s = new Semaphore(client, name, Number(cap), {
+      lockTimeout: Number(leaseMs), acquireTimeout: 2000, retryInterval: 10,
+      onLockLost: () => lost(),
+    });
+    try { await s.acquire(); } catch (e) { await sleep(20); continue; }
+    await counter.hincrby(countKey, id, 1);
+    await Promise.race([sleep(300 + (i * 137) % 600), lostP]);
+    await counter.hincrby(countKey, id, -1);
+    try { await s.release(); } catch (e) {}
+  }
+}
+Promise.all(Array.from({ length: Number(tasks) }, (_, t) => task(t)))
+  .then(() => process.exit(0));
+"#;
+
 /// What one Node process reports.
 #[derive(Debug, Deserialize)]
 pub struct NodeRun {
@@ -66,6 +101,16 @@ fn folder() -> PathBuf {
 
 /// The runner's path, the package installed first if missing.
 pub fn prepare() -> Result<PathBuf, String> {
+    write("runner.js", RUNNER)
+}
+
+/// The fault holder's path, the package installed first if missing.
+pub fn prepare_holder() -> Result<PathBuf, String> {
+    write("holder.js", HOLDER)
+}
+
+/// Installs the package if missing, and writes `script` next to it.
+fn write(file: &str, script: &str) -> Result<PathBuf, String> {
     let dir = folder();
     let how = "install Node.js and npm (apt-get install nodejs npm), with the npm registry \
                reachable, or leave out the redis-semaphore rows (--filter cenote)";
@@ -84,9 +129,9 @@ pub fn prepare() -> Result<PathBuf, String> {
             ));
         }
     }
-    let runner = dir.join("runner.js");
-    std::fs::write(&runner, RUNNER).map_err(|e| e.to_string())?;
-    Ok(runner)
+    let path = dir.join(file);
+    std::fs::write(&path, script).map_err(|e| e.to_string())?;
+    Ok(path)
 }
 
 /// Starts one Node process running `runner`.
