@@ -45,21 +45,29 @@ async fn load(
     }
 }
 
+/// Two handles (two processes, as far as the protocol knows) of a
+/// semaphore of `cap`, each with a share of blocks of at most 4.
+async fn two_shares(url: &str, n: &str, cap: u64, idle: Duration) -> (LocalShare, LocalShare) {
+    let a = build(url, n, cap, Duration::from_secs(5)).await;
+    let b = build(url, n, cap, Duration::from_secs(5)).await;
+    (
+        a.local_share(4, idle).unwrap(),
+        b.local_share(4, idle).unwrap(),
+    )
+}
+
+/// Holders now, the most at once, and each share's grants.
+fn counters() -> [Arc<AtomicU64>; 4] {
+    std::array::from_fn(|_| Arc::new(AtomicU64::new(0)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shares_keep_the_cap_and_give_their_blocks_back_when_idle() {
     let Some(url) = url() else { return };
     let n = name("share");
     cleanup(&url, &n).await;
-    let a = build(&url, &n, 6, Duration::from_secs(5)).await;
-    let b = build(&url, &n, 6, Duration::from_secs(5)).await;
-    let idle = Duration::from_millis(200);
-    let (sa, sb) = (
-        a.local_share(4, idle).unwrap(),
-        b.local_share(4, idle).unwrap(),
-    );
-    let holding = Arc::new(AtomicU64::new(0));
-    let most = Arc::new(AtomicU64::new(0));
-    let (da, db) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (sa, sb) = two_shares(&url, &n, 6, Duration::from_millis(200)).await;
+    let [holding, most, da, db] = counters();
     let hold = Duration::from_millis(1);
     tokio::join!(
         load(
@@ -99,16 +107,8 @@ async fn a_busy_share_rotates_its_blocks_so_another_is_served() {
     let Some(url) = url() else { return };
     let n = name("rotate");
     cleanup(&url, &n).await;
-    let a = build(&url, &n, 4, Duration::from_secs(5)).await;
-    let b = build(&url, &n, 4, Duration::from_secs(5)).await;
-    let idle = Duration::from_millis(50);
-    let (sa, sb) = (
-        a.local_share(4, idle).unwrap(),
-        b.local_share(4, idle).unwrap(),
-    );
-    let holding = Arc::new(AtomicU64::new(0));
-    let most = Arc::new(AtomicU64::new(0));
-    let (da, db) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (sa, sb) = two_shares(&url, &n, 4, Duration::from_millis(50)).await;
+    let [holding, most, da, db] = counters();
     // a takes the whole cap and never idles; b asks after it.
     let busy = tokio::spawn(load(
         sa.clone(),
