@@ -93,8 +93,11 @@ pub(crate) async fn acquire(shared: &Arc<Shared>, n: u64, try_only: bool) -> Res
     }
     let since = Instant::now();
     let queued = Queued::new(shared);
+    let mut first = true;
     loop {
-        let nap = match shared.acquire(&queued.id, n, try_only).await? {
+        let asked = shared.acquire(&queued.id, n, try_only, first).await?;
+        first = false;
+        let nap = match asked {
             Acquired::Granted(g) => return Ok(queued.settle(Some(g), n, since).expect("granted")),
             Acquired::Busy => {
                 queued.settle(None, n, since);

@@ -67,3 +67,19 @@ impl From<redis::RedisError> for Error {
         Error::Unreachable(e)
     }
 }
+
+impl Error {
+    /// The same error for another call of one failed batch (a Redis error
+    /// is not `Clone`: its kind and text are kept).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Unreachable(e) => Error::Unreachable(redis::RedisError::from((
+                e.kind(),
+                "a batch of fleet calls failed",
+                e.to_string(),
+            ))),
+            Error::Protocol(s) => Error::Protocol(s.clone()),
+            _ => Error::RuntimeGone,
+        }
+    }
+}

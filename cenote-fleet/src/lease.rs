@@ -164,7 +164,10 @@ impl Lease {
         self.shared.leases.lock().remove(&self.state.id);
         self.shared.metrics.holders.decrement(1.0);
         let valid = self.is_valid();
-        let held = self.shared.release(&self.state.id).await?;
+        let held = self
+            .shared
+            .release(&self.state.id, self.state.permits)
+            .await?;
         if held && valid {
             Ok(())
         } else {
@@ -181,12 +184,16 @@ impl Drop for Lease {
         self.shared.leases.lock().remove(&self.state.id);
         self.shared.metrics.holders.decrement(1.0);
         self.state.lose();
-        let (shared, id) = (self.shared.clone(), self.state.id.clone());
+        let (shared, id, n) = (
+            self.shared.clone(),
+            self.state.id.clone(),
+            self.state.permits,
+        );
         // In the background: a drop never waits on the network. If the
         // runtime is gone, the lease expires after its TTL.
         let background = shared.background.clone();
         background.spawn(&shared.rt.clone(), async move {
-            let _ = shared.release(&id).await;
+            let _ = shared.release(&id, n).await;
         });
     }
 }

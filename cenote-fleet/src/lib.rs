@@ -2,6 +2,7 @@
 
 mod acquire;
 mod background;
+mod batch;
 mod builder;
 mod clock;
 mod error;

@@ -1,6 +1,8 @@
-//! The protocol: one Lua script per operation, run atomically by Redis, so
-//! every decision (who holds, who is next, what expired) is taken in one
-//! place on one clock (Redis's `TIME`, in microseconds).
+//! The protocol: Lua scripts run atomically by Redis, so every decision
+//! (who holds, who is next, what expired) is taken in one place on one
+//! clock (Redis's `TIME`, in microseconds). One script serves a batch of
+//! a process's acquires, releases and cancels (see `batch.rs`); the
+//! others set up the record, renew a process's leases, and report a loss.
 //!
 //! Keys, all under one hash tag (`{cenote:fleet:<name>}`), so that they
 //! live in one slot of a Redis Cluster:
@@ -8,15 +10,15 @@
 //!   counter), `seq` (the queue's order), and, for one TTL after the
 //!   record was made again, `quarantine` (when grants may resume);
 //! - `holders` (sorted set): lease id by expiry;
-//! - `leases` (hash): lease id to `n:process`;
+//! - `leases` (hash): lease id to `n:process:token` (a waiter granted by
+//!   another call finds its grant here);
 //! - `queue` (sorted set): waiter id by arrival (`seq`);
 //! - `waiters` (hash): waiter id to `n:ttl:process`;
 //! - `waiting` (sorted set): waiter id by expiry (a waiter whose process
 //!   stops renewing it leaves the queue);
-//! - `granted` (hash): a grant made to a queued waiter by another call,
-//!   `token:expiry`, until its holder renews or releases it;
-//! - `wake:<process>` (list): grants pushed to a process, read with
-//!   `BLMPOP` by its wake listener.
+//! - `wake:<process>` (list): grants pushed to a process by another
+//!   process's call, read with `BLMPOP` by its wake listener (a grant made
+//!   by the process's own batch comes back in the batch's reply).
 //!
 //! A waiter's id becomes its lease's id when it is granted.
 
@@ -25,8 +27,8 @@ use redis::Script;
 /// Functions every script shares: the clock, reclaiming expired leases and
 /// waiters, granting, and serving the queue in order.
 const PRELUDE: &str = r#"
-local meta, holders, leases, queue, waiters, waiting, granted =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local meta, holders, leases, queue, waiters, waiting =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 -- A number as an integer string (tostring would round 16 digits to 14).
 local function int(x)
   return string.format('%.0f', x)
@@ -35,21 +37,44 @@ local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
--- The cap, permits held and the quarantine's end: read once per script
--- (one call), then kept in step with the writes.
-local held, resume_at, stored_cap = nil, nil, nil
+-- `meta`'s fields, read once per script (one call); the counters (`used`,
+-- `seq`, `token`) are changed here and written back once, by `flush`.
+local held, resume_at, stored_cap, seq, token = nil, nil, nil, nil, nil
+local dirty = false
 local function load()
-  local m = redis.call('HMGET', meta, 'used', 'quarantine', 'cap')
+  local m = redis.call('HMGET', meta, 'used', 'quarantine', 'cap', 'seq', 'token')
   held, resume_at = tonumber(m[1] or '0'), tonumber(m[2] or '0')
   stored_cap = m[3] and tonumber(m[3])
+  seq, token = tonumber(m[4] or '0'), tonumber(m[5] or '0')
+end
+local function flush()
+  if dirty then
+    redis.call('HSET', meta, 'used', int(held), 'seq', int(seq), 'token', int(token))
+    dirty = false
+  end
 end
 local function used()
   if held == nil then load() end
   return held
 end
 local function add_used(n)
-  redis.call('HINCRBY', meta, 'used', n)
-  if held ~= nil then held = held + n end
+  if held == nil then load() end
+  held, dirty = held + n, true
+end
+local function next_token()
+  if held == nil then load() end
+  token, dirty = token + 1, true
+  return token
+end
+local function next_seq()
+  if held == nil then load() end
+  seq, dirty = seq + 1, true
+  return seq
+end
+-- The fencing counter never goes below a token a process has seen.
+local function raise_token(seen)
+  if held == nil then load() end
+  if token < seen then token, dirty = seen, true end
 end
 -- Time left (µs) before grants may resume after a loss; nil: none.
 local function quarantined(now)
@@ -61,21 +86,34 @@ end
 -- outlived it (an eviction of `meta` alone) are forgotten, so that `used`
 -- counts only leases registered again, and grants wait until `resume`.
 local function remake(resume)
-  redis.call('DEL', holders, leases, granted)
+  flush()
+  redis.call('DEL', holders, leases)
   redis.call('HSET', meta, 'used', 0, 'quarantine', int(resume))
-  held = nil
   redis.call('HSETNX', meta, 'seq', 0)
   redis.call('HSETNX', meta, 'token', 0)
+  held = nil
 end
-local function drop_lease(id)
-  local rec = redis.call('HGET', leases, id)
-  if not rec then return 0 end
-  local n = tonumber(string.match(rec, '^(%d+):'))
-  redis.call('HDEL', leases, id)
+-- A lease of `n` permits (nil: read from its record) given back; its
+-- permits (0: none held).
+local function drop_lease(id, n)
+  if n == nil then
+    local rec = redis.call('HGET', leases, id)
+    if not rec then return 0 end
+    n = tonumber(string.match(rec, '^(%d+):'))
+  end
+  if redis.call('HDEL', leases, id) == 0 then return 0 end
   redis.call('ZREM', holders, id)
-  redis.call('HDEL', granted, id)
   add_used(-n)
   return n
+end
+-- The grant held by `id` (a waiter granted by another call): its token
+-- and expiry, or nil.
+local function lease_of(id)
+  local rec = redis.call('HGET', leases, id)
+  if not rec then return nil end
+  local exp = redis.call('ZSCORE', holders, id)
+  if not exp then return nil end
+  return tonumber(string.match(rec, ':(%d+)$')), tonumber(exp)
 end
 local function drop_waiter(id)
   redis.call('ZREM', queue, id)
@@ -91,17 +129,21 @@ local function reclaim(now)
   end
 end
 local function grant(id, n, ttl, process, now)
-  local token = redis.call('HINCRBY', meta, 'token', 1)
+  local t = next_token()
   local exp = now + ttl
   redis.call('ZADD', holders, exp, id)
-  redis.call('HSET', leases, id, int(n) .. ':' .. process)
+  redis.call('HSET', leases, id, int(n) .. ':' .. process .. ':' .. int(t))
   add_used(n)
-  return token, exp
+  return t, exp
 end
+-- Grants made to waiters of the calling process (`caller`), as
+-- `seq, token, expiry` (a waiter's id is `<process>:<seq>`): the reply
+-- carries them, so they need no push.
+local mine = {}
 -- Grants the head of the queue while its permits are free (strict FIFO: a
 -- waiter never passes the one ahead of it), and pushes each grant to its
--- process.
-local function serve(cap, now, prefix)
+-- process, unless that process is `caller`.
+local function serve(cap, now, prefix, caller)
   -- Nothing free: nobody to look at (the usual case under contention).
   if cap - used() <= 0 or quarantined(now) then return end
   while true do
@@ -116,12 +158,17 @@ local function serve(cap, now, prefix)
       local n, ttl, process = string.match(rec, '^(%d+):(%d+):(.*)$')
       n, ttl = tonumber(n), tonumber(ttl)
       if cap - used() < n then return end
-      local token, exp = grant(id, n, ttl, process, now)
+      local t, exp = grant(id, n, ttl, process, now)
       drop_waiter(id)
-      redis.call('HSET', granted, id, int(token) .. ':' .. int(exp))
-      local wake = prefix .. ':wake:' .. process
-      redis.call('RPUSH', wake, id .. '|' .. int(token) .. '|' .. int(exp))
-      redis.call('PEXPIRE', wake, math.floor(ttl / 1000) + 1000)
+      if process == caller then
+        table.insert(mine, tonumber(string.match(id, ':(%d+)$')))
+        table.insert(mine, t)
+        table.insert(mine, exp)
+      else
+        local wake = prefix .. ':wake:' .. process
+        redis.call('RPUSH', wake, id .. '|' .. int(t) .. '|' .. int(exp))
+        redis.call('PEXPIRE', wake, math.floor(ttl / 1000) + 1000)
+      end
     end
   end
 end
@@ -158,88 +205,103 @@ end
 /// now}` or `{'CAP', stored, 0, 0}`.
 const INIT: &str = r#"
 local cap, min_token, q = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if tonumber(redis.call('HGET', meta, 'token') or '0') < min_token then
-  redis.call('HSET', meta, 'token', int(min_token))
-end
 if redis.call('HSETNX', meta, 'cap', cap) == 1 then
   remake(now_us() + q)
 end
+raise_token(min_token)
+flush()
 local bad = check_cap(cap)
 if bad then return bad end
 local now = now_us()
 return {'OK', cap, quarantined(now) or 0, now}
 "#;
 
-/// A grant at once, else a place in the queue (or, `try`, nothing); a
-/// queued waiter calling again picks up a grant made meanwhile. In
-/// quarantine nothing is granted at once: a waiter queues, `try` is told.
-/// ARGV: id, n, ttl (µs), process, cap, mode (`wait` | `try`), prefix.
-/// Reply: `{'OK', token, expiry, now}`, `{'QUEUED', rank, next_event, now}`,
-/// `{'BUSY', 0, 0, now}`, `{'QUARANTINED', time left, 0, now}`,
-/// `{'CAP', stored, 0, 0}`, `{'NOINIT', 0, 0, 0}`.
-const ACQUIRE: &str = r#"
-local id, n, ttl, process = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local cap, mode, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+/// A batch of one process's calls, run in order: acquire (`W`: wait, `T`:
+/// try), release (`R`) and cancel (`C`). ARGV: cap, prefix, ttl (µs),
+/// process, then per call: kind, id, permits. Reply: `{now}`, then three
+/// numbers per call, then `seq, token, expiry` per grant made to a waiter
+/// of this process (pushed to no list).
+/// - acquire: `0, token, expiry` granted (at once, or a grant made
+///   meanwhile to this queued waiter); `1, rank, next event` queued (next
+///   event: the soonest lease or waiter expiry or quarantine end, µs, -1:
+///   none, sent to the first two ranks only); `2` busy (`try`); `3, left`
+///   quarantined (`try`); `4, stored` another cap; `5` no record.
+/// - release: `n` permits given back (0: the lease had expired).
+/// - cancel: `1` left the queue, `2` a grant that raced the cancel given
+///   back, `0` neither. The caller never made a lease of this id.
+const BATCH: &str = r#"
+local cap, prefix, ttl, process = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now = now_us()
 local bad = check_cap(cap)
-if bad then return bad end
-local now = now_us()
 reclaim(now)
-serve(cap, now, prefix)
-local g = redis.call('HGET', granted, id)
-if g then
-  local token, exp = string.match(g, '^(%d+):(%d+)$')
-  return {'OK', tonumber(token), tonumber(exp), now}
-end
-if not redis.call('ZSCORE', queue, id) then
-  -- In quarantine a waiter queues (served when it ends); `try` is told.
-  local q = quarantined(now)
-  if q and mode == 'try' then return {'QUARANTINED', q, 0, now} end
-  if not q and cap - used() >= n and redis.call('ZCARD', queue) == 0 then
-    local token, exp = grant(id, n, ttl, process, now)
-    return {'OK', token, exp, now}
+-- A grant at once, else a place in the queue (or, `try`, nothing); a
+-- queued waiter calling again picks up a grant made meanwhile. In
+-- quarantine nothing is granted at once: a waiter queues, `try` is told.
+local function acquire(id, n, try, first)
+  if bad then
+    if bad[1] == 'CAP' then return 4, bad[2], 0 end
+    return 5, 0, 0
   end
-  if mode == 'try' then return {'BUSY', 0, 0, now} end
-  local seq = redis.call('HINCRBY', meta, 'seq', 1)
-  redis.call('ZADD', queue, seq, id)
-  redis.call('HSET', waiters, id, int(n) .. ':' .. int(ttl) .. ':' .. process)
-  redis.call('ZADD', waiting, now + ttl, id)
+  serve(cap, now, prefix, process)
+  local rank
+  if not first then
+    local t, exp = lease_of(id)
+    if t then return 0, t, exp end
+    rank = redis.call('ZRANK', queue, id)
+  end
+  if not rank then
+    local q = quarantined(now)
+    if q and try then return 3, q, 0 end
+    local waiting_ahead = redis.call('ZCARD', queue)
+    if not q and cap - used() >= n and waiting_ahead == 0 then
+      local t, exp = grant(id, n, ttl, process, now)
+      return 0, t, exp
+    end
+    if try then return 2, 0, 0 end
+    redis.call('ZADD', queue, next_seq(), id)
+    redis.call('HSET', waiters, id, int(n) .. ':' .. int(ttl) .. ':' .. process)
+    redis.call('ZADD', waiting, now + ttl, id)
+    rank = waiting_ahead
+  end
+  -- Only the first two watch the soonest expiry (see acquire.rs).
+  local soonest = -1
+  if rank < 2 then soonest = next_event(now) end
+  return 1, rank, soonest
 end
--- Only the first two watch the soonest expiry (see acquire.rs).
-local rank = redis.call('ZRANK', queue, id)
-local soonest = -1
-if rank < 2 then soonest = next_event(now) end
-return {'QUEUED', rank, soonest, now}
-"#;
-
-/// Gives a lease back and serves the queue. ARGV: id, cap, prefix.
-/// Reply: `{n, now}` (n = 0: the lease had already expired).
-const RELEASE: &str = r#"
-local id, cap, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local now = now_us()
-local n = drop_lease(id)
-reclaim(now)
-serve(cap, now, prefix)
-return {n, now}
-"#;
-
-/// A waiter gives up: out of the queue, or, if a grant raced the cancel
-/// (made by a release and pushed, or made at once by its own acquire whose
-/// reply it never read), that lease given back. The caller never made a
-/// lease of this id. ARGV: id, cap, prefix. Reply: `'CANCELLED'`,
-/// `'RELEASED'` or `'NONE'`.
-const CANCEL: &str = r#"
-local id, cap, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local now = now_us()
-local reply = 'NONE'
-if redis.call('ZSCORE', queue, id) then
-  drop_waiter(id)
-  reply = 'CANCELLED'
-elseif drop_lease(id) > 0 then
-  reply = 'RELEASED'
+local function release(id, n)
+  n = drop_lease(id, n)
+  serve(cap, now, prefix, process)
+  return n, 0, 0
 end
-reclaim(now)
-serve(cap, now, prefix)
-return reply
+local function cancel(id)
+  local reply = 0
+  if redis.call('ZSCORE', queue, id) then
+    drop_waiter(id)
+    reply = 1
+  elseif drop_lease(id) > 0 then
+    reply = 2
+  end
+  serve(cap, now, prefix, process)
+  return reply, 0, 0
+end
+local out = {now}
+for i = 5, #ARGV, 3 do
+  local kind, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local a, b, c
+  if kind == 'R' then
+    a, b, c = release(id, n)
+  elseif kind == 'C' then
+    a, b, c = cancel(id)
+  else
+    a, b, c = acquire(id, n, kind == 'T', kind ~= 'w')
+  end
+  table.insert(out, a)
+  table.insert(out, b)
+  table.insert(out, c)
+end
+flush()
+for _, v in ipairs(mine) do table.insert(out, v) end
+return out
 "#;
 
 /// One process's renewal: each of its leases still held gets `ttl` more,
@@ -263,9 +325,7 @@ local now = now_us()
 if redis.call('HSETNX', meta, 'cap', cap) == 1 then
   remake(now + ttl)
 end
-if tonumber(redis.call('HGET', meta, 'token') or '0') < seen then
-  redis.call('HSET', meta, 'token', int(seen))
-end
+raise_token(seen)
 local q = quarantined(now)
 local out = {now}
 for i = 1, nl do
@@ -275,7 +335,6 @@ for i = 1, nl do
   local whole = exp and redis.call('HEXISTS', leases, id) == 1
   if whole and tonumber(exp) > now then
     redis.call('ZADD', holders, 'XX', now + ttl, id)
-    redis.call('HDEL', granted, id)
     table.insert(out, now + ttl)
   elseif whole then
     drop_lease(id)
@@ -284,7 +343,7 @@ for i = 1, nl do
     table.insert(out, -1)
   elseif used() + n <= cap then
     redis.call('ZADD', holders, now + ttl, id)
-    redis.call('HSET', leases, id, int(n) .. ':' .. process)
+    redis.call('HSET', leases, id, int(n) .. ':' .. process .. ':0')
     add_used(n)
     table.insert(out, now + ttl)
   else
@@ -292,16 +351,15 @@ for i = 1, nl do
   end
 end
 reclaim(now)
-serve(cap, now, prefix)
+serve(cap, now, prefix, nil)
 -- Each waiter: its grant (a lost notification), its rank, or gone.
 for i = 7 + 2 * nl, #ARGV do
   local id = ARGV[i]
-  local g = redis.call('HGET', granted, id)
-  local rank = redis.call('ZRANK', queue, id)
-  if g then
-    local token, exp = string.match(g, '^(%d+):(%d+)$')
-    table.insert(out, tonumber(token))
-    table.insert(out, tonumber(exp))
+  local t, exp = lease_of(id)
+  local rank = (not t) and redis.call('ZRANK', queue, id)
+  if t then
+    table.insert(out, t)
+    table.insert(out, exp)
   elseif rank then
     redis.call('ZADD', waiting, 'XX', now + ttl, id)
     table.insert(out, 0)
@@ -311,6 +369,7 @@ for i = 7 + 2 * nl, #ARGV do
     table.insert(out, 0)
   end
 end
+flush()
 return out
 "#;
 
@@ -327,9 +386,8 @@ local now = now_us()
 local q = quarantined(now)
 if q then return q end
 remake(now + ttl)
-if tonumber(redis.call('HGET', meta, 'token') or '0') < seen then
-  redis.call('HSET', meta, 'token', int(seen))
-end
+raise_token(seen)
+flush()
 redis.call('HINCRBY', meta, 'losses', 1)
 return ttl
 "#;
@@ -338,9 +396,7 @@ return ttl
 /// script on its first `EVALSHA` miss).
 pub(crate) struct Scripts {
     pub(crate) init: Script,
-    pub(crate) acquire: Script,
-    pub(crate) release: Script,
-    pub(crate) cancel: Script,
+    pub(crate) batch: Script,
     pub(crate) renew: Script,
     pub(crate) lost: Script,
 }
@@ -350,9 +406,7 @@ impl Scripts {
         let with = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Scripts {
             init: with(INIT),
-            acquire: with(ACQUIRE),
-            release: with(RELEASE),
-            cancel: with(CANCEL),
+            batch: with(BATCH),
             renew: with(RENEW),
             lost: with(LOST),
         }

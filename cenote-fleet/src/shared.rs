@@ -14,6 +14,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use crate::background::Background;
+use crate::batch::{self, Batches, Call};
 use crate::clock::RedisClock;
 use crate::error::Error;
 use crate::lease::LeaseState;
@@ -63,11 +64,13 @@ pub(crate) struct Shared {
     pub(crate) response_timeout: Duration,
     /// `{cenote:fleet:<name>}`: the hash tag every key starts with.
     pub(crate) prefix: String,
-    keys: [String; 7],
+    keys: [String; 6],
     /// This handle's id in the protocol (random, plus the OS process id).
     pub(crate) process: String,
     conn: ConnectionManager,
-    scripts: Scripts,
+    pub(crate) scripts: Scripts,
+    /// Acquires, releases and cancels waiting for the next batch.
+    pub(crate) batches: Batches,
     pub(crate) clock: RedisClock,
     pub(crate) rt: Handle,
     next_id: AtomicU64,
@@ -95,10 +98,8 @@ impl Shared {
         rt: Handle,
     ) -> Shared {
         let prefix = format!("{{cenote:fleet:{name}}}");
-        let keys = [
-            "meta", "holders", "leases", "queue", "waiters", "waiting", "granted",
-        ]
-        .map(|k| format!("{prefix}:{k}"));
+        let keys = ["meta", "holders", "leases", "queue", "waiters", "waiting"]
+            .map(|k| format!("{prefix}:{k}"));
         let process = format!("{:016x}-{}", rand_u64(), std::process::id());
         Shared {
             cap,
@@ -110,6 +111,7 @@ impl Shared {
             process,
             conn,
             scripts: Scripts::new(),
+            batches: Batches::default(),
             clock: RedisClock::new(),
             rt,
             next_id: AtomicU64::new(1),
@@ -138,7 +140,7 @@ impl Shared {
         self.ttl.as_micros() as u64
     }
 
-    fn invocation<'s>(&'s self, script: &'s Script) -> ScriptInvocation<'s> {
+    pub(crate) fn invocation<'s>(&'s self, script: &'s Script) -> ScriptInvocation<'s> {
         let mut inv = script.prepare_invoke();
         for k in &self.keys {
             inv.key(k);
@@ -147,7 +149,10 @@ impl Shared {
     }
 
     /// Runs a script, bounded by the response timeout.
-    async fn run<T: redis::FromRedisValue>(&self, inv: ScriptInvocation<'_>) -> Result<T, Error> {
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.response_timeout, inv.invoke_async(&mut conn)).await {
             Ok(r) => r.map_err(Error::Unreachable),
@@ -211,12 +216,13 @@ impl Shared {
     /// "A lost record"): a waiter queues, to be served when it ends; a
     /// `try_only` caller is told.
     pub(crate) async fn acquire(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         n: u64,
         try_only: bool,
+        first: bool,
     ) -> Result<Acquired, Error> {
-        match self.acquire_once(id, n, try_only).await? {
+        match self.acquire_once(id, n, try_only, first).await? {
             Acquired::NoRecord => {
                 self.metrics.quarantines.increment(1);
                 self.losses.detected.fetch_add(1, Relaxed);
@@ -226,7 +232,7 @@ impl Shared {
                     return Err(self.quarantined(left));
                 }
                 // Queued, to be served when the quarantine ends.
-                match self.acquire_once(id, n, try_only).await? {
+                match self.acquire_once(id, n, try_only, first).await? {
                     Acquired::NoRecord => Err(self.quarantined(left)),
                     a => Ok(a),
                 }
@@ -242,36 +248,40 @@ impl Shared {
         }
     }
 
-    async fn acquire_once(&self, id: &str, n: u64, try_only: bool) -> Result<Acquired, Error> {
-        let mut inv = self.invocation(&self.scripts.acquire);
-        inv.arg(id)
-            .arg(n)
-            .arg(self.ttl_us())
-            .arg(&self.process)
-            .arg(self.cap)
-            .arg(if try_only { "try" } else { "wait" })
-            .arg(&self.prefix);
-        let sent = Instant::now();
-        let reply: (String, i64, i64, i64) = self.run(inv).await?;
-        self.status(&reply)?;
-        if reply.3 > 0 {
-            self.clock.sample(sent, reply.3);
-        }
-        match reply.0.as_str() {
-            "OK" => Ok(Acquired::Granted(self.seen(Grant {
-                token: reply.1 as u64,
-                expires_us: reply.2,
+    async fn acquire_once(
+        self: &Arc<Self>,
+        id: &str,
+        n: u64,
+        try_only: bool,
+        first: bool,
+    ) -> Result<Acquired, Error> {
+        let call = Call::Acquire {
+            id: id.to_owned(),
+            n,
+            try_only,
+            first,
+        };
+        let [code, a, b] = batch::submit(self, call).await?;
+        match code {
+            0 => Ok(Acquired::Granted(self.seen(Grant {
+                token: a as u64,
+                expires_us: b,
             }))),
-            "QUEUED" => Ok(Acquired::Queued {
-                rank: reply.1 as u64,
-                next_event: u64::try_from(reply.2).ok().map(Duration::from_micros),
+            1 => Ok(Acquired::Queued {
+                rank: a as u64,
+                next_event: u64::try_from(b).ok().map(Duration::from_micros),
             }),
-            "BUSY" => Ok(Acquired::Busy),
-            "QUARANTINED" => Ok(Acquired::Quarantined(Duration::from_micros(
-                reply.1.max(0) as u64
-            ))),
-            "NOINIT" => Ok(Acquired::NoRecord),
-            other => Err(Error::Protocol(other.to_owned())),
+            2 => Ok(Acquired::Busy),
+            3 => Ok(Acquired::Quarantined(
+                Duration::from_micros(a.max(0) as u64),
+            )),
+            4 => Err(Error::CapMismatch {
+                name: self.name.clone(),
+                stored: a as u64,
+                asked: self.cap,
+            }),
+            5 => Ok(Acquired::NoRecord),
+            other => Err(Error::Protocol(format!("acquire answered {other}"))),
         }
     }
 
@@ -301,21 +311,19 @@ impl Shared {
     }
 
     /// Gives a lease back; `false` if it had expired already.
-    pub(crate) async fn release(&self, id: &str) -> Result<bool, Error> {
-        let mut inv = self.invocation(&self.scripts.release);
-        inv.arg(id).arg(self.cap).arg(&self.prefix);
-        let sent = Instant::now();
-        let (n, now): (i64, i64) = self.run(inv).await?;
-        self.clock.sample(sent, now);
+    pub(crate) async fn release(self: &Arc<Self>, id: &str, n: u64) -> Result<bool, Error> {
+        let call = Call::Release {
+            id: id.to_owned(),
+            n,
+        };
+        let [n, _, _] = batch::submit(self, call).await?;
         Ok(n > 0)
     }
 
     /// Takes a waiter out of the queue, or gives back a grant that raced
     /// its cancel.
-    pub(crate) async fn cancel(&self, id: &str) -> Result<(), Error> {
-        let mut inv = self.invocation(&self.scripts.cancel);
-        inv.arg(id).arg(self.cap).arg(&self.prefix);
-        let _: String = self.run(inv).await?;
+    pub(crate) async fn cancel(self: &Arc<Self>, id: &str) -> Result<(), Error> {
+        batch::submit(self, Call::Cancel(id.to_owned())).await?;
         Ok(())
     }
 

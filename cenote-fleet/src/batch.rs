@@ -1,0 +1,179 @@
+//! Combining: the acquires, releases and cancels of one handle go to Redis
+//! as batches, one script and one round trip each, with one batch in
+//! flight at a time. A call made while none is in flight leaves at once
+//! (an uncontended acquire and release still cost one round trip each);
+//! calls made while one is in flight wait for it and leave together in
+//! the next. Under load a script then serves many calls, and Redis spends
+//! its time on grants rather than on a script's fixed cost (parsing,
+//! `TIME`, reclaiming, the network). Calls run in the order they were
+//! made, so a waiter's cancel always runs after its acquire.
+//!
+//! DESIGN.md, "Batches", has the measurement against one script per call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::shared::{Grant, Shared};
+
+/// The most calls one script serves: a batch blocks Redis while it runs.
+const MAX_BATCH: usize = 256;
+
+/// One call.
+pub(crate) enum Call {
+    /// `first`: the waiter's first call (it can be neither queued nor
+    /// granted yet, which the script then need not look up).
+    Acquire {
+        id: String,
+        n: u64,
+        try_only: bool,
+        first: bool,
+    },
+    Release {
+        id: String,
+        n: u64,
+    },
+    Cancel(String),
+}
+
+impl Call {
+    /// The call as the script's three arguments: kind, id, permits.
+    fn args(&self) -> (&'static str, &str, u64) {
+        match self {
+            Call::Acquire {
+                id,
+                n,
+                try_only,
+                first,
+            } => {
+                let kind = match (try_only, first) {
+                    (true, _) => "T",
+                    (false, true) => "W",
+                    (false, false) => "w",
+                };
+                (kind, id, *n)
+            }
+            Call::Release { id, n } => ("R", id, *n),
+            Call::Cancel(id) => ("C", id, 0),
+        }
+    }
+}
+
+/// What the script said of one call: three numbers (see `scripts.rs`,
+/// `BATCH`).
+pub(crate) type Answer = [i64; 3];
+
+type Waiter = oneshot::Sender<Result<Answer, Error>>;
+
+/// The calls waiting for the next batch.
+#[derive(Default)]
+pub(crate) struct Batches {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: Vec<(Call, Waiter)>,
+    in_flight: bool,
+}
+
+/// Runs `call` in the next batch.
+pub(crate) async fn submit(shared: &Arc<Shared>, call: Call) -> Result<Answer, Error> {
+    let (tx, rx) = oneshot::channel();
+    let start = {
+        let mut st = shared.batches.state.lock();
+        st.pending.push((call, tx));
+        !std::mem::replace(&mut st.in_flight, true)
+    };
+    if start {
+        shared.rt.spawn(drain(shared.clone()));
+    }
+    rx.await.map_err(|_| Error::RuntimeGone)?
+}
+
+/// Sends batches until no call waits. Dropped midway (its runtime shut
+/// down), it fails the waiting calls and lets the next call start again.
+async fn drain(shared: Arc<Shared>) {
+    let mut guard = Stop {
+        shared: &shared,
+        armed: true,
+    };
+    loop {
+        let calls = {
+            let mut st = shared.batches.state.lock();
+            if st.pending.is_empty() {
+                st.in_flight = false;
+                guard.armed = false;
+                return;
+            }
+            let take = st.pending.len().min(MAX_BATCH);
+            st.pending.drain(..take).collect::<Vec<_>>()
+        };
+        let (calls, waiters): (Vec<Call>, Vec<Waiter>) = calls.into_iter().unzip();
+        match run(&shared, &calls).await {
+            Ok(answers) => {
+                for (w, a) in waiters.into_iter().zip(answers) {
+                    let _ = w.send(Ok(a));
+                }
+            }
+            Err(e) => {
+                for w in waiters {
+                    let _ = w.send(Err(e.duplicate()));
+                }
+            }
+        }
+    }
+}
+
+struct Stop<'a> {
+    shared: &'a Arc<Shared>,
+    armed: bool,
+}
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut st = self.shared.batches.state.lock();
+            st.pending.clear();
+            st.in_flight = false;
+        }
+    }
+}
+
+/// One batch: the answers in the calls' order. Grants the script made to
+/// this process's queued waiters are handed to them here.
+async fn run(shared: &Shared, calls: &[Call]) -> Result<Vec<Answer>, Error> {
+    let mut inv = shared.invocation(&shared.scripts.batch);
+    inv.arg(shared.cap)
+        .arg(&shared.prefix)
+        .arg(shared.ttl.as_micros() as u64)
+        .arg(&shared.process);
+    for c in calls {
+        let (kind, id, n) = c.args();
+        inv.arg(kind).arg(id).arg(n);
+    }
+    let sent = Instant::now();
+    let reply: Vec<i64> = shared.run(inv).await?;
+    let (&now, rest) = reply
+        .split_first()
+        .ok_or_else(|| Error::Protocol("empty batch reply".to_owned()))?;
+    if rest.len() < 3 * calls.len() || rest.len() % 3 != 0 {
+        return Err(Error::Protocol(
+            "batch reply of the wrong length".to_owned(),
+        ));
+    }
+    shared.clock.sample(sent, now);
+    let (answers, mine) = rest.split_at(3 * calls.len());
+    for g in mine.chunks(3) {
+        let id = format!("{}:{}", shared.process, g[0]);
+        let grant = shared.seen(Grant {
+            token: g[1] as u64,
+            expires_us: g[2],
+        });
+        shared.deliver(&id, grant);
+    }
+    Ok(answers.chunks(3).map(|a| [a[0], a[1], a[2]]).collect())
+}
