@@ -3,10 +3,14 @@
 //! flight at a time. A call made while none is in flight leaves at once
 //! (an uncontended acquire and release still cost one round trip each);
 //! calls made while one is in flight wait for it and leave together in
-//! the next. Under load a script then serves many calls, and Redis spends
-//! its time on grants rather than on a script's fixed cost (parsing,
-//! `TIME`, reclaiming, the network). Calls run in the order they were
-//! made, so a waiter's cancel always runs after its acquire.
+//! the next, up to [`IN_FLIGHT`] batches at once. Under load a script then
+//! serves many calls, and Redis spends its time on grants rather than on a
+//! script's fixed cost (parsing, `TIME`, reclaiming, the network).
+//!
+//! Batches in flight reach Redis in the order their tasks send them, not
+//! always the order their calls were made, so a waiter's cancel can run
+//! before its acquire; an acquire whose caller is gone when its answer
+//! comes is therefore cancelled again, after it ([`undo`]).
 //!
 //! DESIGN.md, "Batches", has the measurement against one script per call.
 
@@ -21,6 +25,10 @@ use crate::shared::{Grant, Shared};
 
 /// The most calls one script serves: a batch blocks Redis while it runs.
 const MAX_BATCH: usize = 256;
+
+/// Batches in flight at once: while one runs in Redis, the next is on
+/// the wire or being read (DESIGN.md, "Batches", has the measurement).
+const IN_FLIGHT: usize = 3;
 
 /// One call.
 pub(crate) enum Call {
@@ -77,7 +85,7 @@ pub(crate) struct Batches {
 #[derive(Default)]
 struct State {
     pending: Vec<(Call, Waiter)>,
-    in_flight: bool,
+    in_flight: usize,
 }
 
 /// Runs `call` in the next batch.
@@ -86,7 +94,11 @@ pub(crate) async fn submit(shared: &Arc<Shared>, call: Call) -> Result<Answer, E
     let start = {
         let mut st = shared.batches.state.lock();
         st.pending.push((call, tx));
-        !std::mem::replace(&mut st.in_flight, true)
+        let start = st.in_flight < IN_FLIGHT;
+        if start {
+            st.in_flight += 1;
+        }
+        start
     };
     if start {
         shared.rt.spawn(drain(shared.clone()));
@@ -105,7 +117,7 @@ async fn drain(shared: Arc<Shared>) {
         let calls = {
             let mut st = shared.batches.state.lock();
             if st.pending.is_empty() {
-                st.in_flight = false;
+                st.in_flight -= 1;
                 guard.armed = false;
                 return;
             }
@@ -115,8 +127,10 @@ async fn drain(shared: Arc<Shared>) {
         let (calls, waiters): (Vec<Call>, Vec<Waiter>) = calls.into_iter().unzip();
         match run(&shared, &calls).await {
             Ok(answers) => {
-                for (w, a) in waiters.into_iter().zip(answers) {
-                    let _ = w.send(Ok(a));
+                for ((w, a), c) in waiters.into_iter().zip(answers).zip(calls) {
+                    if w.send(Ok(a)).is_err() {
+                        undo(&shared, c);
+                    }
                 }
             }
             Err(e) => {
@@ -125,6 +139,19 @@ async fn drain(shared: Arc<Shared>) {
                 }
             }
         }
+    }
+}
+
+/// An acquire whose caller was gone before its answer came: the waiter's
+/// own cancel may have run before it (batches in flight overlap), so a
+/// cancel sent now, after it, gives back the grant or the queue place it
+/// may have made.
+fn undo(shared: &Arc<Shared>, call: Call) {
+    if let Call::Acquire { id, .. } = call {
+        let s = shared.clone();
+        shared.background.spawn(&shared.rt, async move {
+            let _ = s.cancel(&id).await;
+        });
     }
 }
 
@@ -138,7 +165,7 @@ impl Drop for Stop<'_> {
         if self.armed {
             let mut st = self.shared.batches.state.lock();
             st.pending.clear();
-            st.in_flight = false;
+            st.in_flight -= 1;
         }
     }
 }

@@ -233,6 +233,35 @@ async fn a_storm_of_timeouts_drops_and_panics_leaks_no_permit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquires_dropped_while_their_batch_is_in_flight_leave_nothing_behind() {
+    let Some(url) = url() else { return };
+    let n = name("inflight");
+    cleanup(&url, &n).await;
+    // Expiry would hide a leak: every permit must come back by a cancel.
+    let sem = build(&url, &n, 2, Duration::from_secs(60)).await;
+    let mut tasks = Vec::new();
+    for i in 0..64u64 {
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..40u64 {
+                // Cut off anywhere within a few round trips.
+                let cut = Duration::from_micros((i * 37 + j * 101) % 900);
+                if let Ok(Ok(lease)) = tokio::time::timeout(cut, sem.acquire()).await {
+                    tokio::task::yield_now().await;
+                    drop(lease);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eventually!("every permit back", used(&url, &n).await == 0);
+    eventually!("nobody queued", queued(&url, &n).await == 0);
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_the_releases_and_cancels_sent_in_the_background() {
     let Some(url) = url() else { return };
     let n = name("shutdown");
