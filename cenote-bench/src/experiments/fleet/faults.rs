@@ -13,11 +13,17 @@
 //!   recover: from the restart until the live holders fill the cap again.
 //! - `skew`: two of the four processes run under libfaketime, at +5 s and
 //!   at -5 s, from the start.
+//! - `black-hole`: every holder process reaches the server through a fault
+//!   proxy of its own, and jobs last two leases; the proxy of a process
+//!   that holds a permit then swallows its traffic both ways (connections
+//!   open, nothing answered). Its holders must stop counting themselves
+//!   before anyone else is granted their permits. recover: from the black
+//!   hole until the other processes fill the cap.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cenote_fault_proxy::RedisServer;
+use cenote_fault_proxy::{Proxy, RedisServer, Toxics};
 use serde::{Deserialize, Serialize};
 
 use super::node_peer;
@@ -42,6 +48,7 @@ pub enum Fault {
     Sigkill,
     Restart,
     Skew,
+    BlackHole,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -60,14 +67,23 @@ pub struct HolderSpec {
     pub count_key: String,
     pub id: String,
     pub name: String,
+    /// Every job's length (0: 300 to 900 ms).
+    #[serde(default)]
+    pub job_ms: u64,
 }
 
 pub fn experiment(url: &str) -> Experiment {
     let mut cases = Vec::new();
-    for fault in [Fault::Sigkill, Fault::Restart, Fault::Skew] {
+    for fault in [
+        Fault::Sigkill,
+        Fault::Restart,
+        Fault::BlackHole,
+        Fault::Skew,
+    ] {
         let label = match fault {
             Fault::Sigkill => "sigkill",
             Fault::Restart => "restart-no-persistence",
+            Fault::BlackHole => "black-hole",
             Fault::Skew => "clock-skew-5s",
         };
         let scenario = format!("{label}/procs={PROCESSES}x{TASKS}/cap={CAP}");
@@ -91,7 +107,10 @@ pub fn experiment(url: &str) -> Experiment {
              (cenote: run_until_lost; redis-semaphore: onLockLost). overshoot: the most \
              holders past the cap at once; over: how long the count stayed past the cap; \
              recover: sigkill, from the kill, restart, from the restart, until the live holders \
-             fill the cap again. skew: two processes under libfaketime at +5 s and -5 s."
+             fill the cap again; black-hole, from the black hole until the other processes fill \
+             the cap. black-hole: jobs of two leases; the fault proxy of a process that holds a \
+             permit swallows its traffic (connections open, nothing answered). skew: two \
+             processes under libfaketime at +5 s and -5 s."
         )],
         headline: Quantity::Metric(overshoot),
         per_op_title: "run time",
@@ -136,6 +155,7 @@ fn start_holder(
                 &spec.count_url,
                 &spec.count_key,
                 &spec.id,
+                &spec.job_ms.to_string(),
             ]);
         }
     }
@@ -155,6 +175,11 @@ pub fn run(imp: Impl, p: &FaultParams) -> Result<Outcome, String> {
         return Err("the skew fault needs libfaketime (apt-get install faketime)".to_owned());
     }
     let mut server = RedisServer::start();
+    // Each process's way to the server, for the black hole.
+    let proxied = match p.fault {
+        Fault::BlackHole => Some(ProxyRuntime::start(server.port(), PROCESSES)?),
+        _ => None,
+    };
     // A fresh server grants nothing for one TTL (cenote cannot tell it
     // from a restart): both start after it.
     std::thread::sleep(Duration::from_millis(LEASE_MS + 100));
@@ -170,12 +195,23 @@ pub fn run(imp: Impl, p: &FaultParams) -> Result<Outcome, String> {
     let mut holders = Vec::new();
     let skews: [Option<&str>; PROCESSES] = [Some("+5s"), Some("-5s"), None, None];
     for (i, skew) in skews.into_iter().enumerate() {
+        let url = match &proxied {
+            Some(p) => p.url(i),
+            None => server.url(),
+        };
         let spec = HolderSpec {
-            url: server.url(),
+            url,
             count_url: p.url.clone(),
             count_key: count_key.clone(),
             id: format!("h{i}"),
             name: name.clone(),
+            // A black-holed holder's job outlives its lease: only
+            // learning of the loss stops it in time.
+            job_ms: if p.fault == Fault::BlackHole {
+                2 * LEASE_MS
+            } else {
+                0
+            },
         };
         let skew = if p.fault == Fault::Skew { skew } else { None };
         holders.push(start_holder(imp, &spec, skew, node.as_deref())?);
@@ -184,27 +220,27 @@ pub fn run(imp: Impl, p: &FaultParams) -> Result<Outcome, String> {
     let fault_at = Duration::from_millis(RUN_MS / 3);
     let mut faulted: Option<Instant> = None;
     let mut dead: Option<String> = None;
+    // The black-holed process: it counts toward an overshoot, not toward
+    // the recovery.
+    let mut cut: Option<String> = None;
     let (mut most, mut over, mut recovered) = (0i64, Duration::ZERO, None::<Duration>);
     let tick = Duration::from_millis(2);
     while t0.elapsed() < Duration::from_millis(RUN_MS) {
         if faulted.is_none() && t0.elapsed() >= fault_at && p.fault != Fault::Skew {
             match p.fault {
-                Fault::Sigkill => {
+                Fault::Sigkill | Fault::BlackHole => {
                     // A process that holds a permit now.
-                    let counts: Vec<(String, i64)> = redis::cmd("HGETALL")
-                        .arg(&count_key)
-                        .query(&mut counter)
-                        .map_err(|e| e.to_string())?;
-                    let Some(i) = counts
-                        .iter()
-                        .find(|(_, n)| *n > 0)
-                        .and_then(|(id, _)| id.trim_start_matches('h').parse::<usize>().ok())
-                    else {
+                    let Some(i) = holding(&mut counter, &count_key)? else {
                         std::thread::sleep(tick);
                         continue;
                     };
-                    let _ = holders[i].kill();
-                    dead = Some(format!("h{i}"));
+                    if let Some(p) = &proxied {
+                        p.proxies[i].set(Toxics::none().black_hole());
+                        cut = Some(format!("h{i}"));
+                    } else {
+                        let _ = holders[i].kill();
+                        dead = Some(format!("h{i}"));
+                    }
                 }
                 _ => {
                     let port = server.port();
@@ -227,8 +263,13 @@ pub fn run(imp: Impl, p: &FaultParams) -> Result<Outcome, String> {
         if live > CAP as i64 {
             over += tick;
         }
+        let others: i64 = counts
+            .iter()
+            .filter(|(id, _)| Some(id) != dead.as_ref() && Some(id) != cut.as_ref())
+            .map(|(_, n)| *n)
+            .sum();
         if let Some(at) = faulted {
-            if recovered.is_none() && live >= CAP as i64 && at.elapsed() > tick {
+            if recovered.is_none() && others >= CAP as i64 && at.elapsed() > tick {
                 recovered = Some(at.elapsed());
             }
         }
@@ -242,6 +283,7 @@ pub fn run(imp: Impl, p: &FaultParams) -> Result<Outcome, String> {
         .arg(&count_key)
         .query(&mut counter)
         .map_err(|e| e.to_string())?;
+    drop(proxied);
     drop(server);
     let mut out = Outcome::new(t0.elapsed(), None)
         .metric("overshoot", (most - CAP as i64).max(0) as f64)
@@ -252,6 +294,45 @@ pub fn run(imp: Impl, p: &FaultParams) -> Result<Outcome, String> {
         out = out.metric("recover_ms", recovered.unwrap_or(rest).as_millis() as f64);
     }
     Ok(out)
+}
+
+/// A holder process that holds a permit now.
+fn holding(counter: &mut redis::Connection, count_key: &str) -> Result<Option<usize>, String> {
+    let counts: Vec<(String, i64)> = redis::cmd("HGETALL")
+        .arg(count_key)
+        .query(counter)
+        .map_err(|e| e.to_string())?;
+    Ok(counts
+        .iter()
+        .find(|(_, n)| *n > 0)
+        .and_then(|(id, _)| id.trim_start_matches('h').parse().ok()))
+}
+
+/// Fault proxies in front of the private server, one per process, on a
+/// runtime of their own.
+struct ProxyRuntime {
+    proxies: Vec<Proxy>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl ProxyRuntime {
+    fn start(port: u16, n: usize) -> Result<ProxyRuntime, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let proxies = (0..n)
+            .map(|_| rt.block_on(Proxy::start(upstream)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("the fault proxy: {e}"))?;
+        Ok(ProxyRuntime { proxies, _rt: rt })
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("redis://{}", self.proxies[i].addr())
+    }
 }
 
 /// A cenote holder process (`cenote-bench __fleet-holder <spec>`).
@@ -309,7 +390,10 @@ async fn hold(
             cmd
         };
         let _: redis::RedisResult<i64> = count(1).query_async(&mut counter).await;
-        let job = Duration::from_millis(300 + (i * 137) % 600);
+        let job = match spec.job_ms {
+            0 => Duration::from_millis(300 + (i * 137) % 600),
+            ms => Duration::from_millis(ms),
+        };
         let _ = lease.run_until_lost(tokio::time::sleep(job)).await;
         let _: redis::RedisResult<i64> = count(-1).query_async(&mut counter).await;
         drop(lease);

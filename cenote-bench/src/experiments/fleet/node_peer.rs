@@ -45,12 +45,12 @@ async function task() {
 
 /// A holder for the fault table: `tasks` tasks acquire, count themselves
 /// in the hash `count_key` on the counting Redis (field `id`), work 300 to
-/// 900 ms or until redis-semaphore reports the lock lost (`onLockLost`),
-/// uncount and release, for `run_ms`.
+/// 900 ms (or `job_ms`, if not 0) or until redis-semaphore reports the lock
+/// lost (`onLockLost`), uncount and release, for `run_ms`.
 const HOLDER: &str = r#"
 const { Semaphore } = require('redis-semaphore');
 const Redis = require('ioredis');
-const [url, name, cap, tasks, leaseMs, runMs, countUrl, countKey, id] = process.argv.slice(2);
+const [url, name, cap, tasks, leaseMs, runMs, countUrl, countKey, id, jobMs] = process.argv.slice(2);
 const client = new Redis(url, { maxRetriesPerRequest: 1 });
 const counter = new Redis(countUrl);
 client.on('error', () => {});
@@ -69,7 +69,8 @@ async function task(seed) {
     });
     try { await s.acquire(); } catch (e) { await sleep(20); continue; }
     await counter.hincrby(countKey, id, 1);
-    await Promise.race([sleep(300 + (i * 137) % 600), lostP]);
+    const job = Number(jobMs) > 0 ? Number(jobMs) : 300 + (i * 137) % 600;
+    await Promise.race([sleep(job), lostP]);
     await counter.hincrby(countKey, id, -1);
     try { await s.release(); } catch (e) {}
   }
