@@ -29,7 +29,9 @@ use redis::Script;
 const PRELUDE: &str = r#"
 local meta, holders, leases, queue, waiters, waiting =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
--- A number as an integer string (tostring would round 16 digits to 14).
+-- A number as an integer string (tostring would round 16 digits to 14:
+-- Redis's clock in µs needs it; counts, tokens and TTLs, below 10^14,
+-- are concatenated as they are).
 local function int(x)
   return string.format('%.0f', x)
 end
@@ -38,20 +40,29 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 -- `meta`'s fields, read once per script (one call); the counters (`used`,
--- `seq`, `token`) are changed here and written back once, by `flush`.
-local held, resume_at, stored_cap, seq, token = nil, nil, nil, nil, nil
+-- `seq`, `token`, `due`) are changed here and written back once, by
+-- `flush`. `due` is never after the soonest expiry in `holders` and
+-- `waiting` (0: unknown), so that a script looks for expired entries only
+-- once one may be due.
+local held, resume_at, stored_cap, seq, token, due = nil, nil, nil, nil, nil, nil
 local dirty = false
 local function load()
-  local m = redis.call('HMGET', meta, 'used', 'quarantine', 'cap', 'seq', 'token')
+  local m = redis.call('HMGET', meta, 'used', 'quarantine', 'cap', 'seq', 'token', 'due')
   held, resume_at = tonumber(m[1] or '0'), tonumber(m[2] or '0')
   stored_cap = m[3] and tonumber(m[3])
-  seq, token = tonumber(m[4] or '0'), tonumber(m[5] or '0')
+  seq, token, due = tonumber(m[4] or '0'), tonumber(m[5] or '0'), tonumber(m[6] or '0')
 end
 local function flush()
   if dirty then
-    redis.call('HSET', meta, 'used', int(held), 'seq', int(seq), 'token', int(token))
+    redis.call('HSET', meta, 'used', held, 'seq', seq, 'token', token, 'due', due)
     dirty = false
   end
+end
+-- Every new expiry written to `holders` or `waiting` goes through here
+-- (a renewal only moves one later, which keeps `due` a lower bound).
+local function expiring(exp)
+  if held == nil then load() end
+  if exp < due then due, dirty = exp, true end
 end
 local function used()
   if held == nil then load() end
@@ -120,19 +131,30 @@ local function drop_waiter(id)
   redis.call('HDEL', waiters, id)
   redis.call('ZREM', waiting, id)
 end
+-- No expiry in either set (2^52 µs: the year 2112).
+local NONE_DUE = 4503599627370496
 local function reclaim(now)
+  if held == nil then load() end
+  if due > now then return end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', holders, '-inf', now)) do
     drop_lease(id)
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', waiting, '-inf', now)) do
     drop_waiter(id)
   end
+  local soonest = NONE_DUE
+  for _, set in ipairs({holders, waiting}) do
+    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    if #first > 0 then soonest = math.min(soonest, tonumber(first[2])) end
+  end
+  due, dirty = soonest, true
 end
 local function grant(id, n, ttl, process, now)
   local t = next_token()
   local exp = now + ttl
   redis.call('ZADD', holders, exp, id)
-  redis.call('HSET', leases, id, int(n) .. ':' .. process .. ':' .. int(t))
+  expiring(exp)
+  redis.call('HSET', leases, id, n .. ':' .. process .. ':' .. t)
   add_used(n)
   return t, exp
 end
@@ -166,8 +188,12 @@ local function serve(cap, now, prefix, caller)
         table.insert(mine, exp)
       else
         local wake = prefix .. ':wake:' .. process
-        redis.call('RPUSH', wake, id .. '|' .. int(t) .. '|' .. int(exp))
-        redis.call('PEXPIRE', wake, math.floor(ttl / 1000) + 1000)
+        -- A list its process stopped reading goes with its first grant's
+        -- lease (a live process empties it with each read).
+        local pushed = redis.call('RPUSH', wake, id .. '|' .. t .. '|' .. int(exp))
+        if pushed == 1 then
+          redis.call('PEXPIRE', wake, math.floor(ttl / 1000) + 1000)
+        end
       end
     end
   end
@@ -259,8 +285,9 @@ local function acquire(id, n, try, first)
     end
     if try then return 2, 0, 0 end
     redis.call('ZADD', queue, next_seq(), id)
-    redis.call('HSET', waiters, id, int(n) .. ':' .. int(ttl) .. ':' .. process)
+    redis.call('HSET', waiters, id, n .. ':' .. ttl .. ':' .. process)
     redis.call('ZADD', waiting, now + ttl, id)
+    expiring(now + ttl)
     rank = waiting_ahead
   end
   -- Only the first two watch the soonest expiry (see acquire.rs).
@@ -343,6 +370,7 @@ for i = 1, nl do
     table.insert(out, -1)
   elseif used() + n <= cap then
     redis.call('ZADD', holders, now + ttl, id)
+    expiring(now + ttl)
     redis.call('HSET', leases, id, int(n) .. ':' .. process .. ':0')
     add_used(n)
     table.insert(out, now + ttl)
