@@ -190,3 +190,83 @@ async fn bad_settings_are_refused() {
     assert!(matches!(share.try_acquire(), Err(Error::Busy)));
     cleanup(&url, &n).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_dropped_while_their_block_is_asked_for_leave_nothing_behind() {
+    let Some(url) = url() else { return };
+    let n = name("sharedrop");
+    cleanup(&url, &n).await;
+    let sem = build(&url, &n, 4, Duration::from_secs(5)).await;
+    let share = sem.local_share(4, Duration::from_millis(200)).unwrap();
+    // Each caller queues locally (the first asks the fleet for a block)
+    // and is dropped at once, before any block can come back from Redis.
+    for _ in 0..8 {
+        tokio::select! {
+            biased;
+            p = share.acquire() => drop(p),
+            () = std::future::ready(()) => {}
+        }
+    }
+    assert_eq!(share.in_use(), 0);
+    // The block asked for comes anyway, serves the next caller, and goes
+    // back once idle.
+    let p = share.acquire().await.unwrap();
+    assert!(p.is_valid());
+    drop(p);
+    assert_eq!(share.in_use(), 0);
+    eventually!("the idle block given back", share.held() == 0);
+    eventually!("nothing held in Redis", used(&url, &n).await == 0);
+    // A share dropped with a block gives it back.
+    let p = share.acquire().await.unwrap();
+    drop(p);
+    assert!(share.held() > 0);
+    drop(share);
+    eventually!(
+        "a dropped share's block given back",
+        used(&url, &n).await == 0
+    );
+    cleanup(&url, &n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_holder_that_panics_returns_its_permit() {
+    let Some(url) = url() else { return };
+    let n = name("sharepanic");
+    cleanup(&url, &n).await;
+    let sem = build(&url, &n, 2, Duration::from_secs(5)).await;
+    let share = sem.local_share(2, Duration::from_millis(200)).unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let (share, done) = (share.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            for r in 0..20u64 {
+                let _permit = share.acquire().await.unwrap();
+                if (t * 20 + r) % 17 == 3 {
+                    panic!("a local holder's panic");
+                }
+                tokio::task::yield_now().await;
+                done.fetch_add(1, SeqCst);
+            }
+        }));
+    }
+    let mut panicked = 0;
+    for t in tasks {
+        if t.await.is_err_and(|e| e.is_panic()) {
+            panicked += 1;
+        }
+    }
+    assert!(panicked > 0, "no holder panicked");
+    // The others went on, and no permit went with a panic.
+    assert!(done.load(SeqCst) > 0);
+    assert_eq!(share.in_use(), 0);
+    let all = [
+        share.acquire().await.unwrap(),
+        share.acquire().await.unwrap(),
+    ];
+    assert!(share.held() <= 2);
+    drop(all);
+    eventually!("the idle blocks given back", share.held() == 0);
+    eventually!("nothing held in Redis", used(&url, &n).await == 0);
+    cleanup(&url, &n).await;
+}
