@@ -101,18 +101,23 @@ pub(crate) async fn submit(shared: &Arc<Shared>, call: Call) -> Result<Answer, E
         start
     };
     if start {
-        shared.rt.spawn(drain(shared.clone()));
+        // The guard is made here, not in the task: a runtime that has shut
+        // down drops the task unpolled, and the guard's drop still fails
+        // the waiting calls instead of leaving them waiting forever.
+        let guard = Stop {
+            shared: shared.clone(),
+            armed: true,
+        };
+        shared.rt.spawn(drain(guard));
     }
     rx.await.map_err(|_| Error::RuntimeGone)?
 }
 
-/// Sends batches until no call waits. Dropped midway (its runtime shut
-/// down), it fails the waiting calls and lets the next call start again.
-async fn drain(shared: Arc<Shared>) {
-    let mut guard = Stop {
-        shared: &shared,
-        armed: true,
-    };
+/// Sends batches until no call waits. Dropped midway or never run (its
+/// runtime shut down), it fails the waiting calls and lets the next call
+/// start again.
+async fn drain(mut guard: Stop) {
+    let shared = guard.shared.clone();
     loop {
         let calls = {
             let mut st = shared.batches.state.lock();
@@ -155,12 +160,13 @@ fn undo(shared: &Arc<Shared>, call: Call) {
     }
 }
 
-struct Stop<'a> {
-    shared: &'a Arc<Shared>,
+/// A draining task's place among the batches in flight.
+struct Stop {
+    shared: Arc<Shared>,
     armed: bool,
 }
 
-impl Drop for Stop<'_> {
+impl Drop for Stop {
     fn drop(&mut self) {
         if self.armed {
             let mut st = self.shared.batches.state.lock();

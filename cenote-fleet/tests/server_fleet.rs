@@ -449,3 +449,29 @@ fn the_blocking_acquire_works_from_a_plain_thread_and_refuses_a_current_thread_r
     assert!(matches!(r, Err(Error::InsideRuntime)));
     rt.block_on(cleanup(&url, &n));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_after_the_semaphores_runtime_shut_down_fail_and_never_hang() {
+    let Some(url) = url() else { return };
+    let n = name("rtgone");
+    cleanup(&url, &n).await;
+    // Built on a runtime of its own, which then shuts down.
+    let (u, nn) = (url.clone(), n.clone());
+    let sem = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let sem = rt.block_on(build(&u, &nn, 2, Duration::from_secs(5)));
+        drop(rt);
+        sem
+    })
+    .join()
+    .unwrap();
+    for _ in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(5), sem.acquire()).await;
+        assert!(
+            matches!(r, Ok(Err(Error::RuntimeGone))),
+            "{:?}",
+            r.map(|r| r.map(|l| l.token()))
+        );
+    }
+    cleanup(&url, &n).await;
+}
