@@ -149,9 +149,9 @@ local function reclaim(now)
   end
   due, dirty = soonest, true
 end
-local function grant(id, n, ttl, process, now)
+-- A lease of `n` permits until `exp`.
+local function grant(id, n, exp, process)
   local t = next_token()
-  local exp = now + ttl
   redis.call('ZADD', holders, exp, id)
   expiring(exp)
   redis.call('HSET', leases, id, n .. ':' .. process .. ':' .. t)
@@ -174,13 +174,17 @@ local function serve(cap, now, prefix, caller)
     if #head == 0 then return end
     local id = head[1]
     local rec = redis.call('HGET', waiters, id)
-    if not rec then
+    -- A queued waiter's process proved alive until its entry's expiry:
+    -- its lease lasts no longer (a dead process's waiter, granted, gives
+    -- the permit back when that process's leases end, not a TTL later).
+    local alive = tonumber(redis.call('ZSCORE', waiting, id) or '0')
+    if not rec or alive <= now then
       drop_waiter(id)
     else
       local n, ttl, process = string.match(rec, '^(%d+):(%d+):(.*)$')
       n, ttl = tonumber(n), tonumber(ttl)
       if cap - used() < n then return end
-      local t, exp = grant(id, n, ttl, process, now)
+      local t, exp = grant(id, n, math.min(now + ttl, alive), process)
       drop_waiter(id)
       if process == caller then
         table.insert(mine, tonumber(string.match(id, ':(%d+)$')))
@@ -280,7 +284,7 @@ local function acquire(id, n, try, first)
     if q and try then return 3, q, 0 end
     local waiting_ahead = redis.call('ZCARD', queue)
     if not q and cap - used() >= n and waiting_ahead == 0 then
-      local t, exp = grant(id, n, ttl, process, now)
+      local t, exp = grant(id, n, now + ttl, process)
       return 0, t, exp
     end
     if try then return 2, 0, 0 end

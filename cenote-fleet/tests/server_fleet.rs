@@ -423,6 +423,67 @@ async fn a_killed_holders_permit_goes_to_the_next_waiter_within_the_ttl() {
     cleanup(&url, &n).await;
 }
 
+/// Child mode of the next test: holds one permit of 2 and queues for
+/// another.
+#[test]
+fn child_holder_and_waiter() {
+    let Ok(spec) = std::env::var("CENOTE_FLEET_CHILD2") else {
+        return;
+    };
+    let (url, n) = spec.split_once('|').unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let sem = build(url, n, 2, Duration::from_secs(1)).await;
+        let _lease = sem.acquire().await.unwrap();
+        let waiting = sem.clone();
+        let _waiting = tokio::spawn(async move { waiting.acquire().await });
+        std::future::pending::<()>().await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_processs_queued_waiter_holds_no_permit_past_its_leases() {
+    let Some(url) = url() else { return };
+    let n = name("sigkillq");
+    cleanup(&url, &n).await;
+    let ttl = Duration::from_secs(1);
+    let sem = build(&url, &n, 2, ttl).await;
+    let mine = sem.acquire().await.unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_holder_and_waiter", "--test-threads=1"])
+        .env("CENOTE_FLEET_CHILD2", format!("{url}|{n}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually!("the child holds and waits", queued(&url, &n).await == 1);
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let sem = sem.clone();
+            tokio::spawn(async move { sem.acquire().await })
+        })
+        .collect();
+    eventually!("queued behind it", queued(&url, &n).await == 3);
+    child.kill().unwrap();
+    let killed = Instant::now();
+    child.wait().unwrap();
+    // The permit given back later goes to the dead process's waiter,
+    // first in line: both permits are then the dead process's, and both
+    // come back when its leases would have ended.
+    tokio::time::sleep(ttl / 2).await;
+    drop(mine);
+    let mut leases = Vec::new();
+    for w in waiters {
+        leases.push(w.await.unwrap().unwrap());
+    }
+    let woken = killed.elapsed();
+    assert!(
+        woken <= ttl + Duration::from_millis(100),
+        "both served after {woken:?}"
+    );
+    drop(leases);
+    cleanup(&url, &n).await;
+}
+
 #[test]
 fn the_blocking_acquire_works_from_a_plain_thread_and_refuses_a_current_thread_runtime() {
     let Some(url) = url() else { return };
