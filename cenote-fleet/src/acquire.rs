@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::batch::Ask;
 use crate::error::Error;
 use crate::lease::Lease;
 use crate::shared::{Acquired, Grant, Shared, Waiting};
@@ -93,10 +94,15 @@ pub(crate) async fn acquire(shared: &Arc<Shared>, n: u64, try_only: bool) -> Res
     }
     let since = Instant::now();
     let queued = Queued::new(shared);
-    let mut first = true;
+    let mut ask = Ask {
+        id: queued.id.clone(),
+        n,
+        try_only,
+        first: true,
+    };
     loop {
-        let asked = shared.acquire(&queued.id, n, try_only, first).await?;
-        first = false;
+        let asked = shared.acquire(&ask).await?;
+        ask.first = false;
         let nap = match asked {
             Acquired::Granted(g) => return Ok(queued.settle(Some(g), n, since).expect("granted")),
             Acquired::Busy => {

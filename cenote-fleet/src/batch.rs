@@ -30,20 +30,22 @@ const MAX_BATCH: usize = 256;
 /// the wire or being read (DESIGN.md, "Batches", has the measurement).
 const IN_FLIGHT: usize = 3;
 
+/// An acquire: waiter `id` asks for `n` permits.
+#[derive(Clone)]
+pub(crate) struct Ask {
+    pub(crate) id: String,
+    pub(crate) n: u64,
+    /// `try_acquire`: a grant at once or nothing.
+    pub(crate) try_only: bool,
+    /// The waiter's first call (it can be neither queued nor granted yet,
+    /// which the script then need not look up).
+    pub(crate) first: bool,
+}
+
 /// One call.
 pub(crate) enum Call {
-    /// `first`: the waiter's first call (it can be neither queued nor
-    /// granted yet, which the script then need not look up).
-    Acquire {
-        id: String,
-        n: u64,
-        try_only: bool,
-        first: bool,
-    },
-    Release {
-        id: String,
-        n: u64,
-    },
+    Acquire(Ask),
+    Release { id: String, n: u64 },
     Cancel(String),
 }
 
@@ -51,18 +53,13 @@ impl Call {
     /// The call as the script's three arguments: kind, id, permits.
     fn args(&self) -> (&'static str, &str, u64) {
         match self {
-            Call::Acquire {
-                id,
-                n,
-                try_only,
-                first,
-            } => {
-                let kind = match (try_only, first) {
+            Call::Acquire(a) => {
+                let kind = match (a.try_only, a.first) {
                     (true, _) => "T",
                     (false, true) => "W",
                     (false, false) => "w",
                 };
-                (kind, id, *n)
+                (kind, &a.id, a.n)
             }
             Call::Release { id, n } => ("R", id, *n),
             Call::Cancel(id) => ("C", id, 0),
@@ -152,10 +149,10 @@ async fn drain(mut guard: Stop) {
 /// cancel sent now, after it, gives back the grant or the queue place it
 /// may have made.
 fn undo(shared: &Arc<Shared>, call: Call) {
-    if let Call::Acquire { id, .. } = call {
+    if let Call::Acquire(a) = call {
         let s = shared.clone();
         shared.background.spawn(&shared.rt, async move {
-            let _ = s.cancel(&id).await;
+            let _ = s.cancel(&a.id).await;
         });
     }
 }

@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use crate::background::Background;
-use crate::batch::{self, Batches, Call};
+use crate::batch::{self, Ask, Batches, Call};
 use crate::clock::RedisClock;
 use crate::error::Error;
 use crate::lease::LeaseState;
@@ -215,24 +215,18 @@ impl Shared {
     /// found gone is made again, quarantined for one TTL (see `DESIGN.md`,
     /// "A lost record"): a waiter queues, to be served when it ends; a
     /// `try_only` caller is told.
-    pub(crate) async fn acquire(
-        self: &Arc<Self>,
-        id: &str,
-        n: u64,
-        try_only: bool,
-        first: bool,
-    ) -> Result<Acquired, Error> {
-        match self.acquire_once(id, n, try_only, first).await? {
+    pub(crate) async fn acquire(self: &Arc<Self>, ask: &Ask) -> Result<Acquired, Error> {
+        match self.acquire_once(ask).await? {
             Acquired::NoRecord => {
                 self.metrics.quarantines.increment(1);
                 self.losses.detected.fetch_add(1, Relaxed);
                 trace::state_lost(&self.name, "the whole record");
                 let left = self.init(self.ttl).await?;
-                if try_only {
+                if ask.try_only {
                     return Err(self.quarantined(left));
                 }
                 // Queued, to be served when the quarantine ends.
-                match self.acquire_once(id, n, try_only, first).await? {
+                match self.acquire_once(ask).await? {
                     Acquired::NoRecord => Err(self.quarantined(left)),
                     a => Ok(a),
                 }
@@ -248,20 +242,8 @@ impl Shared {
         }
     }
 
-    async fn acquire_once(
-        self: &Arc<Self>,
-        id: &str,
-        n: u64,
-        try_only: bool,
-        first: bool,
-    ) -> Result<Acquired, Error> {
-        let call = Call::Acquire {
-            id: id.to_owned(),
-            n,
-            try_only,
-            first,
-        };
-        let [code, a, b] = batch::submit(self, call).await?;
+    async fn acquire_once(self: &Arc<Self>, ask: &Ask) -> Result<Acquired, Error> {
+        let [code, a, b] = batch::submit(self, Call::Acquire(ask.clone())).await?;
         match code {
             0 => Ok(Acquired::Granted(self.seen(Grant {
                 token: a as u64,

@@ -373,21 +373,39 @@ async fn a_black_holed_holder_stops_its_work_before_anyone_else_is_granted() {
     cleanup(&url, &n).await;
 }
 
-/// The child mode: holds one permit of the semaphore named in
-/// `CENOTE_FLEET_CHILD` until killed.
+/// The child mode: `CENOTE_FLEET_CHILD` is `url|name|cap|queue`; holds
+/// one permit of that semaphore until killed, and with `queue` 1 also
+/// queues for another.
 #[test]
 fn child_holder() {
     let Ok(spec) = std::env::var("CENOTE_FLEET_CHILD") else {
         return;
     };
-    let (url, n) = spec.split_once('|').unwrap();
+    let [url, n, cap, queue] = spec.split('|').collect::<Vec<_>>()[..] else {
+        panic!("bad child spec {spec:?}");
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let sem = build(url, n, 1, Duration::from_secs(1)).await;
+        let sem = build(url, n, cap.parse().unwrap(), Duration::from_secs(1)).await;
         let _lease = sem.acquire().await.unwrap();
-        println!("holding");
+        let waiting = sem.clone();
+        let _waiting = (queue == "1").then(|| tokio::spawn(async move { waiting.acquire().await }));
         std::future::pending::<()>().await;
     });
+}
+
+/// A child process holding one permit of `name` (cap `cap`), and queued
+/// for another if `queue`.
+fn spawn_child(url: &str, name: &str, cap: u64, queue: bool) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_holder", "--test-threads=1"])
+        .env(
+            "CENOTE_FLEET_CHILD",
+            format!("{url}|{name}|{cap}|{}", u8::from(queue)),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,12 +414,7 @@ async fn a_killed_holders_permit_goes_to_the_next_waiter_within_the_ttl() {
     let n = name("sigkill");
     cleanup(&url, &n).await;
     let ttl = Duration::from_secs(1);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_holder", "--nocapture", "--test-threads=1"])
-        .env("CENOTE_FLEET_CHILD", format!("{url}|{n}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child(&url, &n, 1, false);
     eventually!("the child holds", used(&url, &n).await == 1);
     let sem = build(&url, &n, 1, ttl).await;
     let waiter = tokio::spawn({
@@ -423,24 +436,6 @@ async fn a_killed_holders_permit_goes_to_the_next_waiter_within_the_ttl() {
     cleanup(&url, &n).await;
 }
 
-/// Child mode of the next test: holds one permit of 2 and queues for
-/// another.
-#[test]
-fn child_holder_and_waiter() {
-    let Ok(spec) = std::env::var("CENOTE_FLEET_CHILD2") else {
-        return;
-    };
-    let (url, n) = spec.split_once('|').unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let sem = build(url, n, 2, Duration::from_secs(1)).await;
-        let _lease = sem.acquire().await.unwrap();
-        let waiting = sem.clone();
-        let _waiting = tokio::spawn(async move { waiting.acquire().await });
-        std::future::pending::<()>().await;
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_processs_queued_waiter_holds_no_permit_past_its_leases() {
     let Some(url) = url() else { return };
@@ -449,12 +444,7 @@ async fn a_killed_processs_queued_waiter_holds_no_permit_past_its_leases() {
     let ttl = Duration::from_secs(1);
     let sem = build(&url, &n, 2, ttl).await;
     let mine = sem.acquire().await.unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_holder_and_waiter", "--test-threads=1"])
-        .env("CENOTE_FLEET_CHILD2", format!("{url}|{n}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child(&url, &n, 2, true);
     eventually!("the child holds and waits", queued(&url, &n).await == 1);
     let waiters: Vec<_> = (0..2)
         .map(|_| {
