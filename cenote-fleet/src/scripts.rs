@@ -246,8 +246,9 @@ local now = now_us()
 return {'OK', cap, quarantined(now) or 0, now}
 "#;
 
-/// A batch of one process's calls, run in order: acquire (`W`: wait, `T`:
-/// try), release (`R`) and cancel (`C`). ARGV: cap, prefix, ttl (µs),
+/// A batch of one process's calls, run in order: acquire (`W`: wait, first
+/// call; `w`: wait, called again; `T`: try), release (`R`) and cancel
+/// (`C`). ARGV: cap, prefix, ttl (µs),
 /// process, then per call: kind, id, permits. Reply: `{now}`, then three
 /// numbers per call, then `seq, token, expiry` per grant made to a waiter
 /// of this process (pushed to no list).
