@@ -46,7 +46,14 @@ fn no_get_fails_when_the_server_closes_idle_connections_as_they_are_reused() {
             .unwrap();
         let url = server.url("/");
         let total = gets();
-        let tasks = 250u64;
+        // Rounds every 20 ms, each task's GET up to 6 ms after the round's
+        // tick: a connection's next use comes about 14 to 26 ms after its
+        // last response, on both sides of the server's 20 ms, and the
+        // connections sit idle between rounds however fast the machine
+        // serves one (80 GETs). Free-running tasks keep a slow machine's
+        // connections busy, and none ever idles long enough to race.
+        let tasks = 80u64;
+        let t0 = tokio::time::Instant::now();
         // Whole rounds per task: the count of GETs is exact.
         let total = total / tasks * tasks;
         let failed = Arc::new(AtomicU64::new(0));
@@ -55,7 +62,13 @@ fn no_get_fails_when_the_server_closes_idle_connections_as_they_are_reused() {
                 let (client, url, failed) = (client.clone(), url.clone(), failed.clone());
                 tokio::spawn(async move {
                     let mut seed = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                    for _ in 0..total / tasks {
+                    for round in 0..total / tasks {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        let tick = Duration::from_millis(20) * round as u32;
+                        let jitter = Duration::from_micros(seed % 6_000);
+                        tokio::time::sleep_until(t0 + tick + jitter).await;
                         match client.get(&url).await {
                             Ok(r) => {
                                 r.into_body().bytes().await.unwrap();
@@ -65,13 +78,6 @@ fn no_get_fails_when_the_server_closes_idle_connections_as_they_are_reused() {
                                 failed.fetch_add(1, Relaxed);
                             }
                         }
-                        // Pauses of 17 to 23 ms: reuse lands on both sides of
-                        // the server's 20 ms.
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        let pause = 17_000 + seed % 6_000;
-                        tokio::time::sleep(Duration::from_micros(pause)).await;
                     }
                 })
             })
